@@ -1,0 +1,53 @@
+# The project's commands. `make demo` and `make test` work on a fresh Debian/Ubuntu machine
+# with Python 3.11+; they install what they need, system packages included.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+# Stage commands say `python`; this makes it the project's virtual environment.
+RUN := PATH="$(BIN):$$PATH"
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PORT ?= 8000
+
+.PHONY: help install system-deps demo test lint serve bench clean
+
+help:
+	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model"
+	@echo "make test    - install everything the tests need and run the whole suite"
+	@echo "make serve   - serve build/candidate on http://127.0.0.1:$(PORT)"
+	@echo "make bench   - the side-by-side benchmark under a 512 MB cgroup"
+
+# System packages: git-lfs for promotion, python3-venv where Debian split it off.
+system-deps:
+	@missing=""; \
+	command -v git-lfs >/dev/null 2>&1 || missing="$$missing git-lfs"; \
+	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		$(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+
+$(STAMP): pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[service,pipeline,test]'
+	touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(RUN) dvc repro
+	$(RUN) python -m pipeline.summary
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install system-deps lint
+	$(RUN) python -m pytest
+
+serve: install
+	$(RUN) MODEL_DIR=build/candidate gunicorn service.app:app --bind 127.0.0.1:$(PORT) --workers 1 --threads 2 --worker-class gthread
+
+clean:
+	rm -rf build/.candidate.partial .pytest_cache .ruff_cache

@@ -1,0 +1,31 @@
+"""Verdicts as data: each measure with its value, threshold and outcome, written atomically."""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def measure(value: float, threshold: float, passed: bool, rule: str) -> dict[str, Any]:
+    """One judged figure; `rule` says how value and threshold compare (e.g. "<=")."""
+    return {"value": value, "threshold": threshold, "rule": rule, "passed": bool(passed)}
+
+
+def at_most(value: float, threshold: float) -> dict[str, Any]:
+    return measure(value, threshold, value <= threshold, "<=")
+
+
+def at_least(value: float, threshold: float) -> dict[str, Any]:
+    return measure(value, threshold, value >= threshold, ">=")
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and rename, so no reader sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))

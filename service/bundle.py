@@ -1,0 +1,79 @@
+"""A release bundle on disk: `model.tflite` plus the `manifest.json` that describes it."""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+MODEL_NAME = "model.tflite"
+MANIFEST_SCHEMA = 1
+LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
+
+
+class BundleError(Exception):
+    """The bundle cannot be served; the message says what is wrong and how to fix it."""
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks so a large model never sits in memory twice."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_lfs_pointer(path: Path) -> bool:
+    """True when the file is a Git LFS pointer (the object itself was never fetched)."""
+    with open(path, "rb") as file:
+        return file.read(len(LFS_POINTER_PREFIX)) == LFS_POINTER_PREFIX
+
+
+def read_manifest(model_dir: Path) -> dict[str, Any]:
+    """The bundle's manifest, checked for the fields the predictor relies on."""
+    manifest_path = Path(model_dir) / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise BundleError(
+            f"{manifest_path} is missing; point MODEL_DIR at a bundle written by the convert "
+            "stage or by promotion (model.tflite + manifest.json)"
+        )
+    if is_lfs_pointer(manifest_path):
+        raise BundleError(
+            f"{manifest_path.name} is a Git LFS pointer; the LFS object was not fetched at build "
+            "time (run `git lfs pull` in the build)"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"{manifest_path} is not valid JSON ({error}); rebuild the bundle") from None
+    missing = [
+        key
+        for key in ("schema", "model_file", "sha256", "input", "labels", "preprocessing")
+        if key not in manifest
+    ]
+    if missing:
+        raise BundleError(f"{manifest_path} lacks {', '.join(missing)}; rebuild the bundle")
+    if manifest["schema"] != MANIFEST_SCHEMA:
+        raise BundleError(
+            f"{manifest_path} has schema {manifest['schema']}, this service reads schema "
+            f"{MANIFEST_SCHEMA}; rebuild the bundle with this version of the pipeline"
+        )
+    return manifest
+
+
+def check_model_file(model_path: Path, expected_sha256: str) -> None:
+    """Refuse a model that is absent, an LFS pointer, or not the file the manifest names."""
+    if not model_path.is_file():
+        raise BundleError(f"{model_path.name} is missing from {model_path.parent}")
+    if is_lfs_pointer(model_path):
+        raise BundleError(
+            f"{model_path.name} is a Git LFS pointer; the LFS object was not fetched at build "
+            "time (run `git lfs pull` in the build command)"
+        )
+    actual_sha256 = sha256_of(model_path)
+    if actual_sha256 != expected_sha256:
+        raise BundleError(
+            f"{model_path.name} has sha256 {actual_sha256} but the manifest names "
+            f"{expected_sha256}; the bundle is corrupt or mixed, promote it again"
+        )

@@ -1,0 +1,166 @@
+"""Predict with a release bundle on the lite runtime, exactly as the service does.
+
+The parity stage imports this same code, so what parity judges is what users are served.
+"""
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.bundle import BundleError, check_model_file, read_manifest
+from service.runtime import LiteRuntime, select_runtime
+
+
+class InputError(ValueError):
+    """A client's input does not fit the model's contract; the message says what is expected."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What one sample looks like and what the model answers."""
+
+    timesteps: int
+    features: int
+    labels: tuple[str, ...]
+
+    @property
+    def sample_shape(self) -> tuple[int, int]:
+        return (self.timesteps, self.features)
+
+    def describe(self) -> str:
+        return (
+            f"one sequence of shape [{self.timesteps}, {self.features}] or a batch of shape "
+            f"[n, {self.timesteps}, {self.features}] of finite numbers"
+        )
+
+
+def _affine_from_manifest(preprocessing: dict[str, Any], contract: Contract):
+    """(scale, offset) as float32 arrays that broadcast over (n, timesteps, features), or None."""
+    kind = preprocessing.get("kind")
+    if kind == "identity":
+        return None
+    if kind != "affine":
+        raise BundleError(f"manifest preprocessing kind {kind!r} is unknown; rebuild the bundle")
+    scale = np.asarray(preprocessing["scale"], dtype=np.float32)
+    offset = np.asarray(preprocessing["offset"], dtype=np.float32)
+    allowed = ((contract.features,), contract.sample_shape)
+    if scale.shape not in allowed or offset.shape != scale.shape:
+        raise BundleError(
+            f"manifest preprocessing has shape {scale.shape}/{offset.shape}, expected one of "
+            f"{allowed}; rebuild the bundle"
+        )
+    return scale, offset
+
+
+class Predictor:
+    """A loaded bundle: validates raw samples, normalises them and runs the interpreter."""
+
+    def __init__(
+        self, model_dir: Path, num_threads: int = 1, runtime: LiteRuntime | None = None
+    ) -> None:
+        model_dir = Path(model_dir)
+        self.manifest = read_manifest(model_dir)
+        self.model_path = model_dir / self.manifest["model_file"]
+        check_model_file(self.model_path, self.manifest["sha256"])
+        self.sha256: str = self.manifest["sha256"]
+        shape = self.manifest["input"]["shape"]
+        self.contract = Contract(int(shape[0]), int(shape[1]), tuple(self.manifest["labels"]))
+        self._affine = _affine_from_manifest(self.manifest["preprocessing"], self.contract)
+        self.runtime = runtime or select_runtime()
+        try:
+            self._interpreter = self.runtime.interpreter_class(
+                model_path=str(self.model_path), num_threads=num_threads
+            )
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            raise BundleError(
+                f"{self.model_path.name} cannot be loaded by {self.runtime.name} "
+                f"{self.runtime.version}: {error}"
+            ) from None
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        expected_input = (1, self.contract.timesteps, self.contract.features)
+        if tuple(self._input["shape"]) != expected_input:
+            raise BundleError(
+                f"{self.model_path.name} takes input {tuple(self._input['shape'])} but the "
+                f"manifest promises {expected_input}; rebuild the bundle"
+            )
+        if int(self._output["shape"][-1]) != len(self.contract.labels):
+            raise BundleError(
+                f"{self.model_path.name} has {int(self._output['shape'][-1])} outputs but the "
+                f"manifest lists {len(self.contract.labels)} labels; rebuild the bundle"
+            )
+        # The interpreter is not thread-safe: set_tensor/invoke/get_tensor run under this lock.
+        self._lock = threading.Lock()
+
+    def as_batch(self, values: Any) -> np.ndarray:
+        """Raw client values as a float32 batch (n, timesteps, features), or InputError."""
+        try:
+            batch = np.asarray(values, dtype=np.float32)
+        except (ValueError, TypeError):
+            raise InputError(
+                f"input must be numbers only, in {self.contract.describe()}"
+            ) from None
+        if batch.shape == self.contract.sample_shape:
+            batch = batch[np.newaxis]
+        if batch.ndim != 3 or batch.shape[1:] != self.contract.sample_shape or batch.shape[0] == 0:
+            raise InputError(f"input has shape {list(batch.shape)}; expected {self.contract.describe()}")
+        if not np.isfinite(batch).all():
+            raise InputError(f"input holds NaN or infinity; expected {self.contract.describe()}")
+        return batch
+
+    def normalise(self, batch: np.ndarray) -> np.ndarray:
+        """Apply the manifest's preprocessing (the user's scaler, as numbers)."""
+        if self._affine is None:
+            return batch
+        scale, offset = self._affine
+        return batch * scale + offset
+
+    def predict_proba(self, values: Any) -> np.ndarray:
+        """Class probabilities, shape (n, classes), for raw (un-normalised) samples."""
+        batch = self.normalise(self.as_batch(values))
+        probabilities = np.empty((batch.shape[0], len(self.contract.labels)), dtype=np.float32)
+        with self._lock:
+            for row, sample in enumerate(batch):
+                self._interpreter.set_tensor(self._input["index"], self._quantize(sample[None]))
+                self._interpreter.invoke()
+                probabilities[row] = self._dequantize(
+                    self._interpreter.get_tensor(self._output["index"])
+                )[0]
+        return probabilities
+
+    def predict(self, values: Any, top_k: int = 1) -> list[dict[str, Any]]:
+        """For each sample: its label, that label's probability and the top-k labels."""
+        probabilities = self.predict_proba(values)
+        top_k = max(1, min(top_k, len(self.contract.labels)))
+        answers = []
+        for row in probabilities:
+            ranked = np.argsort(-row, kind="stable")[:top_k]
+            answers.append(
+                {
+                    "label": self.contract.labels[ranked[0]],
+                    "probability": float(row[ranked[0]]),
+                    "top_k": [
+                        {"label": self.contract.labels[i], "probability": float(row[i])}
+                        for i in ranked
+                    ],
+                }
+            )
+        return answers
+
+    def _quantize(self, sample: np.ndarray) -> np.ndarray:
+        dtype = self._input["dtype"]
+        if dtype == np.float32:
+            return sample
+        scale, zero_point = self._input["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(sample / scale + zero_point), info.min, info.max).astype(dtype)
+
+    def _dequantize(self, output: np.ndarray) -> np.ndarray:
+        if output.dtype == np.float32:
+            return output
+        scale, zero_point = self._output["quantization"]
+        return (output.astype(np.float32) - zero_point) * scale
