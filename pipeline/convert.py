@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.convert_worker import ERROR_PREFIX
 from pipeline.model_inputs import InputPaths
 from pipeline.params import load_params
-from pipeline.paths import BUILD_DIR, CANDIDATE_DIR, CONVERT_REPORT_PATH, REPO_ROOT
+from pipeline.paths import REPO_ROOT, Workspace
 from pipeline.reports import read_json, write_json
 from service.bundle import MANIFEST_NAME, MANIFEST_SCHEMA, MODEL_NAME, BundleError, sha256_of
 from service.predictor import Predictor
@@ -109,14 +109,15 @@ def judge_builtin_ops(model_path: Path) -> list[str]:
     return ops
 
 
-def convert() -> None:
+def convert(workspace: Workspace) -> None:
     """Convert, check on the lite runtime, and publish build/candidate/ with its report."""
-    params = load_params()
+    params = load_params(workspace)
+    candidate_dir, report_path = workspace.candidate_dir, workspace.report_path("convert")
     settings = params["convert"]
     quantization = str(settings["quantization"])
     report: dict[str, Any] = {"quantization": quantization, "passed": False}
-    shutil.rmtree(CANDIDATE_DIR, ignore_errors=True)
-    partial_dir = BUILD_DIR / ".candidate.partial"
+    shutil.rmtree(candidate_dir, ignore_errors=True)
+    partial_dir = workspace.build_dir / ".candidate.partial"
     shutil.rmtree(partial_dir, ignore_errors=True)
     partial_dir.mkdir(parents=True)
     started = time.perf_counter()
@@ -125,8 +126,9 @@ def convert() -> None:
             raise ConversionFailed(
                 f"convert.quantization={quantization!r} is unknown; use one of {QUANTIZATIONS}"
             )
-        inputs = InputPaths.from_params(params["inputs"])
+        inputs = InputPaths.from_params(params["inputs"], workspace)
         job = {
+            "workspace": str(workspace.root),
             "inputs": params["inputs"],
             "quantization": quantization,
             "representative_samples": int(settings["representative_samples"]),
@@ -160,14 +162,14 @@ def convert() -> None:
             },
             tools=conversion["tools"],
         )
-        os.replace(partial_dir, CANDIDATE_DIR)
+        os.replace(partial_dir, candidate_dir)
     except (ConversionFailed, BundleError) as failure:
         report["reason"] = str(failure)
-        write_json(CONVERT_REPORT_PATH, report)
+        write_json(report_path, report)
         raise SystemExit(f"convert failed: {failure}") from None
     finally:
         shutil.rmtree(partial_dir, ignore_errors=True)
-    write_json(CONVERT_REPORT_PATH, report)
+    write_json(report_path, report)
     print(
         f"convert passed: {quantization}, {report['sizes_bytes']['tflite']} bytes, "
         f"ops {report['ops']}, sha256 {report['candidate_sha256'][:12]}"
@@ -175,4 +177,4 @@ def convert() -> None:
 
 
 if __name__ == "__main__":
-    convert()
+    convert(Workspace.from_env())

@@ -24,6 +24,7 @@ from pipeline.model_inputs import (
     load_labels,
     load_preprocessing,
 )
+from pipeline.paths import Workspace
 from pipeline.versions import tool_versions
 
 USER_ERROR = 2
@@ -50,7 +51,7 @@ def _configure(converter, quantization: str, representative: np.ndarray) -> None
 def convert_worker(job: dict[str, Any]) -> None:
     """Load the user's files, convert the model to TFLite and write the result to job['out_dir']."""
     started = time.perf_counter()
-    paths = InputPaths.from_params(job["inputs"])
+    paths = InputPaths.from_params(job["inputs"], Workspace(Path(job["workspace"])))
     model, shape = load_keras_model(paths.model, paths.allow_unsafe_deserialization)
     labels = load_labels(paths.label_encoder, shape)
     preprocessing = load_preprocessing(paths.normaliser, shape)

@@ -2,14 +2,14 @@
 product runs out of the box. It writes exactly what a user brings: `model.keras`, a joblib
 LabelEncoder and StandardScaler, and a held-out `.npz` of raw samples with string labels."""
 
-import json
 import time
 
 import joblib
 import numpy as np
 
 from pipeline.params import load_params
-from pipeline.paths import DEMO_DIR, REPORTS_DIR
+from pipeline.paths import Workspace
+from pipeline.reports import write_json
 
 # Ten sign-language words, as in the seed's classifier.
 DEMO_LABELS = (
@@ -55,9 +55,9 @@ def build_classifier(timesteps: int, features: int, class_count: int):
     )
 
 
-def demo_model() -> None:
+def demo_model(workspace: Workspace) -> None:
     """Train the demo classifier and write it with its encoder, normaliser and held-out set."""
-    params = load_params()
+    params = load_params(workspace)
     seed = params["shared"]["seed"]
     settings = params["demo_model"]
     timesteps, features = settings["timesteps"], settings["features"]
@@ -95,13 +95,13 @@ def demo_model() -> None:
     )
     training_seconds = time.perf_counter() - started
 
-    DEMO_DIR.mkdir(parents=True, exist_ok=True)
-    model.save(DEMO_DIR / "model.keras")
-    joblib.dump(encoder, DEMO_DIR / "label_encoder.joblib")
-    joblib.dump(normaliser, DEMO_DIR / "normaliser.joblib")
-    np.savez_compressed(DEMO_DIR / "heldout.npz", X=raw[heldout], y=string_labels[heldout])
+    demo_dir = workspace.demo_dir
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    model.save(demo_dir / "model.keras")
+    joblib.dump(encoder, demo_dir / "label_encoder.joblib")
+    joblib.dump(normaliser, demo_dir / "normaliser.joblib")
+    np.savez_compressed(demo_dir / "heldout.npz", X=raw[heldout], y=string_labels[heldout])
 
-    REPORTS_DIR.mkdir(parents=True, exist_ok=True)
     summary = {
         "parameters": int(model.count_params()),
         "train_samples": settings["train_samples"],
@@ -109,9 +109,9 @@ def demo_model() -> None:
         "final_train_accuracy": round(float(history.history["accuracy"][-1]), 4),
         "training_seconds": round(training_seconds, 2),
     }
-    (REPORTS_DIR / "demo_model.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(workspace.report_path("demo_model"), summary)
     print(f"demo model: {summary}")
 
 
 if __name__ == "__main__":
-    demo_model()
+    demo_model(Workspace.from_env())

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.paths import Workspace
 from service.bundle import is_lfs_pointer
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -159,7 +160,10 @@ def load_preprocessing(path: Path | None, shape: ModelShape) -> Preprocessing | 
         ) from None
     expected = probe * scale + offset
     tolerance = 1e-6 * (1.0 + np.abs(expected))
-    if transformed.shape != expected.shape or not (np.abs(transformed - expected) <= tolerance).all():
+    if (
+        transformed.shape != expected.shape
+        or not (np.abs(transformed - expected) <= tolerance).all()
+    ):
         raise InputFileError(
             f"normaliser {path} ({type(normaliser).__name__}) is not a per-feature affine "
             "transform, so it cannot be carried as numbers; use StandardScaler, MinMaxScaler, "
@@ -222,14 +226,12 @@ class InputPaths:
     allow_unsafe_deserialization: bool = False
 
     @classmethod
-    def from_params(cls, inputs: dict[str, Any]) -> "InputPaths":
-        from pipeline.paths import resolve
-
+    def from_params(cls, inputs: dict[str, Any], workspace: Workspace) -> "InputPaths":
         normaliser = inputs.get("normaliser")
         return cls(
-            model=resolve(inputs["model"]),
-            label_encoder=resolve(inputs["label_encoder"]),
-            normaliser=None if normaliser in (None, "", "none") else resolve(normaliser),
-            heldout=resolve(inputs["heldout"]),
+            model=workspace.resolve(inputs["model"]),
+            label_encoder=workspace.resolve(inputs["label_encoder"]),
+            normaliser=None if normaliser in (None, "", "none") else workspace.resolve(normaliser),
+            heldout=workspace.resolve(inputs["heldout"]),
             allow_unsafe_deserialization=bool(inputs.get("allow_unsafe_deserialization", False)),
         )

@@ -46,7 +46,9 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BundleError(f"{manifest_path} is not valid JSON ({error}); rebuild the bundle") from None
+        raise BundleError(
+            f"{manifest_path} is not valid JSON ({error}); rebuild the bundle"
+        ) from None
     missing = [
         key
         for key in ("schema", "model_file", "sha256", "input", "labels", "preprocessing")

@@ -101,13 +101,13 @@ class Predictor:
         try:
             batch = np.asarray(values, dtype=np.float32)
         except (ValueError, TypeError):
-            raise InputError(
-                f"input must be numbers only, in {self.contract.describe()}"
-            ) from None
+            raise InputError(f"input must be numbers only, in {self.contract.describe()}") from None
         if batch.shape == self.contract.sample_shape:
             batch = batch[np.newaxis]
         if batch.ndim != 3 or batch.shape[1:] != self.contract.sample_shape or batch.shape[0] == 0:
-            raise InputError(f"input has shape {list(batch.shape)}; expected {self.contract.describe()}")
+            raise InputError(
+                f"input has shape {list(batch.shape)}; expected {self.contract.describe()}"
+            )
         if not np.isfinite(batch).all():
             raise InputError(f"input holds NaN or infinity; expected {self.contract.describe()}")
         return batch

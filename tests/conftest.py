@@ -1,0 +1,55 @@
+"""Shared fixtures: a small demo workspace, built once per session by the real stages."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
+
+
+def run_stage(module: str, workspace: Workspace, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `python -m <module>` on a workspace, as `dvc repro` would."""
+    return subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=REPO_ROOT,
+        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
+        capture_output=True,
+        text=True,
+        check=check,
+    )
+
+
+def make_workspace(root: Path, **overrides: dict) -> Workspace:
+    """A folder laid out like the repository, with params.yaml from the repo plus overrides."""
+    root.mkdir(parents=True, exist_ok=True)
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    # Small and quick: the same shapes as the real demo, fewer samples and epochs.
+    params["demo_model"].update(train_samples=300, heldout_samples=60, epochs=3)
+    for section, values in overrides.items():
+        params.setdefault(section, {}).update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # The gate starts the service with render.yaml's own start command.
+    render_yaml = REPO_ROOT / "render.yaml"
+    if render_yaml.exists():
+        shutil.copy(render_yaml, root / "render.yaml")
+    return Workspace(root)
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory) -> Workspace:
+    """A workspace whose demo model was trained and converted (quantization none) for real."""
+    workspace = make_workspace(tmp_path_factory.mktemp("demo"))
+    run_stage("pipeline.demo_model", workspace)
+    run_stage("pipeline.convert", workspace)
+    return workspace
+
+
+@pytest.fixture(scope="session")
+def candidate_dir(demo_workspace) -> Path:
+    """The demo candidate bundle (model.tflite + manifest.json)."""
+    return demo_workspace.candidate_dir
