@@ -7,6 +7,7 @@ with USER_ERROR and print `convert-error: <reason>` as the last line on stderr.
 """
 
 import json
+import os
 import re
 import sys
 import tempfile
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# TensorFlow logs its start-up chatter at INFO; keep stage output to what matters.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipeline.model_inputs import (
     InputFileError,

@@ -2,10 +2,14 @@
 product runs out of the box. It writes exactly what a user brings: `model.keras`, a joblib
 LabelEncoder and StandardScaler, and a held-out `.npz` of raw samples with string labels."""
 
+import os
 import time
 
 import joblib
 import numpy as np
+
+# TensorFlow logs its start-up chatter at INFO; keep stage output to what matters.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipeline.params import load_params
 from pipeline.paths import Workspace
@@ -35,7 +39,7 @@ def synthetic_sequences(
         rows = class_ids == class_id
         columns = slice(class_id * block, (class_id + 1) * block)
         wave = np.sin(2 * np.pi * (class_id + 1) * time_axis)[:, None]
-        noise[rows, :, columns] += 1.5 * wave
+        noise[rows, :, columns] += 0.35 * wave
     return noise * feature_spread + feature_offset, class_ids
 
 
