@@ -39,7 +39,7 @@ def synthetic_sequences(
         rows = class_ids == class_id
         columns = slice(class_id * block, (class_id + 1) * block)
         wave = np.sin(2 * np.pi * (class_id + 1) * time_axis)[:, None]
-        noise[rows, :, columns] += 0.35 * wave
+        noise[rows, :, columns] += 0.8 * wave
     return noise * feature_spread + feature_offset, class_ids
 
 
