@@ -119,5 +119,6 @@ if __name__ == "__main__":
     try:
         convert_worker(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))
     except InputFileError as failure:
-        print(f"{ERROR_PREFIX}{failure}", file=sys.stderr)
+        # One line: the parent relays the last line of stderr as the stage's reason.
+        print(ERROR_PREFIX + " ".join(str(failure).split()), file=sys.stderr)
         sys.exit(USER_ERROR)

@@ -86,7 +86,13 @@ def load_keras_model(path: Path, allow_unsafe_deserialization: bool = False):
             f"model {path} is not a readable Keras model ({type(error).__name__}: "
             f"{str(error)[:200]}); re-save it with model.save('model.keras')"
         ) from None
-    input_shape, output_shape = tuple(model.input_shape), tuple(model.output_shape)
+    try:
+        input_shape, output_shape = tuple(model.input_shape), tuple(model.output_shape)
+    except (AttributeError, ValueError):
+        raise InputFileError(
+            f"model {path} has no defined input shape; build it with keras.Input(shape=...) "
+            "and save it again"
+        ) from None
     if len(input_shape) != 3 or None in input_shape[1:]:
         raise InputFileError(
             f"model {path} takes input {input_shape}; expected (batch, timesteps, features) "

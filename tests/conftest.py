@@ -53,3 +53,37 @@ def demo_workspace(tmp_path_factory) -> Workspace:
 def candidate_dir(demo_workspace) -> Path:
     """The demo candidate bundle (model.tflite + manifest.json)."""
     return demo_workspace.candidate_dir
+
+
+def write_user_files(
+    root: Path,
+    model,
+    *,
+    normaliser: str | None = "standard",
+    samples: int = 24,
+    model_name: str = "model.keras",
+) -> dict[str, str]:
+    """Write a user's four files for `model` (random weights are fine) and return `inputs`."""
+    import joblib
+    import numpy as np
+    from sklearn.preprocessing import LabelEncoder, StandardScaler
+
+    root.mkdir(parents=True, exist_ok=True)
+    _, timesteps, features = model.input_shape
+    classes = model.output_shape[-1]
+    rng = np.random.default_rng(3)
+    raw = rng.normal(5.0, 3.0, size=(samples, timesteps, features)).astype(np.float32)
+    labels = np.array([f"class_{index:02d}" for index in range(classes)])
+    model.save(root / model_name)
+    joblib.dump(LabelEncoder().fit(labels), root / "encoder.joblib")
+    inputs = {
+        "model": str(root / model_name),
+        "label_encoder": str(root / "encoder.joblib"),
+        "normaliser": "none",
+        "heldout": str(root / "heldout.npz"),
+    }
+    if normaliser == "standard":
+        joblib.dump(StandardScaler().fit(raw.reshape(-1, features)), root / "scaler.joblib")
+        inputs["normaliser"] = str(root / "scaler.joblib")
+    np.savez(root / "heldout.npz", X=raw, y=labels[rng.integers(0, classes, samples)])
+    return inputs
