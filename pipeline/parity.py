@@ -103,6 +103,8 @@ def parity(workspace: Workspace) -> None:
             raise BundleError("the candidate's labels differ from the encoder's; convert again")
         samples, truth = load_heldout(paths.heldout, shape, labels)
     except (InputFileError, BundleError) as failure:
+        # A verdict on disk must never outlive the run that failed to produce a new one.
+        write_json(workspace.report_path("parity"), {"passed": False, "reason": str(failure)})
         raise SystemExit(f"parity failed: {failure}") from None
 
     keras_probs = keras_probabilities(paths, model, samples)

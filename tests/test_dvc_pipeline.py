@@ -1,0 +1,79 @@
+"""The DVC wiring, from a fresh clone: repro, a no-op second repro, metrics, experiments."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.paths import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def dvc(clone: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run dvc in the clone with the project's Python first on PATH, as `make demo` does."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("PIPELINE_WORKSPACE", None)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "dvc"), *args],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory) -> Path:
+    """A git clone of this repository's HEAD, with a smaller demo to keep the run short."""
+    clone = tmp_path_factory.mktemp("clone") / "repo"
+    subprocess.run(["git", "clone", "-q", str(REPO_ROOT), str(clone)], check=True)
+    params_path = clone / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["demo_model"].update(train_samples=300, heldout_samples=60, epochs=3)
+    if "gate" in params:
+        params["gate"].update(params.get("test_overrides", {}).get("gate", {}))
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    for command in (["add", "params.yaml"], ["commit", "-qm", "smaller demo for the test"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *command],
+                       cwd=clone, check=True)  # fmt: skip
+    return clone
+
+
+@pytest.fixture(scope="module")
+def reproduced(fresh_clone) -> Path:
+    """The fresh clone after one full `dvc repro`."""
+    completed = dvc(fresh_clone, "repro")
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return fresh_clone
+
+
+def test_repro_builds_every_stage_from_a_fresh_clone(reproduced):
+    assert (reproduced / "build" / "candidate" / "model.tflite").is_file()
+    assert (reproduced / "reports" / "parity.json").is_file()
+
+
+def test_a_second_repro_does_nothing(reproduced):
+    completed = dvc(reproduced, "repro")
+    assert completed.returncode == 0
+    assert "Data and pipelines are up to date." in completed.stdout
+    assert "Running stage" not in completed.stdout
+
+
+def test_metrics_show_lists_the_verdicts(reproduced):
+    completed = dvc(reproduced, "metrics", "show", "--json")
+    assert completed.returncode == 0, completed.stderr
+    text = completed.stdout
+    for report in ("reports/convert.json", "reports/parity.json"):
+        assert report in text
+    assert '"passed": true' in text.replace("\n", "").replace("  ", " ") or '"passed":true' in text
+
+
+def test_an_experiment_with_float16_converts_and_passes_parity(reproduced):
+    completed = dvc(reproduced, "exp", "run", "-S", "convert.quantization=float16")
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "parity passed for float16" in completed.stdout + completed.stderr

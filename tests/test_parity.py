@@ -1,0 +1,97 @@
+"""The parity stage, for real: Keras against the served predictor on the held-out set."""
+
+import numpy as np
+import pytest
+from conftest import make_workspace, run_stage
+
+from pipeline.reports import read_json
+from service.bundle import sha256_of
+
+pytestmark = pytest.mark.slow
+
+DEMO_FILES = [
+    ("model", "model.keras"),
+    ("label_encoder", "label_encoder.joblib"),
+    ("normaliser", "normaliser.joblib"),
+    ("heldout", "heldout.npz"),
+]
+
+
+@pytest.fixture(scope="module")
+def parity_workspace(demo_workspace):
+    """The demo workspace after a real parity run."""
+    run_stage("pipeline.parity", demo_workspace)
+    return demo_workspace
+
+
+def workspace_on_demo_candidate(demo_workspace, root, **overrides):
+    """A new workspace that reuses the demo's files and a copy of its candidate."""
+    import shutil
+
+    inputs = {key: str(demo_workspace.demo_dir / name) for key, name in DEMO_FILES}
+    workspace = make_workspace(root, inputs=inputs, **overrides)
+    shutil.copytree(demo_workspace.candidate_dir, workspace.candidate_dir)
+    return workspace
+
+
+def test_demo_passes_with_every_measure_judged(parity_workspace):
+    report = read_json(parity_workspace.report_path("parity"))
+    assert report["passed"] is True
+    assert report["candidate_sha256"] == sha256_of(parity_workspace.candidate_dir / "model.tflite")
+    assert set(report["measures"]) == {
+        "max_abs_diff", "mean_abs_diff", "top1_agreement", "min_class_agreement", "accuracy_drop",
+    }  # fmt: skip
+    for measure in report["measures"].values():
+        assert {"value", "threshold", "rule", "passed"} <= set(measure)
+    assert report["measures"]["max_abs_diff"]["value"] < 1e-4
+    assert report["samples"] == 60 and len(report["per_class"]) == 10
+
+
+def test_writes_plots_and_the_predictions_the_gate_checks_against(parity_workspace):
+    per_class = (parity_workspace.reports_dir / "parity_per_class.csv").read_text().splitlines()
+    assert per_class[0] == "label,agreement,keras_accuracy,tflite_accuracy"
+    assert len(per_class) == 11
+    confidence = (parity_workspace.reports_dir / "parity_confidence.csv").read_text().splitlines()
+    assert len(confidence) == 61
+    with np.load(parity_workspace.parity_predictions_path) as predictions:
+        assert predictions["probabilities"].shape == (60, 10)
+        np.testing.assert_allclose(predictions["probabilities"].sum(axis=1), 1.0, atol=1e-4)
+        assert (
+            str(predictions["candidate_sha256"])
+            == read_json(parity_workspace.report_path("parity"))["candidate_sha256"]
+        )
+
+
+def test_a_threshold_below_the_measured_difference_fails_naming_it(demo_workspace, tmp_path):
+    strict = {"thresholds": {"none": {
+        "max_abs_diff": 0.0, "mean_abs_diff": 1.0, "min_top1_agreement": 0.0,
+        "min_class_agreement": 0.0, "max_accuracy_drop": 1.0,
+    }}}  # fmt: skip
+    workspace = workspace_on_demo_candidate(demo_workspace, tmp_path / "ws", parity=strict)
+    completed = run_stage("pipeline.parity", workspace, check=False)
+    assert completed.returncode != 0
+    last_line = completed.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("parity failed for none: max_abs_diff")
+    report = read_json(workspace.report_path("parity"))
+    assert report["passed"] is False
+    assert report["measures"]["max_abs_diff"]["passed"] is False
+    assert report["measures"]["top1_agreement"]["passed"] is True
+
+
+def test_a_candidate_from_another_model_is_refused(demo_workspace, tmp_path):
+    workspace = workspace_on_demo_candidate(demo_workspace, tmp_path / "ws")
+    manifest_path = workspace.candidate_dir / "manifest.json"
+    manifest_path.write_text(manifest_path.read_text().replace(
+        read_json(manifest_path)["source_model"]["sha256"], "0" * 64
+    ))  # fmt: skip
+    completed = run_stage("pipeline.parity", workspace, check=False)
+    assert completed.returncode != 0
+    assert "converted from another model" in completed.stderr.strip().splitlines()[-1]
+
+
+def test_a_missing_candidate_says_run_convert(demo_workspace, tmp_path):
+    inputs = {key: str(demo_workspace.demo_dir / name) for key, name in DEMO_FILES}
+    workspace = make_workspace(tmp_path / "ws", inputs=inputs)
+    completed = run_stage("pipeline.parity", workspace, check=False)
+    assert completed.returncode != 0
+    assert "manifest.json is missing" in completed.stderr.strip().splitlines()[-1]
