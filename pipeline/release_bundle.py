@@ -1,0 +1,108 @@
+"""What a release holds: the candidate, every verdict that blessed it, and a golden set."""
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.model_inputs import InputPaths
+from pipeline.paths import Workspace
+from pipeline.reports import read_json, write_json
+from pipeline.versions import tool_versions
+from service.bundle import MANIFEST_NAME, MODEL_NAME, sha256_of
+
+GATE_STAGES = ("convert", "parity", "gate")
+GOLDEN_NAME = "golden.npz"
+
+
+class PromotionRefused(Exception):
+    """The candidate may not be promoted; the message lists every reason."""
+
+
+def blessed_verdicts(workspace: Workspace) -> dict[str, dict]:
+    """Every gate's report, if all passed for exactly the candidate on disk; else refused."""
+    model_path = workspace.candidate_dir / MODEL_NAME
+    if not model_path.is_file():
+        raise PromotionRefused(f"there is no candidate at {workspace.candidate_dir}; run dvc repro")
+    candidate_sha256 = sha256_of(model_path)
+    manifest = read_json(workspace.candidate_dir / MANIFEST_NAME)
+    problems = []
+    if manifest["sha256"] != candidate_sha256:
+        problems.append("the candidate's manifest names another model.tflite")
+    verdicts = {}
+    for stage in GATE_STAGES:
+        path = workspace.report_path(stage)
+        if not path.is_file():
+            problems.append(f"{stage}: no verdict at {path.name}; run dvc repro")
+            continue
+        report = read_json(path)
+        if report.get("candidate_sha256") != candidate_sha256:
+            problems.append(
+                f"{stage}: the verdict is stale, it judged "
+                f"{str(report.get('candidate_sha256'))[:12]} but the candidate is "
+                f"{candidate_sha256[:12]}; run dvc repro"
+            )
+        elif not report.get("passed"):
+            failed = [name for name, m in report.get("measures", {}).items() if not m["passed"]]
+            problems.append(f"{stage}: failed ({report.get('reason') or ', '.join(failed)})")
+        verdicts[stage] = report
+    if problems:
+        raise PromotionRefused("; ".join(problems))
+    return verdicts
+
+
+def golden_set(workspace: Workspace, params: dict, candidate_sha256: str, count: int):
+    """A few raw held-out inputs and the candidate's own outputs for them in parity."""
+    paths = InputPaths.from_params(params["inputs"], workspace)
+    with np.load(workspace.parity_predictions_path) as predictions:
+        if str(predictions["candidate_sha256"]) != candidate_sha256:
+            raise PromotionRefused("parity's saved predictions are for another candidate")
+        probabilities = predictions["probabilities"][:count]
+        labels = predictions["labels"][:count]
+    with np.load(paths.heldout, allow_pickle=False) as heldout:
+        samples = heldout["X"][: len(probabilities)].astype(np.float32)
+    return samples, probabilities, labels
+
+
+def write_release(
+    workspace: Workspace, release_dir: Path, version: int, tag: str, source_commit: str, params
+) -> dict[str, Any]:
+    """Write the bundle into `release_dir` (a fresh folder); return its manifest."""
+    verdicts = blessed_verdicts(workspace)
+    settings = params["promote"]
+    release_dir.mkdir(parents=True)
+    shutil.copy2(workspace.candidate_dir / MODEL_NAME, release_dir / MODEL_NAME)
+    manifest = read_json(workspace.candidate_dir / MANIFEST_NAME)
+    samples, probabilities, labels = golden_set(
+        workspace, params, manifest["sha256"], int(settings["golden_samples"])
+    )
+    np.savez(release_dir / GOLDEN_NAME, X=samples, probabilities=probabilities)
+    manifest.update(
+        version=f"v{version}",
+        tag=tag,
+        promoted_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        git_commit=source_commit,
+        params={
+            key: params[key] for key in ("inputs", "convert", "parity", "gate") if key in params
+        },
+        verdicts={
+            stage: {key: report[key] for key in ("passed", "measures", "accuracy") if key in report}
+            for stage, report in verdicts.items()
+        },
+        golden={
+            "file": GOLDEN_NAME,
+            "sha256": sha256_of(release_dir / GOLDEN_NAME),
+            "labels": [str(label) for label in labels],
+            "probabilities": np.round(probabilities.astype(np.float64), 7).tolist(),
+            "tolerance": float(settings["golden_tolerance"]),
+        },
+        promotion_tools=tool_versions(),
+    )
+    manifest["files"][GOLDEN_NAME] = {
+        "sha256": manifest["golden"]["sha256"],
+        "bytes": (release_dir / GOLDEN_NAME).stat().st_size,
+    }
+    write_json(release_dir / MANIFEST_NAME, manifest)
+    return manifest
