@@ -31,9 +31,12 @@ def run_mode(workspace: Workspace, params: dict, quantization: str) -> dict:
     row = {"quantization": quantization}
     for stage in ("convert", "parity"):
         completed = subprocess.run(
-            [sys.executable, "-m", f"pipeline.{stage}"], cwd=REPO_ROOT, env=env,
-            capture_output=True, text=True,
-        )  # fmt: skip
+            [sys.executable, "-m", f"pipeline.{stage}"],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         row[stage] = read_json(scratch.report_path(stage))
         if completed.returncode != 0:
             row["failure"] = completed.stderr.strip().splitlines()[-1]
@@ -50,8 +53,9 @@ def markdown_table(rows: list[dict]) -> str:
     for row in rows:
         convert = row["convert"]
         if not convert.get("passed"):
-            lines.append(f"| {row['quantization']} | no: {convert.get('reason', '?')} "
-                         "| | | | | | |")  # fmt: skip
+            lines.append(
+                f"| {row['quantization']} | no: {convert.get('reason', '?')} | | | | | | |"
+            )
             continue
         parity = row.get("parity", {})
         measures = parity.get("measures", {})

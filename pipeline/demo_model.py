@@ -17,8 +17,17 @@ from pipeline.reports import write_json
 
 # Ten sign-language words, as in the seed's classifier.
 DEMO_LABELS = (
-    "hola", "gracias", "por_favor", "si", "no", "ayuda", "agua", "comer", "casa", "adios",
-)  # fmt: skip
+    "hola",
+    "gracias",
+    "por_favor",
+    "si",
+    "no",
+    "ayuda",
+    "agua",
+    "comer",
+    "casa",
+    "adios",
+)
 
 
 def synthetic_sequences(

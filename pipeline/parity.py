@@ -138,8 +138,11 @@ def parity(workspace: Workspace) -> None:
         labels=tflite_labels,
         candidate_sha256=np.array(predictor.sha256),
     )
-    failed = [f"{name} {m['value']:.3g} (needs {m['rule']} {m['threshold']})"
-              for name, m in measures.items() if not m["passed"]]  # fmt: skip
+    failed = [
+        f"{name} {m['value']:.3g} (needs {m['rule']} {m['threshold']})"
+        for name, m in measures.items()
+        if not m["passed"]
+    ]
     if failed:
         raise SystemExit(f"parity failed for {quantization}: " + "; ".join(failed))
     print(

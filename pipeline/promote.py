@@ -29,8 +29,11 @@ def lfs_attributes(release_path: str) -> list[str]:
 
 
 def next_version(repo: GitRepo, tag_prefix: str) -> int:
-    numbers = [int(m.group(1)) for tag in repo.tags(f"{tag_prefix}*")
-               if (m := re.fullmatch(re.escape(tag_prefix) + r"(\d+)", tag))]  # fmt: skip
+    numbers = [
+        int(m.group(1))
+        for tag in repo.tags(f"{tag_prefix}*")
+        if (m := re.fullmatch(re.escape(tag_prefix) + r"(\d+)", tag))
+    ]
     return max(numbers, default=0) + 1
 
 
@@ -134,8 +137,9 @@ def publish(repo, transaction, remote, branch, message, tag, release_path, sha25
         verify_remote(repo, remote, tag or branch, release_path, sha256)
     except (GitError, PromotionRefused) as error:
         # The refs reached the remote but the model did not: put the remote back as it was.
-        repo.run("push", "--force", remote, f"{transaction.old_head}:refs/heads/{branch}",
-                 check=False)  # fmt: skip
+        repo.run(
+            "push", "--force", remote, f"{transaction.old_head}:refs/heads/{branch}", check=False
+        )
         if tag:
             repo.run("push", remote, f":refs/tags/{tag}", check=False)
         transaction.undo()
@@ -185,8 +189,17 @@ def promote(workspace: Workspace, remote: str | None, dry_run: bool) -> str:
     shutil.rmtree(workspace.release_dir, ignore_errors=True)
     os.replace(partial, workspace.release_dir)
     partial.parent.rmdir()
-    publish(repo, transaction, remote, branch, message, tag, release_path, sha256,
-            float(settings["push_timeout_seconds"]))  # fmt: skip
+    publish(
+        repo,
+        transaction,
+        remote,
+        branch,
+        message,
+        tag,
+        release_path,
+        sha256,
+        float(settings["push_timeout_seconds"]),
+    )
     print(f"promoted {tag}: {sha256} pushed to {remote}/{branch}")
     return tag
 
@@ -202,8 +215,10 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
     branch = preflight(repo, remote, release_path)
     message = f"Roll back the release to {tag}"
     if dry_run:
-        print(f"dry run, nothing changed; would restore {release_path}/ from {tag}, commit "
-              f"'{message}' on {branch} and push it to {remote}")  # fmt: skip
+        print(
+            f"dry run, nothing changed; would restore {release_path}/ from {tag}, commit "
+            f"'{message}' on {branch} and push it to {remote}"
+        )
         return
     transaction = ReleaseTransaction(repo, workspace.release_dir)
     try:
@@ -212,8 +227,17 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
     except GitError as error:
         transaction.undo()
         raise PromotionRefused(str(error)) from None
-    publish(repo, transaction, remote, branch, message, None, release_path, sha256,
-            float(params["promote"]["push_timeout_seconds"]))  # fmt: skip
+    publish(
+        repo,
+        transaction,
+        remote,
+        branch,
+        message,
+        None,
+        release_path,
+        sha256,
+        float(params["promote"]["push_timeout_seconds"]),
+    )
     print(f"rolled back to {tag}: {sha256} pushed to {remote}/{branch}")
 
 

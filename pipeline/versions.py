@@ -4,8 +4,13 @@ import importlib.metadata
 import platform
 
 TRACKED_DISTRIBUTIONS = (
-    "tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert", "numpy", "scikit-learn",
-)  # fmt: skip
+    "tensorflow-cpu",
+    "tensorflow",
+    "keras",
+    "ai-edge-litert",
+    "numpy",
+    "scikit-learn",
+)
 
 
 def tool_versions() -> dict[str, str]:

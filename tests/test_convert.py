@@ -142,10 +142,15 @@ def test_missing_model_fails_in_one_line_and_writes_nothing(tmp_path):
 def test_a_converter_that_overruns_its_deadline_is_stopped_and_leaves_nothing(
     demo_workspace, tmp_path
 ):
-    inputs = {key: str(demo_workspace.demo_dir / name) for key, name in [
-        ("model", "model.keras"), ("label_encoder", "label_encoder.joblib"),
-        ("normaliser", "normaliser.joblib"), ("heldout", "heldout.npz"),
-    ]}  # fmt: skip
+    inputs = {
+        key: str(demo_workspace.demo_dir / name)
+        for key, name in [
+            ("model", "model.keras"),
+            ("label_encoder", "label_encoder.joblib"),
+            ("normaliser", "normaliser.joblib"),
+            ("heldout", "heldout.npz"),
+        ]
+    }
     workspace = make_workspace(tmp_path / "ws", inputs=inputs, convert={"timeout_seconds": 0.5})
     completed = run_stage("pipeline.convert", workspace, check=False)
     assert completed.returncode != 0
@@ -157,10 +162,15 @@ def test_a_converter_that_overruns_its_deadline_is_stopped_and_leaves_nothing(
 def test_each_quantization_converts_or_fails_with_a_clear_reason(
     demo_workspace, tmp_path, quantization
 ):
-    inputs = {key: str(demo_workspace.demo_dir / name) for key, name in [
-        ("model", "model.keras"), ("label_encoder", "label_encoder.joblib"),
-        ("normaliser", "normaliser.joblib"), ("heldout", "heldout.npz"),
-    ]}  # fmt: skip
+    inputs = {
+        key: str(demo_workspace.demo_dir / name)
+        for key, name in [
+            ("model", "model.keras"),
+            ("label_encoder", "label_encoder.joblib"),
+            ("normaliser", "normaliser.joblib"),
+            ("heldout", "heldout.npz"),
+        ]
+    }
     workspace = make_workspace(
         tmp_path / "ws", inputs=inputs, convert={"quantization": quantization}
     )

@@ -38,8 +38,9 @@ def fresh_clone(tmp_path_factory) -> Path:
     params["demo_model"].update(train_samples=300, heldout_samples=60, epochs=3)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (["add", "params.yaml"], ["commit", "-qm", "smaller demo for the test"]):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *command],
-                       cwd=clone, check=True)  # fmt: skip
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *command], cwd=clone, check=True
+        )
     return clone
 
 

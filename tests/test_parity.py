@@ -39,8 +39,12 @@ def test_demo_passes_with_every_measure_judged(parity_workspace):
     assert report["passed"] is True
     assert report["candidate_sha256"] == sha256_of(parity_workspace.candidate_dir / "model.tflite")
     assert set(report["measures"]) == {
-        "max_abs_diff", "mean_abs_diff", "top1_agreement", "min_class_agreement", "accuracy_drop",
-    }  # fmt: skip
+        "max_abs_diff",
+        "mean_abs_diff",
+        "top1_agreement",
+        "min_class_agreement",
+        "accuracy_drop",
+    }
     for measure in report["measures"].values():
         assert {"value", "threshold", "rule", "passed"} <= set(measure)
     assert report["measures"]["max_abs_diff"]["value"] < 1e-4
@@ -63,10 +67,17 @@ def test_writes_plots_and_the_predictions_the_gate_checks_against(parity_workspa
 
 
 def test_a_threshold_below_the_measured_difference_fails_naming_it(demo_workspace, tmp_path):
-    strict = {"thresholds": {"none": {
-        "max_abs_diff": 0.0, "mean_abs_diff": 1.0, "min_top1_agreement": 0.0,
-        "min_class_agreement": 0.0, "max_accuracy_drop": 1.0,
-    }}}  # fmt: skip
+    strict = {
+        "thresholds": {
+            "none": {
+                "max_abs_diff": 0.0,
+                "mean_abs_diff": 1.0,
+                "min_top1_agreement": 0.0,
+                "min_class_agreement": 0.0,
+                "max_accuracy_drop": 1.0,
+            }
+        }
+    }
     workspace = workspace_on_demo_candidate(demo_workspace, tmp_path / "ws", parity=strict)
     completed = run_stage("pipeline.parity", workspace, check=False)
     assert completed.returncode != 0
@@ -81,9 +92,11 @@ def test_a_threshold_below_the_measured_difference_fails_naming_it(demo_workspac
 def test_a_candidate_from_another_model_is_refused(demo_workspace, tmp_path):
     workspace = workspace_on_demo_candidate(demo_workspace, tmp_path / "ws")
     manifest_path = workspace.candidate_dir / "manifest.json"
-    manifest_path.write_text(manifest_path.read_text().replace(
-        read_json(manifest_path)["source_model"]["sha256"], "0" * 64
-    ))  # fmt: skip
+    manifest_path.write_text(
+        manifest_path.read_text().replace(
+            read_json(manifest_path)["source_model"]["sha256"], "0" * 64
+        )
+    )
     completed = run_stage("pipeline.parity", workspace, check=False)
     assert completed.returncode != 0
     assert "converted from another model" in completed.stderr.strip().splitlines()[-1]

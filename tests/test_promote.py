@@ -26,18 +26,23 @@ DEMO_FILES = {
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          check=check).stdout  # fmt: skip
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=check
+    ).stdout
 
 
 def write_gate_verdict(workspace: Workspace, passed: bool = True) -> None:
     """The gate stage's verdict for the current candidate, in the gate's report format."""
-    write_json(workspace.report_path("gate"), {
-        "passed": passed,
-        "candidate_sha256": sha256_of(workspace.candidate_dir / "model.tflite"),
-        "measures": {"peak_memory_mb": {"value": 120.0, "threshold": 450, "rule": "<=",
-                                         "passed": passed}},
-    })  # fmt: skip
+    write_json(
+        workspace.report_path("gate"),
+        {
+            "passed": passed,
+            "candidate_sha256": sha256_of(workspace.candidate_dir / "model.tflite"),
+            "measures": {
+                "peak_memory_mb": {"value": 120.0, "threshold": 450, "rule": "<=", "passed": passed}
+            },
+        },
+    )
 
 
 def build_candidate(workspace: Workspace, quantization: str) -> str:
@@ -56,8 +61,13 @@ def promote(workspace: Workspace, *args: str, path: str | None = None):
     env = {**os.environ, WORKSPACE_ENV: str(workspace.root)}
     if path is not None:
         env["PATH"] = path
-    return subprocess.run([sys.executable, "-m", "pipeline.promote", *args], cwd=REPO_ROOT,
-                          env=env, capture_output=True, text=True)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.promote", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def listing(folder: Path) -> list[str]:
@@ -116,8 +126,9 @@ def test_promotion_lands_the_lfs_object_on_the_remote(release_repo, tmp_path):
     model = clone / "release" / "model.tflite"
     assert not model.read_bytes().startswith(LFS_POINTER_PREFIX)
     assert sha256_of(model) == candidate_sha256
-    assert (remote / "lfs" / "objects" / candidate_sha256[:2] / candidate_sha256[2:4]
-            / candidate_sha256).is_file()  # fmt: skip
+    assert (
+        remote / "lfs" / "objects" / candidate_sha256[:2] / candidate_sha256[2:4] / candidate_sha256
+    ).is_file()
     assert "release/model.tflite" in git(clone, "lfs", "ls-files", "--name-only")
     manifest = json.loads((clone / "release" / "manifest.json").read_text())
     assert manifest["version"] == "v1" and manifest["sha256"] == candidate_sha256
@@ -215,7 +226,11 @@ def test_rollback_to_an_unknown_tag_is_refused(release_repo):
 
 
 def test_help_describes_the_command():
-    completed = subprocess.run([sys.executable, "-m", "pipeline.promote", "--help"],
-                               cwd=REPO_ROOT, capture_output=True, text=True)  # fmt: skip
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline.promote", "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert completed.returncode == 0
     assert "--dry-run" in completed.stdout and "--rollback" in completed.stdout

@@ -1,0 +1,1 @@
+"""Post-deploy checks that run against a live service over HTTP."""

@@ -1,0 +1,196 @@
+"""Post-deploy smoke check: prove that the model live at URL is the model promoted.
+
+    python -m checks.smoke --url https://app.onrender.com [--manifest release/manifest.json]
+
+Polls /api/health/ with backoff until the deadline (a free instance's cold start takes tens
+of seconds), then requires predictor ready and the promoted sha256, replays the golden set
+within the manifest's tolerance, and checks that a malformed request gets a 4xx.
+Exit 0 only when every check holds; the report also goes to $GITHUB_STEP_SUMMARY if set.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import requests
+
+DEFAULT_DEADLINE_SECONDS = 300.0
+REQUEST_TIMEOUT_SECONDS = 10.0
+MAX_BACKOFF_SECONDS = 15.0
+
+
+@dataclass
+class SmokeReport:
+    """Each check by name, whether it held and what was seen."""
+
+    url: str
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)
+
+    def record(self, name: str, passed: bool, detail: str) -> bool:
+        self.checks.append((name, passed, detail))
+        print(f"{'PASS' if passed else 'FAIL'} {name}: {detail}", flush=True)
+        return passed
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(passed for _, passed, _ in self.checks)
+
+    def markdown(self) -> str:
+        lines = [
+            f"### Smoke check of {self.url}: {'passed' if self.passed else 'FAILED'}",
+            "",
+            "| check | result | detail |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {'pass' if ok else 'FAIL'} | {detail} |"
+            for name, ok, detail in self.checks
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def planned_attempts(deadline_seconds: float, first_wait: float) -> int:
+    """How many polls fit before the deadline with doubling waits capped at the maximum."""
+    attempts, elapsed, wait = 1, 0.0, first_wait
+    while elapsed + wait < deadline_seconds:
+        elapsed += wait
+        attempts += 1
+        wait = min(wait * 2, MAX_BACKOFF_SECONDS)
+    return attempts
+
+
+def poll_health(url: str, expected_sha256: str, deadline_seconds: float, first_wait: float):
+    """Poll until healthy with the expected model, or the deadline; (ok, detail)."""
+    started = time.monotonic()
+    attempts = planned_attempts(deadline_seconds, first_wait)
+    wait, last = first_wait, "no answer"
+    for attempt in range(1, attempts + 1):
+        remaining = deadline_seconds - (time.monotonic() - started)
+        try:
+            response = requests.get(
+                f"{url}/api/health/",
+                allow_redirects=False,
+                timeout=min(REQUEST_TIMEOUT_SECONDS, max(remaining, 1.0)),
+            )
+            body = response.json() if "json" in response.headers.get("Content-Type", "") else {}
+            live_sha256 = body.get("model_sha256")
+            if response.status_code != 200:
+                last = f"HTTP {response.status_code}: {body.get('reason') or response.text[:200]}"
+            elif body.get("predictor") != "ready":
+                last = f"predictor is {body.get('predictor')!r}, not 'ready'"
+            elif live_sha256 != expected_sha256:
+                last = f"live model sha256 {live_sha256} is not the promoted {expected_sha256}"
+            else:
+                return (
+                    True,
+                    f"healthy after {time.monotonic() - started:.1f} s, sha256 {live_sha256}",
+                )
+        except (requests.RequestException, ValueError) as error:
+            last = f"{type(error).__name__}: {str(error)[:200]}"
+        print(f"attempt {attempt}/{attempts}: {last}", flush=True)
+        remaining = deadline_seconds - (time.monotonic() - started)
+        if remaining <= 0 or attempt == attempts:
+            break
+        time.sleep(min(wait, remaining))
+        wait = min(wait * 2, MAX_BACKOFF_SECONDS)
+    return False, f"not healthy within {deadline_seconds:.0f} s: {last}"
+
+
+def check_golden(url: str, manifest: dict, manifest_dir: Path) -> tuple[bool, str]:
+    """Replay the golden inputs; labels must match and probabilities stay within tolerance."""
+    golden = manifest["golden"]
+    with np.load(manifest_dir / golden["file"], allow_pickle=False) as archive:
+        samples = archive["X"].astype("<f4")
+    response = requests.post(
+        f"{url}/api/predict/",
+        params={"top_k": len(manifest["labels"])},
+        data=samples.tobytes(),
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=REQUEST_TIMEOUT_SECONDS,
+    )
+    if response.status_code != 200:
+        return False, f"HTTP {response.status_code}: {response.text[:200]}"
+    predictions = response.json()["predictions"]
+    worst, mismatched = 0.0, []
+    for index, (prediction, label, expected) in enumerate(
+        zip(predictions, golden["labels"], golden["probabilities"], strict=True)
+    ):
+        if prediction["label"] != label:
+            mismatched.append(f"sample {index}: {prediction['label']} != {label}")
+        live = {entry["label"]: entry["probability"] for entry in prediction["top_k"]}
+        for class_index, name in enumerate(manifest["labels"]):
+            worst = max(worst, abs(live[name] - expected[class_index]))
+    if mismatched or worst > golden["tolerance"]:
+        return False, (
+            f"{'; '.join(mismatched) or 'labels match'}; max |dp| {worst:.2e} "
+            f"(tolerance {golden['tolerance']})"
+        )
+    return True, f"{len(predictions)} samples, labels match, max |dp| {worst:.2e}"
+
+
+def check_rejects_malformed(url: str) -> tuple[bool, str]:
+    response = requests.post(
+        f"{url}/api/predict/", json={"instances": "not numbers"}, timeout=REQUEST_TIMEOUT_SECONDS
+    )
+    return 400 <= response.status_code < 500, f"malformed request answered {response.status_code}"
+
+
+def smoke(url: str, manifest_path: Path, deadline_seconds: float, first_wait: float) -> SmokeReport:
+    """Run every check in order; later checks run only once the service is healthy."""
+    url = url.rstrip("/")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    report = SmokeReport(url)
+    healthy, detail = poll_health(url, manifest["sha256"], deadline_seconds, first_wait)
+    if not report.record("health and model sha256", healthy, detail):
+        return report
+    try:
+        report.record("golden set", *check_golden(url, manifest, manifest_path.parent))
+        report.record("malformed request gets 4xx", *check_rejects_malformed(url))
+    except (requests.RequestException, ValueError, KeyError) as error:
+        report.record("service answers", False, f"{type(error).__name__}: {error}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m checks.smoke", description=__doc__.split("\n")[1]
+    )
+    parser.add_argument("--url", required=True, help="the service's base URL")
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        default=Path("release/manifest.json"),
+        help="the promoted manifest (default: release/manifest.json)",
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=DEFAULT_DEADLINE_SECONDS,
+        help="seconds to wait for a healthy service (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--first-wait",
+        type=float,
+        default=1.0,
+        help="seconds before the second poll; doubles each time",
+    )
+    args = parser.parse_args(argv)
+    if not args.manifest.is_file():
+        print(f"smoke check: {args.manifest} does not exist; pass --manifest", file=sys.stderr)
+        return 2
+    report = smoke(args.url, args.manifest, args.deadline, args.first_wait)
+    summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_path:
+        with open(summary_path, "a", encoding="utf-8") as summary:
+            summary.write(report.markdown())
+    print(f"smoke check {'passed' if report.passed else 'FAILED'} for {report.url}")
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
