@@ -7,11 +7,12 @@ verdict for exactly this candidate. Any breach exits non-zero with a one-line re
 
 import math
 import os
-import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,12 @@ import psutil
 import requests
 import yaml
 
-from pipeline.load_driver import drive_load
-from pipeline.memory_cgroup import memory_limit
+from pipeline.load_driver import LoadResult, drive_load
+from pipeline.memory_cgroup import MemoryGroupError, memory_limit
 from pipeline.model_inputs import InputPaths
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
-from pipeline.reports import at_least, at_most, write_json
+from pipeline.reports import at_least, at_most, read_json, write_json
 from service.bundle import MODEL_NAME, sha256_of
 
 POLL_SECONDS = 0.05
@@ -108,106 +109,140 @@ def heldout_and_expected(workspace: Workspace, params: dict, candidate_sha256: s
     return samples, expected
 
 
-def run_gate(workspace: Workspace, params: dict, candidate_sha256: str) -> dict[str, Any]:
-    """Start, measure and stop the service; the report (measures judged, figures kept)."""
-    settings = params["gate"]
-    manifest_labels = yaml.safe_load((workspace.candidate_dir / "manifest.json").read_text())[
-        "labels"
-    ]
-    samples, expected = heldout_and_expected(workspace, params, candidate_sha256)
+@dataclass
+class ServiceRun:
+    """What one run of the service under the limit showed: the kernel's figures and the load's."""
+
+    backend: str = "none"
+    enforced: bool = False
+    cold_start_seconds: float | None = None
+    load: LoadResult | None = None
+    workers_before: list[int] = field(default_factory=list)
+    workers_after: list[int] = field(default_factory=list)
+    master_rss_mb: float = 0.0
+    worker_uss_mb: list[float] = field(default_factory=list)
+    peak_memory_mb: float = 0.0
+    usage_after_load_mb: float = 0.0
+    failcnt: int = 0
+    oom_kills: int = 0
+    failure: str | None = None
+    service_log_tail: list[str] = field(default_factory=list)
+
+
+def observe_service(workspace: Workspace, settings: dict, samples, expected, labels) -> ServiceRun:
+    """Start the service with render.yaml's command inside the limit, load it, stop it."""
     command = render_start_command(workspace.render_yaml_path)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PORT": str(port), "MODEL_DIR": str(workspace.candidate_dir)}
+    # The service runs from this environment's own bin/ (gunicorn), as `make demo` has it.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "PORT": str(port), "MODEL_DIR": str(workspace.candidate_dir)}
     env.update({key: str(value) for key, value in (settings.get("service_env") or {}).items()})
-    log_dir = Path(tempfile.mkdtemp(prefix="gate-"))
-    report: dict[str, Any] = {
-        "start_command": command,
-        "memory_limit_mb": settings["memory_limit_mb"],
-    }
-    try:
+    run = ServiceRun()
+    with tempfile.TemporaryDirectory(prefix="gate-") as log_dir:
+        log_path = Path(log_dir) / "service.log"
         with (
             memory_limit(settings["memory_limit_mb"], name_prefix="gate") as group,
-            open(log_dir / "service.log", "wb") as service_log,
+            open(log_path, "wb") as service_log,
         ):
-            report.update(backend=group.backend, enforced=group.enforced)
+            run.backend, run.enforced = group.backend, group.enforced
             started = time.perf_counter()
             process = group.popen(
-                command, env=env, cwd=REPO_ROOT, stdout=service_log, stderr=service_log
+                command, env=env, cwd=REPO_ROOT, stdout=service_log, stderr=subprocess.STDOUT
             )
             try:
-                cold_start = wait_until_healthy(
+                run.cold_start_seconds = wait_until_healthy(
                     url, process, settings["cold_start_deadline_seconds"], started
                 )
-                master_mb, workers_before, _ = process_tree_figures(process.pid)
-                load = drive_load(
+                run.master_rss_mb, run.workers_before, _ = process_tree_figures(process.pid)
+                run.load = drive_load(
                     url,
                     samples,
                     expected,
-                    manifest_labels,
+                    labels,
                     requests_total=settings["requests"],
                     concurrency=settings["concurrency"],
                     timeout_seconds=settings["request_timeout_seconds"],
                     tolerance=settings["max_probability_diff"],
                 )
-                alive = process.poll() is None
-                _, workers_after, worker_mb = (
-                    process_tree_figures(process.pid) if alive else (0.0, [], [])
-                )
+                if process.poll() is None:
+                    _, run.workers_after, run.worker_uss_mb = process_tree_figures(process.pid)
             except GateFailure as failure:
-                report["reason"] = str(failure)
-                cold_start, load, workers_before, workers_after, worker_mb, master_mb = (
-                    None,
-                    None,
-                    [],
-                    [],
-                    [],
-                    0.0,
-                )
-            report["figures"] = {
-                "peak_memory_mb": round(group.peak_mb(), 1),
-                "usage_after_load_mb": round(group.usage_mb(), 1),
-                "failcnt": group.failcnt(),
-                "master_rss_mb": round(master_mb, 1),
-                "worker_uss_mb": [round(mb, 1) for mb in worker_mb],
-            }
-            oom_kills = group.oom_kills()
-    except BaseException:
-        tail = (log_dir / "service.log").read_text(errors="replace").splitlines()[-15:]
-        print("\n".join(["service log (last lines):", *tail]), file=sys.stderr)
-        raise
-    finally:
-        service_log_tail = (log_dir / "service.log").read_text(errors="replace").splitlines()[-15:]
-        shutil.rmtree(log_dir, ignore_errors=True)
-    figures = report["figures"]
+                run.failure = str(failure)
+            run.peak_memory_mb = round(group.peak_mb(), 1)
+            run.usage_after_load_mb = round(group.usage_mb(), 1)
+            run.failcnt, run.oom_kills = group.failcnt(), group.oom_kills()
+        run.service_log_tail = log_path.read_text(errors="replace").splitlines()[-15:]
+    return run
+
+
+def judge(run: ServiceRun, settings: dict) -> dict[str, dict]:
+    """Each gate measure with its value, threshold and outcome."""
+    replaced = len(set(run.workers_after) ^ set(run.workers_before)) if run.workers_before else 0
     measures = {
-        "peak_memory_mb": at_most(figures["peak_memory_mb"], settings["max_peak_memory_mb"]),
-        "oom_kills": at_most(oom_kills, 0),
-        "workers_replaced": at_most(
-            len(set(workers_after) ^ set(workers_before)) if workers_before else 0, 0
+        "peak_memory_mb": at_most(run.peak_memory_mb, settings["max_peak_memory_mb"]),
+        "oom_kills": at_most(run.oom_kills, 0),
+        "workers_replaced": at_most(replaced, 0),
+    }
+    if run.load is None:
+        return measures
+    return measures | {
+        "cold_start_seconds": at_most(
+            round(run.cold_start_seconds, 3), settings["max_cold_start_seconds"]
+        ),
+        "failed_requests": at_most(len(run.load.failures), 0),
+        "wrong_answers": at_most(len(run.load.wrong_answers), 0),
+        "latency_p95_ms": at_most(
+            round(run.load.percentile_ms(95), 2), settings["max_latency_p95_ms"]
+        ),
+        "latency_p99_ms": at_most(
+            round(run.load.percentile_ms(99), 2), settings["max_latency_p99_ms"]
+        ),
+        "throughput_rps": at_least(
+            round(run.load.throughput_rps, 1), settings["min_throughput_rps"]
         ),
     }
-    if "reason" in report:
-        report.update(measures=measures, service_log_tail=service_log_tail)
-        return report
-    measures.update(
-        cold_start_seconds=at_most(round(cold_start, 3), settings["max_cold_start_seconds"]),
-        failed_requests=at_most(len(load.failures), 0),
-        wrong_answers=at_most(len(load.wrong_answers), 0),
-        latency_p95_ms=at_most(round(load.percentile_ms(95), 2), settings["max_latency_p95_ms"]),
-        latency_p99_ms=at_most(round(load.percentile_ms(99), 2), settings["max_latency_p99_ms"]),
-        throughput_rps=at_least(round(load.throughput_rps, 1), settings["min_throughput_rps"]),
-    )
-    figures.update(
-        latency_p50_ms=round(load.percentile_ms(50), 2),
-        requests=settings["requests"],
-        concurrency=settings["concurrency"],
-        workers=len(workers_before),
-        first_failures=load.failures[:3],
-        first_wrong_answers=load.wrong_answers[:3],
-    )
-    report["measures"] = measures
-    report["capacity"] = capacity(figures, settings["memory_limit_mb"], len(workers_before))
+
+
+def run_report(run: ServiceRun, settings: dict, command: str) -> dict[str, Any]:
+    """The verdict's body: measures judged, figures kept, capacity planned."""
+    figures = {
+        "peak_memory_mb": run.peak_memory_mb,
+        "usage_after_load_mb": run.usage_after_load_mb,
+        "failcnt": run.failcnt,
+        "master_rss_mb": round(run.master_rss_mb, 1),
+        "worker_uss_mb": [round(mb, 1) for mb in run.worker_uss_mb],
+        "workers": len(run.workers_before),
+    }
+    if run.load is not None:
+        figures.update(
+            latency_p50_ms=round(run.load.percentile_ms(50), 2),
+            requests=settings["requests"],
+            concurrency=settings["concurrency"],
+            first_failures=run.load.failures[:3],
+            first_wrong_answers=run.load.wrong_answers[:3],
+        )
+    report = {
+        "backend": run.backend,
+        "enforced": run.enforced,
+        "memory_limit_mb": settings["memory_limit_mb"],
+        "start_command": command,
+        "measures": judge(run, settings),
+        "figures": figures,
+        "capacity": capacity(figures, settings["memory_limit_mb"], len(run.workers_before)),
+    }
+    if run.failure:
+        last_line = run.service_log_tail[-1] if run.service_log_tail else "no output"
+        report.update(
+            reason=f"{run.failure} (service log: {last_line})",
+            service_log_tail=run.service_log_tail,
+        )
+    elif run.oom_kills:
+        report.update(
+            reason=f"the kernel OOM-killed {run.oom_kills} process(es) at a peak of "
+            f"{run.peak_memory_mb} MB in a {settings['memory_limit_mb']} MB group",
+            service_log_tail=run.service_log_tail,
+        )
     return report
 
 
@@ -230,9 +265,13 @@ def gate(workspace: Workspace) -> None:
     params = load_params(workspace)
     settings = params["gate"]
     candidate_sha256 = sha256_of(workspace.candidate_dir / MODEL_NAME)
+    labels = read_json(workspace.candidate_dir / "manifest.json")["labels"]
     try:
-        report = run_gate(workspace, params, candidate_sha256)
-    except GateFailure as failure:
+        samples, expected = heldout_and_expected(workspace, params, candidate_sha256)
+        command = render_start_command(workspace.render_yaml_path)
+        run = observe_service(workspace, settings, samples, expected, labels)
+        report = run_report(run, settings, command)
+    except (GateFailure, MemoryGroupError) as failure:
         report = {"reason": str(failure), "measures": {}}
     report["candidate_sha256"] = candidate_sha256
     problems = [
