@@ -231,18 +231,17 @@ def run_report(run: ServiceRun, settings: dict, command: str) -> dict[str, Any]:
         "figures": figures,
         "capacity": capacity(figures, settings["memory_limit_mb"], len(run.workers_before)),
     }
+    reasons = []
+    if run.oom_kills:
+        reasons.append(
+            f"the kernel OOM-killed {run.oom_kills} process(es) at a peak of "
+            f"{run.peak_memory_mb} MB in a {settings['memory_limit_mb']} MB group"
+        )
     if run.failure:
         last_line = run.service_log_tail[-1] if run.service_log_tail else "no output"
-        report.update(
-            reason=f"{run.failure} (service log: {last_line})",
-            service_log_tail=run.service_log_tail,
-        )
-    elif run.oom_kills:
-        report.update(
-            reason=f"the kernel OOM-killed {run.oom_kills} process(es) at a peak of "
-            f"{run.peak_memory_mb} MB in a {settings['memory_limit_mb']} MB group",
-            service_log_tail=run.service_log_tail,
-        )
+        reasons.append(f"{run.failure} (service log: {last_line})")
+    if reasons:
+        report.update(reason="; ".join(reasons), service_log_tail=run.service_log_tail)
     return report
 
 
@@ -281,7 +280,7 @@ def gate(workspace: Workspace) -> None:
     ]
     if report.get("reason"):
         problems.insert(0, report["reason"])
-    if not report.get("enforced", False):
+    if "enforced" in report and not report["enforced"]:
         print(
             "WARNING: the memory limit was NOT enforced by the kernel on this machine; "
             "figures are the process tree's RSS, not what Render's kernel would count",

@@ -63,20 +63,30 @@ def _own_group(controller: str) -> str | None:
     return None
 
 
-def _kill_tree(pids: list[int]) -> None:
-    """SIGTERM, a bounded grace period, then SIGKILL for whatever is left."""
-    processes = []
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            processes.append(psutil.Process(pid))
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            process.terminate()
-    _, alive = psutil.wait_procs(processes, timeout=TERM_GRACE_SECONDS)
-    for process in alive:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
-    psutil.wait_procs(alive, timeout=TERM_GRACE_SECONDS)
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _kill_tree(pids: list[int], children: list[subprocess.Popen] = ()) -> None:
+    """SIGTERM, a bounded grace period, then SIGKILL for whatever is left.
+
+    Our own children are reaped through their Popen objects only, so their return codes
+    (for instance -9 after an OOM kill) stay readable to the caller.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + TERM_GRACE_SECONDS
+        while time.monotonic() < deadline:
+            for child in children:
+                child.poll()
+            if not any(_alive(pid) for pid in pids):
+                return
+            time.sleep(0.05)
 
 
 class MemoryGroup:
@@ -126,7 +136,7 @@ class MemoryGroup:
 
     def close(self) -> None:
         """Kill every process in the group and remove the group, within bounded waits."""
-        _kill_tree(self.pids())
+        _kill_tree(self.pids(), self.processes)
         for process in self.processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=TERM_GRACE_SECONDS)
@@ -159,7 +169,7 @@ class _CgroupDirGroup(MemoryGroup):
         while self.directory.exists():
             remaining = self.pids()
             if remaining:
-                _kill_tree(remaining)
+                _kill_tree(remaining, self.processes)
             try:
                 self.directory.rmdir()
             except OSError as error:

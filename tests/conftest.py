@@ -87,3 +87,27 @@ def write_user_files(
         inputs["normaliser"] = str(root / "scaler.joblib")
     np.savez(root / "heldout.npz", X=raw, y=labels[rng.integers(0, classes, samples)])
     return inputs
+
+
+DEMO_INPUT_FILES = {
+    "model": "model.keras",
+    "label_encoder": "label_encoder.joblib",
+    "normaliser": "normaliser.joblib",
+    "heldout": "heldout.npz",
+}
+
+
+@pytest.fixture(scope="session")
+def checked_workspace(demo_workspace) -> Workspace:
+    """The demo workspace after a real parity run: what the gate and promotion start from."""
+    run_stage("pipeline.parity", demo_workspace)
+    return demo_workspace
+
+
+def workspace_like(source: Workspace, root: Path, **overrides: dict) -> Workspace:
+    """A new workspace on `source`'s demo files, with a copy of its build/ and any overrides."""
+    inputs = {key: str(source.demo_dir / name) for key, name in DEMO_INPUT_FILES.items()}
+    workspace = make_workspace(root, inputs=inputs, **overrides)
+    if source.build_dir.exists():
+        shutil.copytree(source.build_dir, workspace.build_dir)
+    return workspace
