@@ -1,12 +1,16 @@
 """Shared fixtures: a small demo workspace, built once per session by the real stages."""
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
@@ -111,3 +115,95 @@ def workspace_like(source: Workspace, root: Path, **overrides: dict) -> Workspac
     if source.build_dir.exists():
         shutil.copytree(source.build_dir, workspace.build_dir)
     return workspace
+
+
+def render_start_command() -> str:
+    blueprint = yaml.safe_load((REPO_ROOT / "render.yaml").read_text())
+    return blueprint["services"][0]["startCommand"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RunningService:
+    """A real gunicorn started with render.yaml's command, on a loopback port."""
+
+    def __init__(self, model_dir: Path, env: dict | None = None, python_bin: Path | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        bin_dir = python_bin or Path(sys.executable).parent
+        self.env = {
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "PORT": str(self.port),
+            "MODEL_DIR": str(model_dir),
+            **(env or {}),
+        }
+        self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"service-{self.port}.log"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop(), lives as long as the service
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            ["bash", "-c", render_start_command()],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_until_answering(self, deadline_seconds: float = 30) -> float:
+        """Seconds from start until /api/health/ answers at all (200 or 503)."""
+        while time.perf_counter() - self.started < deadline_seconds:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"service exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                requests.get(f"{self.url}/api/health/", timeout=1)
+                return time.perf_counter() - self.started
+            except requests.ConnectionError:
+                time.sleep(0.02)
+        raise RuntimeError(f"service did not answer: {self.log_path.read_text()[-2000:]}")
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.log.close()
+        self.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def start_service():
+    """Start real services on demand; every one is stopped after the test."""
+    services = []
+
+    def start(model_dir: Path, **kwargs) -> RunningService:
+        service = RunningService(model_dir, **kwargs)
+        services.append(service)
+        service.wait_until_answering()
+        return service
+
+    yield start
+    for service in services:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_service(candidate_dir):
+    """One real gunicorn serving the demo candidate, shared by a test module."""
+    service = RunningService(candidate_dir)
+    service.wait_until_answering()
+    yield service
+    service.stop()

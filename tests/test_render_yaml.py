@@ -1,0 +1,65 @@
+"""render.yaml and the service's requirements: what Render builds, starts and checks."""
+
+import re
+import tomllib
+
+import yaml
+
+from pipeline.paths import REPO_ROOT
+
+BLUEPRINT = yaml.safe_load((REPO_ROOT / "render.yaml").read_text())
+REQUIREMENTS = [
+    line.strip()
+    for line in (REPO_ROOT / "service" / "requirements.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+
+def web_service() -> dict:
+    (service,) = [s for s in BLUEPRINT["services"] if s["type"] == "web"]
+    return service
+
+
+def env_vars() -> dict:
+    return {item["key"]: item["value"] for item in web_service()["envVars"]}
+
+
+def test_one_free_python_web_service_with_a_health_check():
+    service = web_service()
+    assert service["runtime"] == "python" and service["plan"] == "free"
+    assert service["healthCheckPath"] == "/api/health/"
+
+
+def test_python_version_is_pinned_to_a_patch_release():
+    assert re.fullmatch(r"3\.11\.\d+", env_vars()["PYTHON_VERSION"])
+
+
+def test_model_dir_points_at_the_promoted_bundle():
+    assert env_vars()["MODEL_DIR"] == "release"
+
+
+def test_build_installs_only_the_service_requirements_and_fetches_lfs_objects():
+    build = web_service()["buildCommand"]
+    assert "pip install --no-cache-dir -r service/requirements.txt" in build
+    assert "git lfs pull" in build
+    assert "pyproject" not in build and ".[" not in build
+
+
+def test_start_command_runs_gunicorn_on_render_port_with_explicit_workers():
+    start = web_service()["startCommand"]
+    assert start.startswith("gunicorn service.app:app")
+    assert "--bind 0.0.0.0:$PORT" in start
+    for option in ("--workers", "--worker-class gthread", "--threads", "--timeout"):
+        assert option in start
+    assert "--preload" not in start  # each worker must build its interpreter after fork
+
+
+def test_every_service_requirement_is_pinned_and_none_is_heavy():
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[\w.]+", line) for line in REQUIREMENTS)
+    names = {line.split("==")[0].lower() for line in REQUIREMENTS}
+    assert names.isdisjoint({"tensorflow", "tensorflow-cpu", "keras", "scikit-learn", "joblib"})
+
+
+def test_the_service_extra_in_pyproject_matches_the_requirements():
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["optional-dependencies"]["service"] == REQUIREMENTS[:4]
