@@ -55,9 +55,10 @@ class SmokeReport:
 
 
 def planned_attempts(deadline_seconds: float, first_wait: float) -> int:
-    """How many polls fit before the deadline with doubling waits capped at the maximum."""
+    """How many polls it takes to reach the deadline with doubling waits, capped; the last
+    poll lands on the deadline itself."""
     attempts, elapsed, wait = 1, 0.0, first_wait
-    while elapsed + wait < deadline_seconds:
+    while elapsed < deadline_seconds:
         elapsed += wait
         attempts += 1
         wait = min(wait * 2, MAX_BACKOFF_SECONDS)

@@ -1,0 +1,141 @@
+"""The post-deploy smoke check against real services on loopback."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import yaml
+from conftest import RunningService, free_port, workspace_like
+
+from pipeline.paths import REPO_ROOT
+from pipeline.release_bundle import write_release
+from pipeline.reports import write_json
+from service.bundle import sha256_of
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def release_dir(checked_workspace, tmp_path_factory):
+    """A promoted bundle (release/) for the demo candidate, golden set included."""
+    workspace = workspace_like(checked_workspace, tmp_path_factory.mktemp("rel") / "ws")
+    write_json(
+        workspace.report_path("convert"),
+        json.loads(checked_workspace.report_path("convert").read_text()),
+    )
+    write_json(
+        workspace.report_path("parity"),
+        json.loads(checked_workspace.report_path("parity").read_text()),
+    )
+    write_json(
+        workspace.report_path("gate"),
+        {
+            "passed": True,
+            "candidate_sha256": sha256_of(workspace.candidate_dir / "model.tflite"),
+            "measures": {},
+        },
+    )
+    params = yaml.safe_load(workspace.params_path.read_text())
+    write_release(workspace, workspace.release_dir, 1, "model-v1", "0" * 40, params)
+    return workspace.release_dir
+
+
+def smoke(url: str, manifest, deadline: float = 20, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "checks.smoke",
+            "--url",
+            url,
+            "--manifest",
+            str(manifest),
+            "--deadline",
+            str(deadline),
+            "--first-wait",
+            "0.2",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=deadline + 60,
+        env={**os.environ, **env},
+    )
+
+
+def test_a_healthy_service_with_the_promoted_model_passes(start_service, release_dir, tmp_path):
+    service = start_service(release_dir)
+    summary = tmp_path / "summary.md"
+    completed = smoke(service.url, release_dir / "manifest.json", GITHUB_STEP_SUMMARY=str(summary))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "PASS golden set: 3 samples, labels match" in completed.stdout
+    assert "PASS malformed request gets 4xx: malformed request answered 400" in completed.stdout
+    assert (
+        "Smoke check of" in summary.read_text() and "| golden set | pass |" in summary.read_text()
+    )
+
+
+def test_a_service_serving_another_model_fails_naming_both_sha256s(
+    start_service, release_dir, tmp_path
+):
+    service = start_service(release_dir)
+    promoted = json.loads((release_dir / "manifest.json").read_text())
+    other = tmp_path / "other-release"
+    shutil.copytree(release_dir, other)
+    live_sha256, promoted["sha256"] = promoted["sha256"], "b" * 64
+    (other / "manifest.json").write_text(json.dumps(promoted))
+    completed = smoke(service.url, other / "manifest.json", deadline=2)
+    assert completed.returncode == 1
+    assert f"live model sha256 {live_sha256} is not the promoted {'b' * 64}" in completed.stdout
+
+
+def test_a_service_that_becomes_healthy_after_a_while_passes(release_dir):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    services = []
+    # The service comes up only after 3 s, as a free instance waking from sleep does.
+    timer = threading.Timer(
+        3.0, lambda: services.append(RunningService(release_dir, env={"PORT": str(port)}))
+    )
+    timer.start()
+    try:
+        completed = smoke(url, release_dir / "manifest.json", deadline=40)
+    finally:
+        timer.join()
+        for service in services:
+            service.stop()
+    assert completed.returncode == 0, completed.stdout
+    assert "attempt 1/" in completed.stdout and "ConnectionError" in completed.stdout
+
+
+def test_a_service_with_an_lfs_pointer_fails_naming_the_cause(start_service, release_dir, tmp_path):
+    pointer_release = tmp_path / "release"
+    shutil.copytree(release_dir, pointer_release)
+    (pointer_release / "model.tflite").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1\n"
+    )
+    service = start_service(pointer_release)
+    started = time.monotonic()
+    completed = smoke(service.url, release_dir / "manifest.json", deadline=3)
+    assert completed.returncode == 1
+    assert time.monotonic() - started < 30
+    assert "model.tflite is a Git LFS pointer" in completed.stdout
+
+
+def test_a_service_that_is_down_fails_at_the_deadline(release_dir):
+    started = time.monotonic()
+    completed = smoke(f"http://127.0.0.1:{free_port()}", release_dir / "manifest.json", deadline=3)
+    elapsed = time.monotonic() - started
+    assert completed.returncode == 1
+    assert "not healthy within 3 s" in completed.stdout
+    assert 3 <= elapsed < 30
+
+
+def test_a_missing_manifest_is_a_usage_error(tmp_path):
+    completed = smoke("http://127.0.0.1:9", tmp_path / "none.json", deadline=1)
+    assert completed.returncode == 2 and "does not exist" in completed.stderr
