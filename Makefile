@@ -9,13 +9,14 @@ RUN := PATH="$(BIN):$$PATH"
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT ?= 8000
 
-.PHONY: help install system-deps demo test lint serve bench clean
+.PHONY: help install system-deps demo test lint serve bench quantization clean
 
 help:
 	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model"
 	@echo "make test    - install everything the tests need and run the whole suite"
 	@echo "make serve   - serve build/candidate on http://127.0.0.1:$(PORT)"
-	@echo "make bench   - the side-by-side benchmark under a 512 MB cgroup"
+	@echo "make bench   - every serving path side by side under a 512 MB cgroup"
+	@echo "make quantization - convert and check every quantization mode side by side"
 
 # System packages: git-lfs for promotion, python3-venv where Debian split it off.
 system-deps:
@@ -47,7 +48,17 @@ test: install system-deps lint
 	$(RUN) python -m pytest
 
 serve: install
-	$(RUN) MODEL_DIR=build/candidate gunicorn service.app:app --bind 127.0.0.1:$(PORT) --workers 1 --threads 2 --worker-class gthread
+	@test -f build/candidate/manifest.json || $(RUN) dvc repro convert
+	$(RUN) MODEL_DIR=build/candidate gunicorn service.app:app --bind 127.0.0.1:$(PORT) \
+		--workers 1 --worker-class gthread --threads 4 --no-control-socket
+
+bench: install
+	$(RUN) dvc repro parity
+	$(RUN) python -m benchmarks.run
+
+quantization: install
+	$(RUN) dvc repro parity
+	$(RUN) python -m pipeline.compare_quantization
 
 clean:
-	rm -rf build/.candidate.partial .pytest_cache .ruff_cache
+	rm -rf build/.candidate.partial build/bench build/quantization .pytest_cache .ruff_cache

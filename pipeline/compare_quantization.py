@@ -8,25 +8,17 @@ import os
 import subprocess
 import sys
 
-import yaml
-
 from pipeline.convert import QUANTIZATIONS
-from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
-from pipeline.reports import read_json, write_json
+from pipeline.reports import read_json, replace_between_markers, write_json
+from pipeline.scratch import scratch_workspace
 
 
-def run_mode(workspace: Workspace, params: dict, quantization: str) -> dict:
+def run_mode(workspace: Workspace, quantization: str) -> dict:
     """Run convert then parity for one mode in its own scratch workspace."""
-    scratch = Workspace(workspace.build_dir / "quantization" / quantization)
-    scratch.root.mkdir(parents=True, exist_ok=True)
-    mode_params = {**params, "convert": {**params["convert"], "quantization": quantization}}
-    inputs = dict(params["inputs"])
-    for key in ("model", "label_encoder", "normaliser", "heldout"):
-        if inputs.get(key) not in (None, "", "none"):
-            inputs[key] = str(workspace.resolve(inputs[key]))
-    mode_params["inputs"] = inputs
-    scratch.params_path.write_text(yaml.safe_dump(mode_params, sort_keys=False))
+    scratch = scratch_workspace(
+        workspace, f"quantization/{quantization}", convert={"quantization": quantization}
+    )
     env = {**os.environ, WORKSPACE_ENV: str(scratch.root)}
     row = {"quantization": quantization}
     for stage in ("convert", "parity"):
@@ -74,11 +66,11 @@ def markdown_table(rows: list[dict]) -> str:
 
 def compare_quantization(workspace: Workspace) -> None:
     """Every mode, one after another on this machine; the table goes to reports/."""
-    params = load_params(workspace)
-    rows = [run_mode(workspace, params, quantization) for quantization in QUANTIZATIONS]
+    rows = [run_mode(workspace, quantization) for quantization in QUANTIZATIONS]
     write_json(workspace.report_path("quantization"), rows)
     table = markdown_table(rows)
     (workspace.reports_dir / "quantization.md").write_text(table)
+    replace_between_markers(workspace.root / "README.md", "quantization", table)
     print(table)
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +30,18 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def replace_between_markers(document_path: Path, name: str, content: str) -> bool:
+    """Put generated `content` between `<!-- name:start -->` and `<!-- name:end -->`."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if not document_path.exists():
+        return False
+    text = document_path.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        return False
+    document_path.write_text(
+        pattern.sub(lambda _: f"{start}\n{content}{end}", text), encoding="utf-8"
+    )
+    return True

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_workspace, run_stage, write_user_files
+from conftest import make_workspace, run_stage, workspace_like, write_user_files
 
 from pipeline.reports import read_json
 from service.bundle import sha256_of
@@ -142,16 +142,8 @@ def test_missing_model_fails_in_one_line_and_writes_nothing(tmp_path):
 def test_a_converter_that_overruns_its_deadline_is_stopped_and_leaves_nothing(
     demo_workspace, tmp_path
 ):
-    inputs = {
-        key: str(demo_workspace.demo_dir / name)
-        for key, name in [
-            ("model", "model.keras"),
-            ("label_encoder", "label_encoder.joblib"),
-            ("normaliser", "normaliser.joblib"),
-            ("heldout", "heldout.npz"),
-        ]
-    }
-    workspace = make_workspace(tmp_path / "ws", inputs=inputs, convert={"timeout_seconds": 0.5})
+    # A copy of a good candidate is in place: a failed run must remove it, not leave it stale.
+    workspace = workspace_like(demo_workspace, tmp_path / "ws", convert={"timeout_seconds": 0.5})
     completed = run_stage("pipeline.convert", workspace, check=False)
     assert completed.returncode != 0
     assert "timeout_seconds=0.5" in completed.stderr
@@ -162,17 +154,8 @@ def test_a_converter_that_overruns_its_deadline_is_stopped_and_leaves_nothing(
 def test_each_quantization_converts_or_fails_with_a_clear_reason(
     demo_workspace, tmp_path, quantization
 ):
-    inputs = {
-        key: str(demo_workspace.demo_dir / name)
-        for key, name in [
-            ("model", "model.keras"),
-            ("label_encoder", "label_encoder.joblib"),
-            ("normaliser", "normaliser.joblib"),
-            ("heldout", "heldout.npz"),
-        ]
-    }
-    workspace = make_workspace(
-        tmp_path / "ws", inputs=inputs, convert={"quantization": quantization}
+    workspace = workspace_like(
+        demo_workspace, tmp_path / "ws", convert={"quantization": quantization}
     )
     completed = run_stage("pipeline.convert", workspace, check=False)
     report = read_json(workspace.report_path("convert"))

@@ -36,6 +36,7 @@ def fresh_clone(tmp_path_factory) -> Path:
     params_path = clone / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     params["demo_model"].update(train_samples=300, heldout_samples=60, epochs=3)
+    params["gate"].update(requests=120)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     for command in (["add", "params.yaml"], ["commit", "-qm", "smaller demo for the test"]):
         subprocess.run(
@@ -68,7 +69,7 @@ def test_metrics_show_lists_the_verdicts(reproduced):
     completed = dvc(reproduced, "metrics", "show", "--json")
     assert completed.returncode == 0, completed.stderr
     metrics = json.loads(completed.stdout)[""]["data"]
-    for report in ("reports/convert.json", "reports/parity.json"):
+    for report in ("reports/convert.json", "reports/parity.json", "reports/gate.json"):
         assert metrics[report]["data"]["passed"] is True
 
 

@@ -1,37 +1,21 @@
 """The parity stage, for real: Keras against the served predictor on the held-out set."""
 
+import shutil
+
 import numpy as np
 import pytest
-from conftest import make_workspace, run_stage
+from conftest import run_stage, workspace_like
 
 from pipeline.reports import read_json
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
 
-DEMO_FILES = [
-    ("model", "model.keras"),
-    ("label_encoder", "label_encoder.joblib"),
-    ("normaliser", "normaliser.joblib"),
-    ("heldout", "heldout.npz"),
-]
-
 
 @pytest.fixture(scope="module")
-def parity_workspace(demo_workspace):
+def parity_workspace(checked_workspace):
     """The demo workspace after a real parity run."""
-    run_stage("pipeline.parity", demo_workspace)
-    return demo_workspace
-
-
-def workspace_on_demo_candidate(demo_workspace, root, **overrides):
-    """A new workspace that reuses the demo's files and a copy of its candidate."""
-    import shutil
-
-    inputs = {key: str(demo_workspace.demo_dir / name) for key, name in DEMO_FILES}
-    workspace = make_workspace(root, inputs=inputs, **overrides)
-    shutil.copytree(demo_workspace.candidate_dir, workspace.candidate_dir)
-    return workspace
+    return checked_workspace
 
 
 def test_demo_passes_with_every_measure_judged(parity_workspace):
@@ -78,7 +62,7 @@ def test_a_threshold_below_the_measured_difference_fails_naming_it(demo_workspac
             }
         }
     }
-    workspace = workspace_on_demo_candidate(demo_workspace, tmp_path / "ws", parity=strict)
+    workspace = workspace_like(demo_workspace, tmp_path / "ws", parity=strict)
     completed = run_stage("pipeline.parity", workspace, check=False)
     assert completed.returncode != 0
     last_line = completed.stderr.strip().splitlines()[-1]
@@ -90,7 +74,7 @@ def test_a_threshold_below_the_measured_difference_fails_naming_it(demo_workspac
 
 
 def test_a_candidate_from_another_model_is_refused(demo_workspace, tmp_path):
-    workspace = workspace_on_demo_candidate(demo_workspace, tmp_path / "ws")
+    workspace = workspace_like(demo_workspace, tmp_path / "ws")
     manifest_path = workspace.candidate_dir / "manifest.json"
     manifest_path.write_text(
         manifest_path.read_text().replace(
@@ -103,8 +87,8 @@ def test_a_candidate_from_another_model_is_refused(demo_workspace, tmp_path):
 
 
 def test_a_missing_candidate_says_run_convert(demo_workspace, tmp_path):
-    inputs = {key: str(demo_workspace.demo_dir / name) for key, name in DEMO_FILES}
-    workspace = make_workspace(tmp_path / "ws", inputs=inputs)
+    workspace = workspace_like(demo_workspace, tmp_path / "ws")
+    shutil.rmtree(workspace.candidate_dir)
     completed = run_stage("pipeline.parity", workspace, check=False)
     assert completed.returncode != 0
     assert "manifest.json is missing" in completed.stderr.strip().splitlines()[-1]

@@ -9,20 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_workspace, run_stage
+from conftest import DEMO_INPUT_FILES, make_workspace, run_stage
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.reports import read_json, write_json
 from service.bundle import LFS_POINTER_PREFIX, sha256_of
 
 pytestmark = pytest.mark.slow
-
-DEMO_FILES = {
-    "model": "model.keras",
-    "label_encoder": "label_encoder.joblib",
-    "normaliser": "normaliser.joblib",
-    "heldout": "heldout.npz",
-}
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> str:
@@ -91,7 +84,7 @@ def release_repo(demo_workspace, tmp_path):
     """A git repository with a bare remote and a real candidate that passed every gate."""
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
-    inputs = {key: str(demo_workspace.demo_dir / name) for key, name in DEMO_FILES.items()}
+    inputs = {key: str(demo_workspace.demo_dir / name) for key, name in DEMO_INPUT_FILES.items()}
     workspace = make_workspace(tmp_path / "repo", inputs=inputs)
     root = workspace.root
     (root / ".gitignore").write_text("build/\nreports/\n")

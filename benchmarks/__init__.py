@@ -1,0 +1,1 @@
+"""Side-by-side measurements of every way to serve the model (`make bench`)."""

@@ -1,0 +1,318 @@
+"""`make bench`: every way to serve the model, side by side in one run, under a 512 MB cgroup.
+
+For each path: the kernel's peak memory and OOM kills with one and with two processes,
+cold start to first prediction, in-process latency percentiles and throughput; for the
+paths that serve, HTTP latency over loopback with gunicorn as render.yaml starts it.
+Writes reports/benchmark.{json,md,png} and the README's table between its markers.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.report import write_outputs
+from pipeline.gate import free_port, render_start_command
+from pipeline.memory_cgroup import memory_limit
+from pipeline.params import load_params
+from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
+from pipeline.reports import read_json
+from pipeline.scratch import scratch_workspace
+from service.bundle import MODEL_NAME
+
+TFLITE_RUNTIME_PINS = ["tflite-runtime==2.14.0", "numpy<2", "gunicorn==27.0.1", "orjson==3.13.0"]
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def prepare_bundles(workspace: Workspace, quantizations: list[str]) -> dict[str, Path | str]:
+    """Convert once per mode; a bundle folder, or the reason the mode does not convert."""
+    bundles = {}
+    for quantization in quantizations:
+        scratch = scratch_workspace(
+            workspace, f"bench/{quantization}", convert={"quantization": quantization}
+        )
+        completed = subprocess.run(
+            [sys.executable, "-m", "pipeline.convert"],
+            cwd=REPO_ROOT,
+            env={**os.environ, WORKSPACE_ENV: str(scratch.root)},
+            capture_output=True,
+            text=True,
+        )
+        report = read_json(scratch.report_path("convert"))
+        bundles[quantization] = (
+            scratch.candidate_dir
+            if completed.returncode == 0
+            else (report.get("reason", "conversion failed"))
+        )
+        log(f"convert {quantization}: {'ok' if completed.returncode == 0 else 'failed'}")
+    return bundles
+
+
+def sample_files(workspace: Workspace, bundle: Path, out_dir: Path) -> tuple[Path, Path]:
+    """Raw held-out samples (for lite paths) and normalised ones (for Keras paths)."""
+    params = load_params(workspace)
+    with np.load(workspace.resolve(params["inputs"]["heldout"])) as heldout:
+        raw = heldout["X"][:64].astype(np.float32)
+    preprocessing = read_json(bundle / "manifest.json")["preprocessing"]
+    normalised = raw
+    if preprocessing["kind"] == "affine":
+        normalised = raw * np.asarray(preprocessing["scale"], np.float32) + np.asarray(
+            preprocessing["offset"], np.float32
+        )
+    np.savez(out_dir / "raw.npz", X=raw)
+    np.savez(out_dir / "normalised.npz", X=normalised)
+    return out_dir / "raw.npz", out_dir / "normalised.npz"
+
+
+def in_process(
+    python: str,
+    path: str,
+    model: str,
+    samples: Path,
+    count: int,
+    limit_mb: int,
+    processes: int,
+    env: dict,
+) -> dict:
+    """Run `processes` copies of one serving path together inside one memory group."""
+    argv = [
+        python,
+        "-m",
+        "benchmarks.serving_path",
+        "--path",
+        path,
+        "--model",
+        model,
+        "--samples",
+        str(samples),
+        "--count",
+        str(count),
+    ]
+    with memory_limit(limit_mb, name_prefix="bench") as group:
+        children = [
+            group.popen(
+                argv,
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(processes)
+        ]
+        outputs = [child.communicate(timeout=600) for child in children]
+        figures = {
+            "peak_mb": round(group.peak_mb(), 1),
+            "oom_kills": group.oom_kills(),
+            "enforced": group.enforced,
+            "returncodes": [c.returncode for c in children],
+        }
+    first = outputs[0][0].strip().splitlines()
+    if children[0].returncode == 0 and first:
+        figures.update(json.loads(first[-1]))
+    else:
+        figures["error"] = (outputs[0][1].strip().splitlines() or ["no output"])[-1][:300]
+    return figures
+
+
+def over_http(bundle: Path, workers: int, requests_total: int, limit_mb: int, env: dict) -> dict:
+    """Serve with render.yaml's command and `workers` workers; HTTP latency for both bodies."""
+    import requests
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**env, "PORT": str(port), "MODEL_DIR": str(bundle), "WEB_CONCURRENCY": str(workers)}
+    with np.load(bundle.parent.parent / "samples" / "raw.npz") as archive:
+        raw = archive["X"]
+    figures: dict = {}
+    with memory_limit(limit_mb, name_prefix="bench") as group:
+        group.popen(
+            render_start_command(REPO_ROOT / "render.yaml"),
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/api/health/", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        with requests.Session() as session:
+            for body_format in ("float32", "json"):
+                latencies = []
+                started = time.perf_counter()
+                for index in range(requests_total):
+                    sample = raw[index % len(raw)]
+                    t0 = time.perf_counter()
+                    if body_format == "float32":
+                        response = session.post(
+                            f"{url}/api/predict/",
+                            data=sample.tobytes(),
+                            headers={"Content-Type": "application/octet-stream"},
+                        )
+                    else:
+                        response = session.post(
+                            f"{url}/api/predict/", json={"instances": sample.tolist()}
+                        )
+                    latencies.append((time.perf_counter() - t0) * 1000)
+                    if response.status_code != 200:
+                        figures["error"] = f"HTTP {response.status_code}"
+                        break
+                figures[f"http_{body_format}_p50_ms"] = round(float(np.median(latencies)), 3)
+                figures[f"http_{body_format}_rps"] = round(
+                    len(latencies) / (time.perf_counter() - started), 1
+                )
+        figures.update(peak_mb=round(group.peak_mb(), 1), oom_kills=group.oom_kills())
+    return figures
+
+
+def tflite_runtime_python(bench_dir: Path) -> tuple[str | None, str]:
+    """A venv with tflite-runtime (numpy<2); its python, or None and the reason."""
+    venv = bench_dir / "tflite-runtime-venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", *TFLITE_RUNTIME_PINS],
+            capture_output=True,
+            text=True,
+        )
+        if install.returncode != 0:
+            lines = install.stderr.strip().splitlines() or ["pip failed"]
+            return None, f"tflite-runtime does not install here: {lines[-1][:200]}"
+    return str(python), "installed"
+
+
+def percentiles(figures: dict) -> dict:
+    latencies = figures.get("latencies_ms")
+    if not latencies:
+        return {}
+    return {
+        "p50_ms": round(float(np.percentile(latencies, 50)), 3),
+        "p95_ms": round(float(np.percentile(latencies, 95)), 3),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 3),
+        "throughput_per_s": round(1000 / float(np.mean(latencies)), 1),
+    }
+
+
+def measure_path(name, python, path, model, samples, settings, env, bundle=None) -> dict:
+    limit = settings["memory_limit_mb"]
+    log(f"{name}: one process")
+    one = in_process(python, path, model, samples, settings["predictions"], limit, 1, env)
+    log(f"{name}: two processes")
+    two = in_process(python, path, model, samples, 20, limit, 2, env)
+    row = {
+        "path": name,
+        "runtime": one.get("runtime", ""),
+        "peak_mb_1": one["peak_mb"],
+        "oom_1": one["oom_kills"] > 0,
+        "peak_mb_2": two["peak_mb"],
+        "oom_2": two["oom_kills"] > 0,
+        "enforced": one["enforced"],
+        "cold_start_s": round(one.get("cold_start_seconds", 0), 3),
+        **percentiles(one),
+        "error": one.get("error"),
+    }
+    if bundle is not None:
+        row["model_bytes"] = (bundle / MODEL_NAME).stat().st_size
+        for workers in (1, 2):
+            log(f"{name}: HTTP with {workers} worker(s)")
+            http = over_http(bundle, workers, settings["http_requests"], limit, env)
+            row[f"http_{workers}w"] = http
+    return row
+
+
+def run(workspace: Workspace) -> None:
+    started = time.perf_counter()
+    settings = load_params(workspace)["bench"]
+    bench_dir = workspace.build_dir / "bench"
+    bundles = prepare_bundles(workspace, settings["quantizations"])
+    converted = {q: b for q, b in bundles.items() if isinstance(b, Path)}
+    samples_dir = bench_dir / "samples"
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    raw, normalised = sample_files(workspace, next(iter(converted.values())), samples_dir)
+    model = str(workspace.resolve(load_params(workspace)["inputs"]["model"]))
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    rows = [
+        measure_path(
+            "keras model.predict", sys.executable, "keras-predict", model, normalised, settings, env
+        ),
+        measure_path(
+            "tf.function", sys.executable, "tf-function", model, normalised, settings, env
+        ),
+    ]
+    for quantization, bundle in bundles.items():
+        name = f"ai-edge-litert {quantization}"
+        if isinstance(bundle, str):
+            rows.append({"path": name, "error": bundle})
+            continue
+        rows.append(
+            measure_path(
+                name,
+                sys.executable,
+                "lite",
+                str(bundle),
+                raw,
+                settings,
+                {**env, "LITE_RUNTIME": "ai-edge-litert"},
+                bundle,
+            )
+        )
+    if settings["tflite_runtime"] and "none" in converted:
+        python, status = tflite_runtime_python(bench_dir)
+        if python is None:
+            rows.append({"path": "tflite-runtime none", "error": status})
+        else:
+            tflite_env = {
+                **env,
+                "LITE_RUNTIME": "tflite-runtime",
+                "PYTHONPATH": str(REPO_ROOT),
+                "PATH": f"{Path(python).parent}:{os.environ['PATH']}",
+            }
+            rows.append(
+                measure_path(
+                    "tflite-runtime none",
+                    python,
+                    "lite",
+                    str(converted["none"]),
+                    raw,
+                    settings,
+                    tflite_env,
+                    converted["none"],
+                )
+            )
+    machine = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+    result = {
+        "machine": machine,
+        "settings": settings,
+        "rows": rows,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_outputs(workspace, result)
+    log(f"done in {result['seconds']} s")
+
+
+if __name__ == "__main__":
+    run(Workspace.from_env())
