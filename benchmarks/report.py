@@ -46,7 +46,28 @@ def markdown_table(result: dict) -> str:
             f"| {_cell(row.get('p99_ms'))} | {_cell(row.get('throughput_per_s'))} | {http} "
             f"| {http_two} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + service_versus_bare(result)) + "\n"
+
+
+def service_versus_bare(result: dict) -> list[str]:
+    """The service's overhead over the bare interpreter, from the same run."""
+    rows = {row["path"]: row for row in result["rows"]}
+    bare, served = rows.get("bare interpreter none"), rows.get("ai-edge-litert none")
+    if not bare or not served or "http_1w" not in served or "p50_ms" not in bare:
+        return []
+    http = served["http_1w"]
+    requests_total = 2 * result["settings"]["http_requests"]
+    return [
+        "",
+        f"Service against the bare interpreter (float32 model, same run): HTTP median "
+        f"{http['http_float32_p50_ms']} ms for a float32 body = "
+        f"{http['http_float32_p50_ms'] / bare['p50_ms']:.2f} x the bare invoke "
+        f"({bare['p50_ms']} ms), {http['http_json_p50_ms']} ms for a JSON body = "
+        f"{http['http_json_p50_ms'] / bare['p50_ms']:.2f} x; one worker and its master after "
+        f"{requests_total} predictions peak at {http['peak_mb']} MB = "
+        f"{http['peak_mb'] / bare['peak_mb_1']:.2f} x the bare script's {bare['peak_mb_1']} MB; "
+        f"process start to the first 200 on /api/health/: {http['cold_start_s']} s.",
+    ]
 
 
 def chart(result: dict, png_path) -> None:

@@ -4,6 +4,7 @@ Run by benchmarks/run.py inside a memory cgroup; prints one JSON line on stdout.
   keras-predict  Keras `model.predict` under TensorFlow (the seed's serving code)
   tf-function    a `tf.function` with a fixed input signature
   lite           service.predictor on a bundle (ai-edge-litert or tflite-runtime)
+  bare           the bare interpreter: set_tensor/invoke/get_tensor, nothing else
 """
 
 import argparse
@@ -39,9 +40,32 @@ def lite_predictor(bundle_dir: str):
     return predictor.predict_proba, predictor.runtime.name
 
 
+def bare_predictor(bundle_dir: str):
+    from pathlib import Path
+
+    from service.runtime import select_runtime
+
+    runtime = select_runtime()
+    interpreter = runtime.interpreter_class(
+        model_path=str(Path(bundle_dir) / "model.tflite"), num_threads=1
+    )
+    interpreter.allocate_tensors()
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+
+    def predict(batch):
+        interpreter.set_tensor(input_index, batch)
+        interpreter.invoke()
+        return interpreter.get_tensor(output_index)
+
+    return predict, runtime.name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--path", required=True, choices=["keras-predict", "tf-function", "lite"])
+    parser.add_argument(
+        "--path", required=True, choices=["keras-predict", "tf-function", "lite", "bare"]
+    )
     parser.add_argument("--model", required=True, help=".keras file, or a bundle folder for lite")
     parser.add_argument(
         "--samples", required=True, help="npz with X (already normalised for keras)"
@@ -53,6 +77,8 @@ def main() -> None:
     runtime = "tensorflow"
     if args.path == "lite":
         predict, runtime = lite_predictor(args.model)
+    elif args.path == "bare":
+        predict, runtime = bare_predictor(args.model)
     else:
         predict = keras_predictor(args.model, args.path)
     predict(samples[:1])

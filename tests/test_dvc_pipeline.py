@@ -38,10 +38,14 @@ def fresh_clone(tmp_path_factory) -> Path:
     params["demo_model"].update(train_samples=300, heldout_samples=60, epochs=3)
     params["gate"].update(requests=120)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    for command in (["add", "params.yaml"], ["commit", "-qm", "smaller demo for the test"]):
-        subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *command], cwd=clone, check=True
-        )
+    # The clone's own identity: `dvc exp run` commits, and CI may have no global git identity.
+    for command in (
+        ["config", "user.name", "Pipeline Test"],
+        ["config", "user.email", "pipeline-test@example.com"],
+        ["add", "params.yaml"],
+        ["commit", "-qm", "smaller demo for the test"],
+    ):
+        subprocess.run(["git", *command], cwd=clone, check=True)
     return clone
 
 

@@ -43,6 +43,22 @@ def gate(workspace, **env):
     )
 
 
+def gate_under_load(workspace) -> subprocess.Popen:
+    """A gate running in the background, returned once its load has begun."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.gate"],
+        cwd=REPO_ROOT,
+        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in process.stdout:  # progress lines mean the load has begun
+        if line.startswith("gate load:"):
+            break
+    return process
+
+
 def failure_line(completed) -> str:
     assert completed.returncode != 0, completed.stdout
     return completed.stderr.strip().splitlines()[-1]
@@ -109,17 +125,7 @@ def test_a_service_that_never_becomes_healthy_fails_within_the_deadline(
 
 def test_a_worker_that_dies_under_load_is_noticed(checked_workspace, tmp_path):
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate={**QUICK, "requests": 4000})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.gate"],
-        cwd=REPO_ROOT,
-        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in process.stdout:  # the load has begun once progress is printed
-        if line.startswith("gate load:"):
-            break
+    process = gate_under_load(workspace)
     workers = [
         p
         for p in psutil.process_iter(["environ", "cmdline"])
@@ -141,17 +147,7 @@ def test_ctrl_c_removes_the_group_and_every_process(checked_workspace, tmp_path)
     workspace = workspace_like(
         checked_workspace, tmp_path / "ws", gate={**QUICK, "requests": 20000}
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.gate"],
-        cwd=REPO_ROOT,
-        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for line in process.stdout:
-        if line.startswith("gate load:"):
-            break
+    process = gate_under_load(workspace)
     assert leftovers(workspace)[0], "the gate's cgroup exists while it runs"
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)

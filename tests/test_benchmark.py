@@ -1,0 +1,57 @@
+"""The benchmark, on the small demo with small counts, so `make bench` keeps working."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import workspace_like
+
+from pipeline.memory_cgroup import V1_ROOT, _own_group
+from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
+from pipeline.reports import read_json
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_benchmark_measures_every_path_and_writes_table_and_chart(checked_workspace, tmp_path):
+    settings = {
+        "predictions": 5,
+        "http_requests": 5,
+        "quantizations": ["none", "dynamic"],
+        "tflite_runtime": True,
+    }
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", bench=settings)
+    readme = workspace.root / "README.md"
+    readme.write_text("# x\n<!-- benchmark:start -->\nold\n<!-- benchmark:end -->\n")
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run"],
+        cwd=REPO_ROOT,
+        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = read_json(workspace.reports_dir / "benchmark.json")
+    rows = {row["path"]: row for row in result["rows"]}
+    assert set(rows) == {
+        "keras model.predict",
+        "tf.function",
+        "ai-edge-litert none",
+        "ai-edge-litert dynamic",
+        "tflite-runtime none",
+    }
+    for name in ("keras model.predict", "ai-edge-litert none", "tflite-runtime none"):
+        row = rows[name]
+        assert row["enforced"] and row["peak_mb_1"] > 10 and row["p50_ms"] > 0, row
+    assert rows["keras model.predict"]["peak_mb_1"] > rows["ai-edge-litert none"]["peak_mb_1"]
+    assert rows["tflite-runtime none"]["runtime"] == "tflite-runtime"
+    assert rows["ai-edge-litert none"]["http_1w"]["http_float32_p50_ms"] > 0
+    table = (workspace.reports_dir / "benchmark.md").read_text()
+    assert "| ai-edge-litert dynamic |" in table and "old" not in readme.read_text()
+    assert table in readme.read_text()
+    png = (workspace.root / "docs" / "benchmark.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    own = _own_group("memory")
+    assert not [p for p in (V1_ROOT / own.lstrip("/")).iterdir() if p.name.startswith("bench-")]
