@@ -47,6 +47,12 @@ def blessed_verdicts(workspace: Workspace) -> dict[str, dict]:
         elif not report.get("passed"):
             failed = [name for name, m in report.get("measures", {}).items() if not m["passed"]]
             problems.append(f"{stage}: failed ({report.get('reason') or ', '.join(failed)})")
+        elif stage == "gate" and report.get("enforced") is not True:
+            problems.append(
+                "gate: the memory limit was not enforced by the kernel where the gate ran, so "
+                "its peak proves nothing about an OOM kill; run it where memory cgroups work "
+                "(these machines, or the promote workflow)"
+            )
         verdicts[stage] = report
     if problems:
         raise PromotionRefused("; ".join(problems))

@@ -24,12 +24,13 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
     ).stdout
 
 
-def write_gate_verdict(workspace: Workspace, passed: bool = True) -> None:
+def write_gate_verdict(workspace: Workspace, passed: bool = True, enforced: bool = True) -> None:
     """The gate stage's verdict for the current candidate, in the gate's report format."""
     write_json(
         workspace.report_path("gate"),
         {
             "passed": passed,
+            "enforced": enforced,
             "candidate_sha256": sha256_of(workspace.candidate_dir / "model.tflite"),
             "measures": {
                 "peak_memory_mb": {"value": 120.0, "threshold": 450, "rule": "<=", "passed": passed}
@@ -154,6 +155,12 @@ def test_a_failed_gate_is_refused(release_repo):
     workspace, remote = release_repo
     write_gate_verdict(workspace, passed=False)
     assert "gate: failed (peak_memory_mb)" in refuse(workspace, remote)
+
+
+def test_a_gate_that_was_not_enforced_by_the_kernel_is_refused(release_repo):
+    workspace, remote = release_repo
+    write_gate_verdict(workspace, enforced=False)
+    assert "gate: the memory limit was not enforced" in refuse(workspace, remote)
 
 
 def test_a_stale_verdict_is_refused(release_repo):

@@ -36,6 +36,7 @@ def release_dir(checked_workspace, tmp_path_factory):
         workspace.report_path("gate"),
         {
             "passed": True,
+            "enforced": True,
             "candidate_sha256": sha256_of(workspace.candidate_dir / "model.tflite"),
             "measures": {},
         },
