@@ -7,8 +7,13 @@
     MAX_BODY_BYTES      largest request body accepted, refused unread above it (default: 8 MiB)
     MAX_BATCH           most samples in one request (default: 64)
     DEFAULT_TOP_K       labels listed per answer when ?top_k= is absent (default: 3)
+    LITE_RUNTIME        ai-edge-litert or tflite-runtime (default: the first one installed)
 
-gunicorn imports this module in each worker after fork (no --preload), so every worker
+A bad number stops the worker with the variable's name; a bad bundle does not stop anything:
+the service starts, /api/health/ answers 503 with the reason and /api/predict/ answers 503.
+PORT and WEB_CONCURRENCY are read by render.yaml's gunicorn command, not here.
+
+gunicorn reads `service.app:app` in each worker after fork (no --preload), so every worker
 builds its own interpreter; the predictor serialises invoke() under its own lock.
 """
 
@@ -20,6 +25,7 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 import orjson
@@ -41,6 +47,13 @@ class HTTPError(Exception):
         self.status, self.error, self.expected, self.headers = status, error, expected, headers
 
 
+def parse_count(raw: str) -> int | None:
+    """`raw` as a non-negative integer if it is at most 18 plain ASCII digits, else None."""
+    # int() raises on what str.isdigit() alone lets through: superscripts such as "²" and
+    # strings over 4300 digits.
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+
+
 def worker_memory_mb() -> float:
     """This process's resident memory, read from /proc (no psutil in the service)."""
     try:
@@ -50,7 +63,7 @@ def worker_memory_mb() -> float:
                     return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
-    import resource
+    import resource  # no /proc (macOS): peak RSS is the closest figure available
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -79,6 +92,12 @@ class ServiceApp:
         except BundleError as error:
             self.not_ready_reason = str(error)
             log.error("predictor not ready: %s", error)
+        except Exception as error:  # a manifest of the wrong shape: still boot and say why
+            self.not_ready_reason = (
+                f"the bundle in {model_dir} cannot be loaded ({type(error).__name__}: {error}); "
+                "rebuild it with this version of the pipeline"
+            )
+            log.error("predictor not ready: %s\n%s", error, traceback.format_exc())
         routes = {
             "/api/health": {"GET": self.health, "HEAD": self.health},
             "/api/predict": {"POST": self.predict},
@@ -119,7 +138,7 @@ class ServiceApp:
         payload = orjson.dumps(body)
         headers += [("Content-Type", JSON_TYPE), ("Content-Length", str(len(payload)))]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-        log.info("%s %s %d %.1fms", method, path, status, (time.perf_counter() - started) * 1000)
+        log.info("%s %s %d %.2fms", method, path, status, (time.perf_counter() - started) * 1000)
         return [b"" if method == "HEAD" else payload]
 
     def _ready(self) -> Predictor:
@@ -176,18 +195,18 @@ class ServiceApp:
     def predict(self, environ: dict) -> tuple[int, dict[str, Any]]:
         predictor = self._ready()
         top_k = self._top_k(environ, len(predictor.contract.labels))
-        body = self._read_body(environ)
         content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-        if content_type == JSON_TYPE:
-            values = self._json_instances(body)
-        elif content_type == FLOAT32_TYPE:
-            values = self._float32_instances(body, predictor)
-        else:
+        if content_type not in (JSON_TYPE, FLOAT32_TYPE):
             raise HTTPError(
                 415,
                 f"content type {content_type or 'none'!r} is not supported",
                 f"{JSON_TYPE} or {FLOAT32_TYPE}",
             )
+        body = self._read_body(environ)
+        if content_type == JSON_TYPE:
+            values = self._json_instances(body)
+        else:
+            values = self._float32_instances(body, predictor)
         try:
             batch = predictor.as_batch(values)
         except InputError as error:
@@ -205,25 +224,28 @@ class ServiceApp:
         }
 
     def _top_k(self, environ: dict, label_count: int) -> int:
-        from urllib.parse import parse_qs
-
-        raw = parse_qs(environ.get("QUERY_STRING", "")).get("top_k", [str(self.default_top_k)])[-1]
-        if not raw.isdigit() or not 1 <= int(raw) <= label_count:
+        asked = parse_qs(environ.get("QUERY_STRING", "")).get("top_k")
+        if asked is None:  # a default above this model's label count is not the client's fault
+            return min(self.default_top_k, label_count)
+        raw = asked[-1]
+        top_k = parse_count(raw)
+        if top_k is None or not 1 <= top_k <= label_count:
             raise HTTPError(
                 400, f"top_k={raw!r} is not usable", f"an integer from 1 to {label_count}"
             )
-        return int(raw)
+        return top_k
 
     def _read_body(self, environ: dict) -> bytes:
         """The body, refused from its declared length before reading when it is too large."""
         declared = environ.get("CONTENT_LENGTH") or ""
         limit = f"a body of at most {self.max_body_bytes} bytes"
         if declared:
-            if not declared.isdigit():
+            length = parse_count(declared)
+            if length is None:
                 raise HTTPError(400, f"Content-Length {declared!r} is not a number", limit)
-            if int(declared) > self.max_body_bytes:
-                raise HTTPError(413, f"body of {declared} bytes is too large", limit)
-            body = environ["wsgi.input"].read(int(declared))
+            if length > self.max_body_bytes:
+                raise HTTPError(413, f"body of {length} bytes is too large", limit)
+            body = environ["wsgi.input"].read(length)
         else:  # chunked or undeclared: read one byte past the limit to know it was exceeded
             body = environ["wsgi.input"].read(self.max_body_bytes + 1)
             if len(body) > self.max_body_bytes:
@@ -282,9 +304,10 @@ def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name, "")
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < 1:
+    value = parse_count(raw)
+    if not value:
         raise SystemExit(f"{name}={raw!r} must be a positive integer")
-    return int(raw)
+    return value
 
 
 def _app_from_environment() -> ServiceApp:
