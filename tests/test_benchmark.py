@@ -48,7 +48,9 @@ def test_the_benchmark_measures_every_path_and_writes_table_and_chart(checked_wo
     assert rows["keras model.predict"]["peak_mb_1"] > rows["ai-edge-litert none"]["peak_mb_1"]
     assert rows["tflite-runtime none"]["runtime"] == "tflite-runtime"
     assert rows["ai-edge-litert none"]["http_1w"]["http_float32_p50_ms"] > 0
+    assert rows["ai-edge-litert none"]["http_1w"]["cold_start_s"] > 0
     table = (workspace.reports_dir / "benchmark.md").read_text()
+    assert "Service against the bare interpreter" in table
     assert "| ai-edge-litert dynamic |" in table and "old" not in readme.read_text()
     assert table in readme.read_text()
     png = (workspace.root / "docs" / "benchmark.png").read_bytes()
