@@ -279,17 +279,16 @@ def run(workspace: Workspace) -> None:
         ),
     ]
     if "none" in converted:
-        rows.append(
-            measure_path(
-                "bare interpreter none",
-                sys.executable,
-                "bare",
-                str(converted["none"]),
-                normalised,
-                settings,
-                env,
-            )
+        bare = measure_path(
+            "bare interpreter none",
+            sys.executable,
+            "bare",
+            str(converted["none"]),
+            normalised,
+            settings,
+            env,
         )
+        rows.append(bare | {"model_bytes": (converted["none"] / MODEL_NAME).stat().st_size})
     for quantization, bundle in bundles.items():
         name = f"ai-edge-litert {quantization}"
         if isinstance(bundle, str):

@@ -5,7 +5,6 @@ kernel's peak and OOM kills, notices a worker that died and was replaced, and wr
 verdict for exactly this candidate. Any breach exits non-zero with a one-line reason.
 """
 
-import math
 import os
 import socket
 import subprocess
@@ -22,7 +21,7 @@ import requests
 import yaml
 
 from pipeline.load_driver import LoadResult, drive_load
-from pipeline.memory_cgroup import MemoryGroupError, memory_limit
+from pipeline.memory_cgroup import MemoryGroupError, memory_limit, workers_that_fit
 from pipeline.model_inputs import InputPaths
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
@@ -250,11 +249,10 @@ def capacity(figures: dict, budget_mb: float, workers: int) -> dict[str, Any]:
     if not workers:
         return {}
     per_worker_mb = max(1.0, (figures["peak_memory_mb"] - figures["master_rss_mb"]) / workers)
-    fitting = math.floor((budget_mb * 0.9 - figures["master_rss_mb"]) / per_worker_mb)
     return {
         "per_worker_mb": round(per_worker_mb, 1),
         "master_mb": figures["master_rss_mb"],
-        "workers_that_fit": max(0, fitting),
+        "workers_that_fit": workers_that_fit(per_worker_mb, figures["master_rss_mb"], budget_mb),
         "rule": "floor((0.9 x limit - master RSS) / ((peak - master RSS) / workers))",
     }
 

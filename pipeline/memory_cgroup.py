@@ -150,6 +150,8 @@ class MemoryGroup:
 
     def popen(self, command: str | list[str], **kwargs) -> subprocess.Popen:
         """Start `command` (a string runs through bash -c) inside the group, in its own session."""
+        if self._final_figures is not None:
+            raise MemoryGroupError(f"{self.name} is closed; open another group")
         argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
         try:
             process = subprocess.Popen(
@@ -206,8 +208,12 @@ class MemoryGroup:
         if self._final_figures is not None:
             return
         self._stop_processes()
-        self._final_figures = {what: self._read(what) for what in FIGURES}
-        self._remove()
+        try:
+            self._final_figures = {what: self._read(what) for what in FIGURES}
+        except OSError as error:
+            raise MemoryGroupError(f"could not read the figures of {self.name}: {error}") from None
+        finally:
+            self._remove()
 
     def _stop_processes(self) -> None:
         """SIGTERM, a grace period, then SIGKILL, until no process of the group is left.
@@ -235,9 +241,10 @@ class MemoryGroup:
                     os.killpg(process.pid, sig)
 
     def _emptied(self) -> bool:
-        for process in self.processes:
-            process.poll()
-        return not self.pids()
+        # A task leaves cgroup.procs a moment before its parent can reap it: wait for both.
+        if self.pids():
+            return False
+        return all(process.poll() is not None for process in self.processes)
 
     def _remove(self) -> None:
         pass
@@ -300,7 +307,8 @@ class CgroupDirGroup(MemoryGroup):
         procs_path = os.fsencode(self.directory / "cgroup.procs")
 
         def join() -> None:
-            # In the child before exec, so even its first allocation is counted.
+            # In the child before exec, so even its first allocation is counted; plain os calls
+            # only, as the child of a threaded parent must take no lock.
             fd = os.open(procs_path, os.O_WRONLY)
             try:
                 os.write(fd, b"0")  # "0" is the writing process itself
@@ -338,17 +346,17 @@ class CgroupDirGroup(MemoryGroup):
 
 
 def _make_group_dir(directory: Path, settings: dict[str, str], required: tuple[str, ...]) -> None:
-    """mkdir a cgroup and write its settings (a name ending in `?` only where the kernel has
-    that file); on any failure the directory is removed again."""
+    """mkdir a cgroup, check the kernel gives it the `required` files, write its settings (a
+    name ending in `?` only where the kernel has that file); on failure remove it again."""
     try:
         directory.mkdir()
+        missing = [name for name in required if not (directory / name).exists()]
+        if missing:
+            raise OSError(f"this kernel has no {', '.join(missing)}")
         for name, value in settings.items():
             path = directory / name.rstrip("?")
             if not name.endswith("?") or path.exists():
                 path.write_text(value)
-        missing = [name for name in required if not (directory / name).exists()]
-        if missing:
-            raise OSError(f"this kernel has no {', '.join(missing)}")
     except OSError as error:
         with contextlib.suppress(OSError):
             directory.rmdir()

@@ -38,11 +38,17 @@ def test_the_benchmark_measures_every_path_and_writes_table_and_chart(checked_wo
     assert set(rows) == {
         "keras model.predict",
         "tf.function",
+        "bare interpreter none",
         "ai-edge-litert none",
         "ai-edge-litert dynamic",
         "tflite-runtime none",
     }
-    for name in ("keras model.predict", "ai-edge-litert none", "tflite-runtime none"):
+    for name in (
+        "keras model.predict",
+        "bare interpreter none",
+        "ai-edge-litert none",
+        "tflite-runtime none",
+    ):
         row = rows[name]
         assert row["enforced"] and row["peak_mb_1"] > 10 and row["p50_ms"] > 0, row
     assert rows["keras model.predict"]["peak_mb_1"] > rows["ai-edge-litert none"]["peak_mb_1"]

@@ -1,101 +1,273 @@
 """Real processes in real memory groups: the kernel's figures, OOM kills, and clean-up."""
 
+import contextlib
+import logging
+import os
 import signal
+import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psutil
 import pytest
 
-from pipeline.memory_cgroup import V1_ROOT, MemoryGroupError, _own_group, memory_limit, open_group
+from pipeline import memory_cgroup
+from pipeline.memory_cgroup import (
+    CgroupDirGroup,
+    CgroupV1Group,
+    CgroupV2Group,
+    MemoryGroupError,
+    memory_limit,
+    open_group,
+    workers_that_fit,
+)
 
-pytestmark = pytest.mark.slow
+ENFORCING = ("cgroup-v1", "cgroup-v2", "systemd-run")
+
+# Stand-ins that behave as passwordless sudo and as systemd do (scope: own cgroup, the
+# command exec'd inside it, the cgroup removed once empty), on this machine's cgroup v1.
+FAKE_SUDO = '#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n'
+FAKE_SYSTEMD_RUN = """#!/bin/sh
+while [ "$1" != -- ]; do
+  case "$1" in
+    --unit=*) scope="$FAKE_SYSTEMD_PARENT/${1#--unit=}.scope" ;;
+    --property=MemoryMax=*) limit="${1#--property=MemoryMax=}" ;;
+  esac
+  shift
+done
+shift
+mkdir "$scope" && echo "$limit" > "$scope/memory.limit_in_bytes" || exit 1
+echo $$ > "$scope/cgroup.procs"
+sh -c 'echo $$ > "$0/cgroup.procs"; for i in $(seq 600); do rmdir "$1" && exit; sleep 0.1; done' \\
+  "$FAKE_SYSTEMD_PARENT" "$scope" 2>/dev/null &
+exec "$@"
+"""
+FAKE_SYSTEMCTL = """#!/bin/sh
+for unit; do :; done
+[ -d "$FAKE_SYSTEMD_PARENT/$unit" ] && echo "${FAKE_SYSTEMD_PARENT#$FAKE_SYSTEMD_ROOT}/$unit"
+exit 0
+"""
 
 
-def allocate(megabytes: int, hold_seconds: float = 0.3) -> list[str]:
+def allocate(megabytes: int, marker: str, hold_seconds: float = 0.3) -> list[str]:
     """argv of a Python child that touches `megabytes` of memory, then holds it."""
     code = f"b = bytearray({megabytes} * 2**20); import time; time.sleep({hold_seconds})"
-    return [sys.executable, "-c", code]
+    return [sys.executable, "-c", code, marker]
 
 
-def memory_groups_left(prefix: str) -> list[str]:
-    own = _own_group("memory")
-    parent = V1_ROOT / own.lstrip("/") if own else None
-    if parent is None or not parent.exists():
-        return []
-    return [entry.name for entry in parent.iterdir() if entry.name.startswith(prefix)]
+def processes_marked(marker: str) -> list[psutil.Process]:
+    """Live processes anywhere on the machine whose command line carries `marker`."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        cmdline = process.info["cmdline"] or []
+        if process.info["status"] != psutil.STATUS_ZOMBIE and any(marker in a for a in cmdline):
+            found.append(process)
+    return found
+
+
+def is_live(pid: int) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    return False
+
+
+def fake_tools(bin_dir: Path, **scripts: str) -> str:
+    """Write executable stand-ins into `bin_dir`; a PATH that finds them first."""
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in scripts.items():
+        path = bin_dir / name.replace("_", "-")
+        path.write_text(text)
+        path.chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
 
 
 @pytest.fixture
-def group_prefix(request) -> str:
-    """A name prefix unique to the test; afterwards no group of that name may remain."""
-    prefix = f"t{abs(hash(request.node.name)) % 10**8}"
-    yield prefix
-    assert memory_groups_left(prefix) == []
+def marker() -> str:
+    """A word unique to the test, in its group names and its children's command lines."""
+    return f"memtest-{uuid.uuid4().hex[:8]}"
 
 
-def test_a_child_within_the_limit_runs_and_its_peak_is_the_kernels(group_prefix):
-    with memory_limit(512, group_prefix) as group:
-        assert group.enforced and group.backend == "cgroup-v1"
-        process = group.popen(allocate(100))
+@pytest.fixture
+def limit(marker, monkeypatch):
+    """memory_limit() with a short grace; no group or child of the test may outlive it."""
+    monkeypatch.delenv(memory_cgroup.BACKEND_ENV, raising=False)  # each test picks its own
+    groups = []
+
+    @contextlib.contextmanager
+    def open_limit(limit_mb: float, **kwargs):
+        kwargs.setdefault("term_grace_seconds", 1.0)
+        with memory_limit(limit_mb, name_prefix=marker, **kwargs) as group:
+            groups.append(group)
+            yield group
+
+    yield open_limit
+    stragglers = processes_marked(marker)
+    leftovers = [
+        path
+        for group in groups
+        if isinstance(group, CgroupDirGroup)
+        for path in group.directory.parent.glob(f"{marker}-*")
+    ]
+    # Clean up before failing, so one broken test cannot break the next.
+    for process in stragglers:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(stragglers, timeout=5)
+    for path in leftovers:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+    assert not stragglers and not leftovers
+
+
+@pytest.mark.slow
+def test_a_child_within_the_limit_runs_and_its_peak_is_the_kernels(limit, marker):
+    with limit(512) as group:
+        assert group.enforced and group.backend in ENFORCING
+        process = group.popen(allocate(100, marker))
         assert process.wait(timeout=30) == 0
         assert 100 <= group.peak_mb() < 200
-        assert group.oom_kills() == 0
+        assert group.oom_kills() == 0 and group.failcnt() == 0
+    assert not group.directory.exists()
+    assert group.peak_mb() >= 100, "the last figures stay readable after the group is gone"
+    with pytest.raises(MemoryGroupError, match="is closed"):
+        group.popen(["true"])
 
 
-def test_a_child_over_the_limit_is_oom_killed_and_counted(group_prefix):
-    with memory_limit(256, group_prefix) as group:
-        process = group.popen(allocate(700))
+@pytest.mark.slow
+def test_a_child_over_the_limit_is_oom_killed_and_counted(limit, marker):
+    with limit(256) as group:
+        process = group.popen(allocate(700, marker))
         assert process.wait(timeout=30) == -signal.SIGKILL
-        assert group.oom_kills() >= 1
-        assert 240 <= group.peak_mb() <= 257
+        assert group.oom_kills() >= 1 and group.failcnt() >= 1
+        assert 0.9 * 256 <= group.peak_mb() <= 257
+    assert not group.directory.exists()
 
 
-def test_a_shell_command_runs_inside_the_group_with_its_children(group_prefix):
-    with memory_limit(512, group_prefix) as group:
-        process = group.popen(f"{sys.executable} -c 'import time; time.sleep(30)' & wait")
+@pytest.mark.slow
+def test_processes_started_in_one_group_share_its_limit(limit, marker):
+    with limit(256) as group:
+        children = [group.popen(allocate(180, marker, hold_seconds=1.5)) for _ in range(2)]
+        assert sorted(child.wait(timeout=30) for child in children) == [-signal.SIGKILL, 0]
+        assert group.oom_kills() == 1
+
+
+@pytest.mark.slow
+def test_a_shell_command_and_its_children_run_in_the_group_and_die_with_it(limit, marker):
+    with limit(512) as group:
+        shell = group.popen(f"{sys.executable} -c 'import time; time.sleep(60)' {marker} & wait")
         deadline = time.monotonic() + 5
         while len(group.pids()) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert process.pid in group.pids() and len(group.pids()) == 2
         pids = group.pids()
-    assert not any(
-        psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids
-    )
+        assert shell.pid in pids and len(pids) == 2
+    assert shell.returncode == -signal.SIGTERM
+    assert not any(is_live(pid) for pid in pids)
 
 
-def test_an_exception_inside_the_block_still_removes_group_and_processes(group_prefix):
-    with pytest.raises(RuntimeError), memory_limit(512, group_prefix) as group:
-        process = group.popen(allocate(10, hold_seconds=60))
+@pytest.mark.slow
+def test_an_exception_inside_the_block_still_kills_and_removes(limit, marker):
+    with pytest.raises(RuntimeError, match="the caller failed"), limit(512) as group:
+        process = group.popen(allocate(10, marker, hold_seconds=60))
         raise RuntimeError("the caller failed")
-    assert process.poll() is not None
+    assert process.returncode == -signal.SIGTERM
+    assert not group.directory.exists()
 
 
-def test_a_child_that_ignores_sigterm_is_killed_within_the_deadline(group_prefix):
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
-    started = time.monotonic()
-    with memory_limit(512, group_prefix) as group:
-        process = group.popen([sys.executable, "-c", stubborn])
-        time.sleep(0.3)
-    assert process.poll() == -signal.SIGKILL
-    assert time.monotonic() - started < 15
+@pytest.mark.slow
+def test_ctrl_c_inside_the_block_still_kills_and_removes(limit, marker):
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), limit(512) as group:
+        process = group.popen(allocate(10, marker, hold_seconds=60))
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the KeyboardInterrupt lands here
+    assert process.returncode == -signal.SIGTERM
+    assert not group.directory.exists()
+    assert signal.getsignal(signal.SIGINT) is handler
 
 
-def test_without_a_cgroup_the_peak_is_sampled_and_not_enforced(capfd):
-    with memory_limit(512, "sampled", backend="none") as group:
+@pytest.mark.slow
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(limit, marker):
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    with limit(512, term_grace_seconds=1.0) as group:
+        process = group.popen([sys.executable, "-c", stubborn, marker], stdout=subprocess.PIPE)
+        assert process.stdout.readline() == b"ready\n"
+        leaving = time.monotonic()
+    assert 1.0 <= time.monotonic() - leaving < 4.0
+    assert process.returncode == -signal.SIGKILL
+    process.stdout.close()
+
+
+@pytest.mark.slow
+def test_without_a_cgroup_the_peak_is_sampled_and_not_enforced(limit, marker, caplog):
+    with caplog.at_level(logging.WARNING), limit(512, backend="none") as group:
         assert not group.enforced and group.backend == "none"
-        process = group.popen(allocate(100, hold_seconds=0.6))
+        process = group.popen(allocate(100, marker, hold_seconds=0.6))
         assert process.wait(timeout=30) == 0
         assert 100 <= group.peak_mb() < 250
-        assert group.oom_kills() == 0
-    assert "NOT enforced" in capfd.readouterr().err
+        assert group.oom_kills() == 0 and group.failcnt() == 0
+    assert "512 MB memory limit is NOT enforced" in caplog.text
 
 
-def test_the_backend_can_be_forced_from_the_environment(monkeypatch):
+@pytest.mark.slow
+def test_the_backend_can_be_forced_from_the_environment(limit, monkeypatch):
     monkeypatch.setenv("MEMORY_CGROUP_BACKEND", "none")
-    with memory_limit(64, "forced") as group:
+    with limit(64) as group:
         assert group.backend == "none"
+
+
+@pytest.mark.slow
+def test_a_process_that_is_not_root_joins_through_sudo(limit, marker, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", fake_tools(tmp_path / "bin", sudo=FAKE_SUDO))
+    with limit(512, backend="cgroup-v1") as group:
+        group.join_with_sudo = True
+        process = group.popen(allocate(100, marker, hold_seconds=1))
+        deadline = time.monotonic() + 5
+        while process.pid not in group.pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.pid in group.pids()
+        assert process.wait(timeout=30) == 0
+        assert group.peak_mb() >= 100
+
+
+@pytest.mark.slow
+def test_a_systemd_scope_holds_the_group_until_the_block_ends(limit, marker, tmp_path, monkeypatch):
+    parent = memory_cgroup.V1_ROOT / memory_cgroup._own_group("memory").lstrip("/")
+    tools = {"systemd_run": FAKE_SYSTEMD_RUN, "systemctl": FAKE_SYSTEMCTL}
+    monkeypatch.setenv("PATH", fake_tools(tmp_path / "bin", **tools))
+    monkeypatch.setenv("FAKE_SYSTEMD_ROOT", str(memory_cgroup.V1_ROOT))
+    monkeypatch.setenv("FAKE_SYSTEMD_PARENT", str(parent))
+    monkeypatch.setattr(memory_cgroup, "SYSTEMD_RUNTIME_DIR", tmp_path)
+    with limit(512) as group:
+        assert group.backend == "systemd-run" and group.directory.name.endswith(".scope")
+        assert group.pids() == [], "the scope's holder is not one of the group's processes"
+        process = group.popen(allocate(100, marker))
+        assert process.wait(timeout=30) == 0
+        assert group.peak_mb() >= 100 and group.oom_kills() == 0
+    assert not group.directory.exists()
+
+
+def test_when_no_cgroup_can_be_made_it_falls_back_to_sampling_and_says_why(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.delenv(memory_cgroup.BACKEND_ENV, raising=False)
+    monkeypatch.setattr(memory_cgroup, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(memory_cgroup, "V1_ROOT", tmp_path / "memory")
+    monkeypatch.setattr(memory_cgroup, "SYSTEMD_RUNTIME_DIR", tmp_path / "no-systemd")
+    with caplog.at_level(logging.WARNING), memory_limit(512, "fallback") as group:
+        assert group.backend == "none"
+    assert "cgroup-v1: no cgroup v1 memory controller is mounted" in caplog.text
+    assert "systemd-run: systemd is not PID 1 here" in caplog.text
+
+
+def test_a_forced_backend_that_cannot_work_here_says_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(memory_cgroup, "V1_ROOT", tmp_path)
+    with pytest.raises(MemoryGroupError, match="cgroup-v1: no cgroup v1 memory controller"):
+        open_group(64, "forced", backend="cgroup-v1")
 
 
 def test_an_unknown_backend_is_named_in_the_error():
@@ -103,7 +275,49 @@ def test_an_unknown_backend_is_named_in_the_error():
         open_group(64, "bad", backend="cgroup-v9")
 
 
-def test_cgroup_v2_without_a_delegated_memory_controller_says_so():
-    with pytest.raises(MemoryGroupError, match="cgroup-v2"):
-        open_group(64, "v2", backend="cgroup-v2")
-    assert Path("/proc/self/cgroup").exists()
+def test_cgroup_v2_needs_a_subtree_that_delegates_memory(tmp_path, monkeypatch):
+    (tmp_path / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("cpu pids\n")
+    monkeypatch.setattr(memory_cgroup, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(memory_cgroup, "_own_group", lambda controller: "/")
+    with pytest.raises(MemoryGroupError, match="do not delegate the memory controller"):
+        CgroupV2Group.create(64, "v2", 1.0)
+    (tmp_path / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    with pytest.raises(MemoryGroupError, match=r"this kernel has no memory\.peak"):
+        CgroupV2Group.create(64, "v2", 1.0)  # a plain directory has no memory.peak
+    assert not (tmp_path / "v2").exists()
+
+
+def test_cgroup_v2_figures_come_from_memory_peak_and_memory_events(tmp_path):
+    (tmp_path / "memory.peak").write_text(f"{256 * 2**20}\n")
+    (tmp_path / "memory.current").write_text(f"{100 * 2**20}\n")
+    (tmp_path / "memory.events").write_text("low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\n")
+    group = CgroupV2Group(512, "v2", 1.0, tmp_path, version=2)
+    assert (group.peak_mb(), group.usage_mb(), group.oom_kills(), group.failcnt()) == (
+        256,
+        100,
+        1,
+        7,
+    )
+
+
+def test_cgroup_v1_reads_the_same_figures_from_its_own_files(tmp_path):
+    (tmp_path / "memory.max_usage_in_bytes").write_text(f"{256 * 2**20}\n")
+    (tmp_path / "memory.usage_in_bytes").write_text(f"{100 * 2**20}\n")
+    (tmp_path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    (tmp_path / "memory.failcnt").write_text("9\n")
+    group = CgroupV1Group(512, "v1", 1.0, tmp_path, version=1)
+    assert (group.peak_mb(), group.usage_mb(), group.oom_kills(), group.failcnt()) == (
+        256,
+        100,
+        2,
+        9,
+    )
+
+
+def test_workers_that_fit_leave_headroom_beside_the_fixed_cost():
+    assert workers_that_fit(per_worker_mb=50, fixed_mb=40, budget_mb=512) == 8
+    assert workers_that_fit(per_worker_mb=50, fixed_mb=40, budget_mb=512, headroom=1.0) == 9
+    assert workers_that_fit(per_worker_mb=100, fixed_mb=500, budget_mb=512) == 0
+    with pytest.raises(ValueError, match="must be positive"):
+        workers_that_fit(per_worker_mb=0, fixed_mb=40, budget_mb=512)
