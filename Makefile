@@ -9,13 +9,14 @@ RUN := PATH="$(BIN):$$PATH"
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT ?= 8000
 
-.PHONY: help install system-deps demo test lint serve bench quantization clean
+.PHONY: help install system-deps demo test lint serve bench bench-latency quantization clean
 
 help:
 	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model"
 	@echo "make test    - install everything the tests need and run the whole suite"
 	@echo "make serve   - serve build/candidate on http://127.0.0.1:$(PORT)"
 	@echo "make bench   - every serving path side by side under a 512 MB cgroup"
+	@echo "make bench-latency - in-process latency benchmarks (pytest-benchmark)"
 	@echo "make quantization - convert and check every quantization mode side by side"
 
 # System packages: git-lfs for promotion, python3-venv where Debian split it off.
@@ -55,6 +56,10 @@ serve: install
 bench: install
 	$(RUN) dvc repro parity
 	$(RUN) python -m benchmarks.run
+
+bench-latency: install
+	$(RUN) python -m pytest tests/test_latency_benchmarks.py --benchmark-enable \
+		--benchmark-columns=median,iqr,ops --benchmark-sort=name
 
 quantization: install
 	$(RUN) dvc repro parity

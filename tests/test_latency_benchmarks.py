@@ -1,0 +1,68 @@
+"""In-process latency benchmarks (pytest-benchmark): regressions show as numbers.
+
+`make test` runs each once as a test (benchmarks disabled in pyproject's addopts);
+`make bench-latency` times them and prints the table.
+"""
+
+import io
+
+import numpy as np
+import orjson
+import pytest
+
+from service.app import create_app
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def app(candidate_dir):
+    """The WSGI app on the demo candidate, built by its factory."""
+    return create_app(candidate_dir)
+
+
+@pytest.fixture(scope="module")
+def samples(demo_workspace) -> np.ndarray:
+    """Raw held-out samples as float32."""
+    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
+        return heldout["X"][:16].astype("<f4")
+
+
+def post(app, body: bytes, content_type: str) -> int:
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/predict/",
+        "QUERY_STRING": "",
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    statuses = []
+    app(environ, lambda status, headers: statuses.append(status))
+    return int(statuses[0].split()[0])
+
+
+def test_predictor_one_sample(benchmark, app, samples):
+    probabilities = benchmark(app.predictor.predict_proba, samples[:1])
+    assert probabilities.shape == (1, 10)
+
+
+def test_predictor_batch_of_16(benchmark, app, samples):
+    probabilities = benchmark(app.predictor.predict_proba, samples)
+    assert probabilities.shape == (16, 10)
+
+
+def test_request_with_a_float32_body(benchmark, app, samples):
+    body = samples[0].tobytes()
+    assert benchmark(post, app, body, "application/octet-stream") == 200
+
+
+def test_request_with_a_json_body(benchmark, app, samples):
+    body = orjson.dumps({"instances": samples[0].tolist()})
+    assert benchmark(post, app, body, "application/json") == 200
+
+
+def test_json_decoding_alone(benchmark, app, samples):
+    body = orjson.dumps({"instances": samples[0].tolist()})
+    decoded = benchmark(app._json_instances, body)
+    assert decoded.shape == (65, 243)
