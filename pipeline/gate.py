@@ -35,15 +35,35 @@ class GateFailure(Exception):
     """The service could not be judged (it never became healthy, or exited)."""
 
 
+@dataclass(frozen=True)
+class RenderWebService:
+    """What render.yaml tells Render about the web service: how to start it, with what env."""
+
+    start_command: str
+    env: dict[str, str]
+
+    @classmethod
+    def read(cls, render_yaml_path: Path) -> "RenderWebService":
+        blueprint = yaml.safe_load(render_yaml_path.read_text(encoding="utf-8"))
+        web = [service for service in blueprint["services"] if service.get("type") == "web"]
+        if len(web) != 1 or "startCommand" not in web[0]:
+            raise GateFailure(
+                f"{render_yaml_path} must define exactly one web service with a startCommand"
+            )
+        # Only literal values: generateValue, fromDatabase and `sync: false` secrets exist on
+        # Render alone. WEB_CONCURRENCY and TFLITE_NUM_THREADS live here, so the gate runs the
+        # worker count Render will run rather than whatever the caller's shell happens to set.
+        env = {
+            str(variable["key"]): str(variable["value"])
+            for variable in web[0].get("envVars") or []
+            if "key" in variable and "value" in variable
+        }
+        return cls(start_command=web[0]["startCommand"], env=env)
+
+
 def render_start_command(render_yaml_path: Path) -> str:
     """The web service's startCommand, exactly as Render will run it."""
-    blueprint = yaml.safe_load(render_yaml_path.read_text(encoding="utf-8"))
-    web = [service for service in blueprint["services"] if service.get("type") == "web"]
-    if len(web) != 1 or "startCommand" not in web[0]:
-        raise GateFailure(
-            f"{render_yaml_path} must define exactly one web service with a startCommand"
-        )
-    return web[0]["startCommand"]
+    return RenderWebService.read(render_yaml_path).start_command
 
 
 def free_port() -> int:
@@ -96,6 +116,23 @@ def process_tree_figures(root_pid: int) -> tuple[float, list[int], list[float]]:
     return master.memory_info().rss / 2**20, sorted(w.pid for w in workers), worker_mb
 
 
+def settled_process_tree_figures(root_pid: int, timeout_seconds: float = 5.0):
+    """process_tree_figures once the worker set has stopped changing.
+
+    Health answers as soon as the first worker is up, but gunicorn forks the others with a
+    random pause of up to 0.1 s each; a snapshot taken too early would miss them.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    figures = process_tree_figures(root_pid)
+    unchanged_polls = 0
+    while unchanged_polls < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        latest = process_tree_figures(root_pid)
+        unchanged_polls = unchanged_polls + 1 if latest[1] == figures[1] else 0
+        figures = latest
+    return figures
+
+
 def heldout_and_expected(workspace: Workspace, params: dict, candidate_sha256: str):
     """Raw held-out samples and the candidate's own probabilities for them in parity."""
     paths = InputPaths.from_params(params["inputs"], workspace)
@@ -128,14 +165,18 @@ class ServiceRun:
     service_log_tail: list[str] = field(default_factory=list)
 
 
-def observe_service(workspace: Workspace, settings: dict, samples, expected, labels) -> ServiceRun:
+def observe_service(
+    workspace: Workspace, render: RenderWebService, settings: dict, samples, expected, labels
+) -> ServiceRun:
     """Start the service with render.yaml's command inside the limit, load it, stop it."""
-    command = render_start_command(workspace.render_yaml_path)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # The service runs from this environment's own bin/ (gunicorn), as `make demo` has it.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PATH": path, "PORT": str(port), "MODEL_DIR": str(workspace.candidate_dir)}
+    # Precedence: the caller's environment, then render.yaml's envVars (as Render sets them),
+    # then the port and candidate the gate must use, then gate.service_env for experiments.
+    env = {**os.environ, **render.env, "PATH": path, "PORT": str(port)}
+    env["MODEL_DIR"] = str(workspace.candidate_dir)
     env.update({key: str(value) for key, value in (settings.get("service_env") or {}).items()})
     run = ServiceRun()
     with tempfile.TemporaryDirectory(prefix="gate-") as log_dir:
@@ -147,13 +188,17 @@ def observe_service(workspace: Workspace, settings: dict, samples, expected, lab
             run.backend, run.enforced = group.backend, group.enforced
             started = time.perf_counter()
             process = group.popen(
-                command, env=env, cwd=REPO_ROOT, stdout=service_log, stderr=subprocess.STDOUT
+                render.start_command,
+                env=env,
+                cwd=REPO_ROOT,
+                stdout=service_log,
+                stderr=subprocess.STDOUT,
             )
             try:
                 run.cold_start_seconds = wait_until_healthy(
                     url, process, settings["cold_start_deadline_seconds"], started
                 )
-                run.master_rss_mb, run.workers_before, _ = process_tree_figures(process.pid)
+                run.master_rss_mb, run.workers_before, _ = settled_process_tree_figures(process.pid)
                 run.load = drive_load(
                     url,
                     samples,
@@ -177,7 +222,8 @@ def observe_service(workspace: Workspace, settings: dict, samples, expected, lab
 
 def judge(run: ServiceRun, settings: dict) -> dict[str, dict]:
     """Each gate measure with its value, threshold and outcome."""
-    replaced = len(set(run.workers_after) ^ set(run.workers_before)) if run.workers_before else 0
+    # A worker that died is one whose PID is gone after the load (gunicorn forks a new one).
+    replaced = len(set(run.workers_before) - set(run.workers_after))
     measures = {
         "peak_memory_mb": at_most(run.peak_memory_mb, settings["max_peak_memory_mb"]),
         "oom_kills": at_most(run.oom_kills, 0),
@@ -203,7 +249,7 @@ def judge(run: ServiceRun, settings: dict) -> dict[str, dict]:
     }
 
 
-def run_report(run: ServiceRun, settings: dict, command: str) -> dict[str, Any]:
+def run_report(run: ServiceRun, settings: dict, render: RenderWebService) -> dict[str, Any]:
     """The verdict's body: measures judged, figures kept, capacity planned."""
     figures = {
         "peak_memory_mb": run.peak_memory_mb,
@@ -225,7 +271,8 @@ def run_report(run: ServiceRun, settings: dict, command: str) -> dict[str, Any]:
         "backend": run.backend,
         "enforced": run.enforced,
         "memory_limit_mb": settings["memory_limit_mb"],
-        "start_command": command,
+        "start_command": render.start_command,
+        "render_env": render.env,
         "measures": judge(run, settings),
         "figures": figures,
         "capacity": capacity(figures, settings["memory_limit_mb"], len(run.workers_before)),
@@ -265,9 +312,9 @@ def gate(workspace: Workspace) -> None:
     labels = read_json(workspace.candidate_dir / "manifest.json")["labels"]
     try:
         samples, expected = heldout_and_expected(workspace, params, candidate_sha256)
-        command = render_start_command(workspace.render_yaml_path)
-        run = observe_service(workspace, settings, samples, expected, labels)
-        report = run_report(run, settings, command)
+        render = RenderWebService.read(workspace.render_yaml_path)
+        run = observe_service(workspace, render, settings, samples, expected, labels)
+        report = run_report(run, settings, render)
     except (GateFailure, MemoryGroupError) as failure:
         report = {"reason": str(failure), "measures": {}}
     report["candidate_sha256"] = candidate_sha256

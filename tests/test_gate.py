@@ -8,6 +8,7 @@ import time
 
 import psutil
 import pytest
+import yaml
 from conftest import workspace_like
 
 from pipeline.memory_cgroup import V1_ROOT, _own_group
@@ -77,6 +78,23 @@ def test_the_demo_passes_in_enforced_mode_with_the_kernels_figures(checked_works
     assert report["figures"]["workers"] == 1 and report["capacity"]["workers_that_fit"] >= 1
     assert "gunicorn service.app:app" in report["start_command"]
     assert "gate load: 120/120" in completed.stdout
+    assert leftovers(workspace) == ([], [])
+
+
+def test_the_worker_count_is_the_one_render_yaml_sets_not_the_callers_shell(
+    checked_workspace, tmp_path
+):
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=QUICK)
+    blueprint = yaml.safe_load(workspace.render_yaml_path.read_text())
+    for variable in blueprint["services"][0]["envVars"]:
+        if variable["key"] == "WEB_CONCURRENCY":
+            variable["value"] = "2"
+    workspace.render_yaml_path.write_text(yaml.safe_dump(blueprint))
+    completed = gate(workspace, WEB_CONCURRENCY="5")
+    assert completed.returncode == 0, completed.stderr
+    report = read_json(workspace.report_path("gate"))
+    assert report["figures"]["workers"] == 2 and len(report["figures"]["worker_uss_mb"]) == 2
+    assert report["render_env"]["WEB_CONCURRENCY"] == "2"
     assert leftovers(workspace) == ([], [])
 
 
