@@ -21,7 +21,12 @@ import requests
 import yaml
 
 from pipeline.load_driver import LoadResult, drive_load
-from pipeline.memory_cgroup import MemoryGroupError, memory_limit, workers_that_fit
+from pipeline.memory_cgroup import (
+    MemoryGroupError,
+    evict_from_page_cache,
+    memory_limit,
+    workers_that_fit,
+)
 from pipeline.model_inputs import InputPaths
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
@@ -178,6 +183,9 @@ def observe_service(
     env = {**os.environ, **render.env, "PATH": path, "PORT": str(port)}
     env["MODEL_DIR"] = str(workspace.candidate_dir)
     env.update({key: str(value) for key, value in (settings.get("service_env") or {}).items()})
+    # The bundle is warm in the page cache from convert and parity; on Render the service is
+    # the first to read it, and the kernel charges the pages to the first reader's group.
+    evict_from_page_cache(sorted(p for p in Path(env["MODEL_DIR"]).glob("*") if p.is_file()))
     run = ServiceRun()
     with tempfile.TemporaryDirectory(prefix="gate-") as log_dir:
         log_path = Path(log_dir) / "service.log"

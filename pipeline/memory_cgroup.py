@@ -77,6 +77,24 @@ def workers_that_fit(
     return max(0, math.floor((budget_mb * headroom - fixed_mb) / per_worker_mb))
 
 
+def evict_from_page_cache(paths: list[Path]) -> None:
+    """Drop the files' pages from the page cache, so the next group to read them pays for them.
+
+    The kernel charges a cached page to the group that first read it, not to later readers:
+    a model that convert and parity just wrote and read is already cached, so a service that
+    mmaps it would be charged nothing, where on a fresh host it is charged in full. Dirty
+    pages are written first (only clean ones can go). A no-op where the filesystem keeps
+    files in memory (tmpfs).
+    """
+    for path in paths:
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fdatasync(descriptor)
+            os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(descriptor)
+
+
 def _read_figure(path: Path, key: str | None) -> int:
     """A cgroup file's number, or the value of its `key value` line (0 where the key is absent)."""
     text = path.read_text()
