@@ -21,7 +21,9 @@ from service.bundle import LFS_POINTER_PREFIX, MANIFEST_NAME, MODEL_NAME, sha256
 
 LFS_TRACKED = (MODEL_NAME, GOLDEN_NAME)
 # Files the pipeline itself rewrites: a promotion commits them rather than refusing on them.
-PIPELINE_OWNED = ("dvc.lock",)
+# The stage metrics under reports/ are in git (DVC's `cache: false`) so that main holds the
+# promoted candidate's verdicts, which is what a pull request's `dvc metrics diff` compares to.
+PIPELINE_OWNED = ("dvc.lock", "reports/")
 
 
 def lfs_attributes(release_path: str) -> list[str]:
@@ -63,8 +65,9 @@ def stage_release(repo: GitRepo, release_path: str) -> None:
     if missing:
         attributes_path.write_text("\n".join([*lines, *missing]) + "\n")
     repo.run("add", ".gitattributes", release_path)
-    if (repo.root / "dvc.lock").exists():
-        repo.run("add", "dvc.lock")
+    owned = repo.run("ls-files", "--", *PIPELINE_OWNED).splitlines()
+    if owned:
+        repo.run("add", "--update", "--", *owned)
     for name in LFS_TRACKED:
         if not repo.staged_blob(f"{release_path}/{name}").startswith(LFS_POINTER_PREFIX):
             raise PromotionRefused(

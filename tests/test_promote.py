@@ -132,6 +132,26 @@ def test_promotion_lands_the_lfs_object_on_the_remote(release_repo, tmp_path):
     assert sha256_of(clone / "release" / "golden.npz") == manifest["golden"]["sha256"]
 
 
+def test_the_release_commit_carries_the_verdicts_a_pull_request_compares_against(
+    release_repo, tmp_path
+):
+    # As in this project: the stage metrics are in git, so `dvc metrics diff main` has a base.
+    workspace, remote = release_repo
+    root = workspace.root
+    (root / ".gitignore").write_text("build/\nreports/*\n!reports/gate.json\n")
+    gate_report = read_json(workspace.report_path("gate"))
+    write_json(workspace.report_path("gate"), {**gate_report, "candidate_sha256": "0" * 64})
+    git(root, "add", ".gitignore", "reports/gate.json")
+    git(root, "commit", "-qm", "an earlier release's verdict")
+    write_json(workspace.report_path("gate"), gate_report)  # the pipeline rewrote it
+    completed = promote(workspace)
+    assert completed.returncode == 0, completed.stderr
+    clone = fresh_clone(remote, tmp_path / "clone", "model-v1")
+    committed = json.loads((clone / "reports" / "gate.json").read_text())
+    assert committed["candidate_sha256"] == sha256_of(workspace.candidate_dir / "model.tflite")
+    assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
+
+
 def test_dry_run_shows_the_plan_and_changes_nothing(release_repo):
     workspace, remote = release_repo
     before = snapshot(workspace, remote)
