@@ -20,7 +20,7 @@ import orjson
 
 from benchmarks.report import write_outputs
 from pipeline.gate import free_port, render_start_command
-from pipeline.memory_cgroup import memory_limit
+from pipeline.memory_cgroup import evict_from_page_cache, memory_limit
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.reports import read_json
@@ -98,6 +98,7 @@ def in_process(
         "--count",
         str(count),
     ]
+    evict_from_page_cache(Path(model))  # each path pays for reading its model
     with memory_limit(limit_mb, name_prefix="bench") as group:
         children = [
             group.popen(
@@ -163,6 +164,7 @@ def over_http(
         ),
     }
     figures: dict = {}
+    evict_from_page_cache(bundle)
     with memory_limit(limit_mb, name_prefix="bench") as group:
         started = time.perf_counter()
         group.popen(

@@ -185,7 +185,7 @@ def observe_service(
     env.update({key: str(value) for key, value in (settings.get("service_env") or {}).items()})
     # The bundle is warm in the page cache from convert and parity; on Render the service is
     # the first to read it, and the kernel charges the pages to the first reader's group.
-    evict_from_page_cache(sorted(p for p in Path(env["MODEL_DIR"]).glob("*") if p.is_file()))
+    evict_from_page_cache(Path(env["MODEL_DIR"]))
     run = ServiceRun()
     with tempfile.TemporaryDirectory(prefix="gate-") as log_dir:
         log_path = Path(log_dir) / "service.log"

@@ -77,16 +77,17 @@ def workers_that_fit(
     return max(0, math.floor((budget_mb * headroom - fixed_mb) / per_worker_mb))
 
 
-def evict_from_page_cache(paths: list[Path]) -> None:
+def evict_from_page_cache(*paths: Path) -> None:
     """Drop the files' pages from the page cache, so the next group to read them pays for them.
 
     The kernel charges a cached page to the group that first read it, not to later readers:
     a model that convert and parity just wrote and read is already cached, so a service that
     mmaps it would be charged nothing, where on a fresh host it is charged in full. Dirty
     pages are written first (only clean ones can go). A no-op where the filesystem keeps
-    files in memory (tmpfs).
+    files in memory (tmpfs). A folder stands for the files in it; a missing path is skipped.
     """
-    for path in paths:
+    files = [f for p in paths if p.is_dir() for f in sorted(p.iterdir()) if f.is_file()]
+    for path in files + [p for p in paths if p.is_file()]:
         descriptor = os.open(path, os.O_RDONLY)
         try:
             os.fdatasync(descriptor)

@@ -151,7 +151,7 @@ def test_a_file_evicted_from_the_page_cache_is_charged_to_the_group_that_maps_it
     with limit(512) as group:
         assert group.popen([sys.executable, "-c", reader, str(model), marker]).wait(30) == 0
         warm_peak = group.peak_mb()
-    memory_cgroup.evict_from_page_cache([model])
+    memory_cgroup.evict_from_page_cache(model)
     with limit(512) as group:
         assert group.popen([sys.executable, "-c", reader, str(model), marker]).wait(30) == 0
         evicted_peak = group.peak_mb()
