@@ -138,16 +138,27 @@ def settled_process_tree_figures(root_pid: int, timeout_seconds: float = 5.0):
     return figures
 
 
-def heldout_and_expected(workspace: Workspace, params: dict, candidate_sha256: str):
+@dataclass(frozen=True)
+class ExpectedAnswers:
+    """What the live service must answer: parity's own probabilities, from this candidate."""
+
+    samples: np.ndarray
+    probabilities: np.ndarray
+    labels: list[str]
+    model_sha256: str
+
+
+def expected_answers(workspace: Workspace, params: dict, candidate_sha256: str) -> ExpectedAnswers:
     """Raw held-out samples and the candidate's own probabilities for them in parity."""
     paths = InputPaths.from_params(params["inputs"], workspace)
     with np.load(workspace.parity_predictions_path) as predictions:
         if str(predictions["candidate_sha256"]) != candidate_sha256:
             raise GateFailure("parity's predictions are for another candidate; run parity again")
-        expected = predictions["probabilities"]
+        probabilities = predictions["probabilities"]
     with np.load(paths.heldout, allow_pickle=False) as heldout:
         samples = heldout["X"].astype(np.float32)
-    return samples, expected
+    labels = read_json(workspace.candidate_dir / "manifest.json")["labels"]
+    return ExpectedAnswers(samples, probabilities, labels, candidate_sha256)
 
 
 @dataclass
@@ -171,7 +182,7 @@ class ServiceRun:
 
 
 def observe_service(
-    workspace: Workspace, render: RenderWebService, settings: dict, samples, expected, labels
+    workspace: Workspace, render: RenderWebService, settings: dict, expected: ExpectedAnswers
 ) -> ServiceRun:
     """Start the service with render.yaml's command inside the limit, load it, stop it."""
     port = free_port()
@@ -209,9 +220,10 @@ def observe_service(
                 run.master_rss_mb, run.workers_before, _ = settled_process_tree_figures(process.pid)
                 run.load = drive_load(
                     url,
-                    samples,
-                    expected,
-                    labels,
+                    expected.samples,
+                    expected.probabilities,
+                    expected.labels,
+                    model_sha256=expected.model_sha256,
                     requests_total=settings["requests"],
                     concurrency=settings["concurrency"],
                     timeout_seconds=settings["request_timeout_seconds"],
@@ -317,11 +329,10 @@ def gate(workspace: Workspace) -> None:
     params = load_params(workspace)
     settings = params["gate"]
     candidate_sha256 = sha256_of(workspace.candidate_dir / MODEL_NAME)
-    labels = read_json(workspace.candidate_dir / "manifest.json")["labels"]
     try:
-        samples, expected = heldout_and_expected(workspace, params, candidate_sha256)
+        expected = expected_answers(workspace, params, candidate_sha256)
         render = RenderWebService.read(workspace.render_yaml_path)
-        run = observe_service(workspace, render, settings, samples, expected, labels)
+        run = observe_service(workspace, render, settings, expected)
         report = run_report(run, settings, render)
     except (GateFailure, MemoryGroupError) as failure:
         report = {"reason": str(failure), "measures": {}}

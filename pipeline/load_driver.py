@@ -60,12 +60,14 @@ def drive_load(
     expected_probabilities: np.ndarray,
     labels: list[str],
     *,
+    model_sha256: str,
     requests_total: int,
     concurrency: int,
     timeout_seconds: float,
     tolerance: float,
 ) -> LoadResult:
-    """Send `requests_total` float32 predictions over `concurrency` threads and check each."""
+    """Send `requests_total` float32 predictions over `concurrency` threads and check each:
+    the model that answered must be `model_sha256`, its answer parity's within `tolerance`."""
     result = LoadResult()
     progress = Progress(requests_total, "gate load")
     sessions = threading.local()
@@ -88,7 +90,8 @@ def drive_load(
             elapsed_ms = (time.perf_counter() - started) * 1000
             if response.status_code != 200:
                 raise RuntimeError(f"HTTP {response.status_code}: {response.text[:120]}")
-            answer = response.json()["predictions"][0]
+            body = response.json()
+            answer, served_sha256 = body["predictions"][0], body["model_sha256"]
         except (requests.RequestException, RuntimeError, ValueError, KeyError) as error:
             with lock:
                 result.failures.append(f"request {request_index}: {error}")
@@ -100,7 +103,12 @@ def drive_load(
         difference = max(abs(live.get(name, -1.0) - expected[i]) for i, name in enumerate(labels))
         with lock:
             result.latencies_ms.append(elapsed_ms)
-            if answer["label"] != expected_label or difference > tolerance:
+            if served_sha256 != model_sha256:
+                result.wrong_answers.append(
+                    f"sample {sample_index}: served by model {served_sha256[:12]}, "
+                    f"not the candidate {model_sha256[:12]}"
+                )
+            elif answer["label"] != expected_label or difference > tolerance:
                 result.wrong_answers.append(
                     f"sample {sample_index}: {answer['label']} (parity: {expected_label}), "
                     f"max |dp| {difference:.2e}"

@@ -1,6 +1,8 @@
 """The gate, for real: render.yaml's gunicorn inside a real memory cgroup, real requests."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +98,27 @@ def test_the_worker_count_is_the_one_render_yaml_sets_not_the_callers_shell(
     assert report["figures"]["workers"] == 2 and len(report["figures"]["worker_uss_mb"]) == 2
     assert report["render_env"]["WEB_CONCURRENCY"] == "2"
     assert leftovers(workspace) == ([], [])
+
+
+def test_answers_from_a_model_other_than_the_candidate_fail_even_when_they_agree(
+    checked_workspace, tmp_path
+):
+    # The same network with a few bytes appended: it answers exactly as the candidate does,
+    # but it is not the file the verdict will name, so the gate must not pass it.
+    other = tmp_path / "other-bundle"
+    shutil.copytree(checked_workspace.candidate_dir, other)
+    with open(other / "model.tflite", "ab") as model:
+        model.write(b"\0" * 16)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["sha256"] = sha256_of(other / "model.tflite")
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    gate_settings = {**QUICK, "service_env": {"MODEL_DIR": str(other)}}
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=gate_settings)
+    assert "wrong_answers 120" in failure_line(gate(workspace))
+    report = read_json(workspace.report_path("gate"))
+    first = report["figures"]["first_wrong_answers"][0]
+    assert f"served by model {manifest['sha256'][:12]}" in first
+    assert f"not the candidate {report['candidate_sha256'][:12]}" in first
 
 
 def test_a_service_that_needs_more_than_the_limit_is_reported_as_oom_killed(
