@@ -5,6 +5,7 @@ kernel's peak and OOM kills, notices a worker that died and was replaced, and wr
 verdict for exactly this candidate. Any breach exits non-zero with a one-line reason.
 """
 
+import importlib.metadata
 import os
 import socket
 import subprocess
@@ -32,6 +33,7 @@ from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
 from pipeline.reports import at_least, at_most, read_json, write_json
 from service.bundle import MODEL_NAME, sha256_of
+from service.runtime import RUNTIMES
 
 POLL_SECONDS = 0.05
 
@@ -69,6 +71,23 @@ class RenderWebService:
 def render_start_command(render_yaml_path: Path) -> str:
     """The web service's startCommand, exactly as Render will run it."""
     return RenderWebService.read(render_yaml_path).start_command
+
+
+def lite_runtime_libraries() -> list[Path]:
+    """The shared libraries of every installed lite runtime, found without importing it.
+
+    numpy's are left alone: this process maps them, and a mapped page cannot be evicted.
+    """
+    libraries = []
+    for distribution_name, _ in RUNTIMES:
+        try:
+            files = importlib.metadata.distribution(distribution_name).files or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for file in files:
+            if file.suffix == ".so" or ".so." in file.name:
+                libraries.append(Path(file.locate()))
+    return libraries
 
 
 def free_port() -> int:
@@ -194,9 +213,10 @@ def observe_service(
     env = {**os.environ, **render.env, "PATH": path, "PORT": str(port)}
     env["MODEL_DIR"] = str(workspace.candidate_dir)
     env.update({key: str(value) for key, value in (settings.get("service_env") or {}).items()})
-    # The bundle is warm in the page cache from convert and parity; on Render the service is
-    # the first to read it, and the kernel charges the pages to the first reader's group.
-    evict_from_page_cache(Path(env["MODEL_DIR"]))
+    # The bundle and the runtime's libraries are warm in the page cache from convert, parity
+    # or an earlier gate; on Render the service is the first to read them, and the kernel
+    # charges a page to the first reader's group.
+    evict_from_page_cache(Path(env["MODEL_DIR"]), *lite_runtime_libraries())
     run = ServiceRun()
     with tempfile.TemporaryDirectory(prefix="gate-") as log_dir:
         log_path = Path(log_dir) / "service.log"
