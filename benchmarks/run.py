@@ -20,13 +20,18 @@ import orjson
 
 from benchmarks.report import write_outputs
 from pipeline.gate import free_port, render_start_command
-from pipeline.memory_cgroup import evict_from_page_cache, memory_limit
+from pipeline.memory_cgroup import distribution_libraries, evict_from_page_cache, memory_limit
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.reports import read_json
 from pipeline.scratch import scratch_workspace
 from service.bundle import MODEL_NAME
+from service.runtime import RUNTIMES
 
+# Each path's own libraries, evicted from the page cache before it runs so that every path
+# pays for reading them, as on a fresh host (numpy's stay cached: this process maps them).
+TENSORFLOW_DISTRIBUTIONS = ("tensorflow-cpu", "tensorflow", "keras")
+LITE_DISTRIBUTIONS = tuple(name for name, _ in RUNTIMES)
 TFLITE_RUNTIME_PINS = ["tflite-runtime==2.14.0", "numpy<2", "gunicorn==27.0.1", "orjson==3.13.0"]
 
 
@@ -83,6 +88,7 @@ def in_process(
     limit_mb: int,
     processes: int,
     env: dict,
+    libraries: list[Path],
 ) -> dict:
     """Run `processes` copies of one serving path together inside one memory group."""
     argv = [
@@ -98,7 +104,7 @@ def in_process(
         "--count",
         str(count),
     ]
-    evict_from_page_cache(Path(model))  # each path pays for reading its model
+    evict_from_page_cache(Path(model), *libraries)
     with memory_limit(limit_mb, name_prefix="bench") as group:
         children = [
             group.popen(
@@ -149,7 +155,13 @@ def timed_posts(port: int, bodies: list[bytes], content_type: str, count: int) -
 
 
 def over_http(
-    bundle: Path, samples: Path, workers: int, requests_total: int, limit_mb: int, env: dict
+    bundle: Path,
+    samples: Path,
+    workers: int,
+    requests_total: int,
+    limit_mb: int,
+    env: dict,
+    libraries: list[Path],
 ) -> dict:
     """Serve with render.yaml's command and `workers` workers; HTTP latency for both bodies."""
     port = free_port()
@@ -164,7 +176,7 @@ def over_http(
         ),
     }
     figures: dict = {}
-    evict_from_page_cache(bundle)
+    evict_from_page_cache(bundle, *libraries)
     with memory_limit(limit_mb, name_prefix="bench") as group:
         started = time.perf_counter()
         group.popen(
@@ -230,12 +242,14 @@ def percentiles(figures: dict) -> dict:
     }
 
 
-def measure_path(name, python, path, model, samples, settings, env, bundle=None) -> dict:
+def measure_path(name, python, path, model, samples, settings, env, libraries, bundle=None) -> dict:
     limit = settings["memory_limit_mb"]
     log(f"{name}: one process")
-    one = in_process(python, path, model, samples, settings["predictions"], limit, 1, env)
+    one = in_process(
+        python, path, model, samples, settings["predictions"], limit, 1, env, libraries
+    )
     log(f"{name}: two processes")
-    two = in_process(python, path, model, samples, 20, limit, 2, env)
+    two = in_process(python, path, model, samples, 20, limit, 2, env, libraries)
     row = {
         "path": name,
         "runtime": one.get("runtime", ""),
@@ -252,7 +266,9 @@ def measure_path(name, python, path, model, samples, settings, env, bundle=None)
         row["model_bytes"] = (bundle / MODEL_NAME).stat().st_size
         for workers in (1, 2):
             log(f"{name}: HTTP with {workers} worker(s)")
-            http = over_http(bundle, samples, workers, settings["http_requests"], limit, env)
+            http = over_http(
+                bundle, samples, workers, settings["http_requests"], limit, env, libraries
+            )
             row[f"http_{workers}w"] = http
     return row
 
@@ -272,12 +288,28 @@ def run(workspace: Workspace) -> None:
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
+    tensorflow = distribution_libraries(*TENSORFLOW_DISTRIBUTIONS)
+    lite = distribution_libraries(*LITE_DISTRIBUTIONS)
     rows = [
         measure_path(
-            "keras model.predict", sys.executable, "keras-predict", model, normalised, settings, env
+            "keras model.predict",
+            sys.executable,
+            "keras-predict",
+            model,
+            normalised,
+            settings,
+            env,
+            tensorflow,
         ),
         measure_path(
-            "tf.function", sys.executable, "tf-function", model, normalised, settings, env
+            "tf.function",
+            sys.executable,
+            "tf-function",
+            model,
+            normalised,
+            settings,
+            env,
+            tensorflow,
         ),
     ]
     if "none" in converted:
@@ -289,6 +321,7 @@ def run(workspace: Workspace) -> None:
             normalised,
             settings,
             env,
+            lite,
         )
         rows.append(bare | {"model_bytes": (converted["none"] / MODEL_NAME).stat().st_size})
     for quantization, bundle in bundles.items():
@@ -305,6 +338,7 @@ def run(workspace: Workspace) -> None:
                 raw,
                 settings,
                 {**env, "LITE_RUNTIME": "ai-edge-litert"},
+                lite,
                 bundle,
             )
         )
@@ -328,6 +362,11 @@ def run(workspace: Workspace) -> None:
                     raw,
                     settings,
                     tflite_env,
+                    sorted(
+                        Path(python).parent.parent.glob(
+                            "lib/python*/site-packages/tflite_runtime/*.so"
+                        )
+                    ),
                     converted["none"],
                 )
             )

@@ -5,7 +5,6 @@ kernel's peak and OOM kills, notices a worker that died and was replaced, and wr
 verdict for exactly this candidate. Any breach exits non-zero with a one-line reason.
 """
 
-import importlib.metadata
 import os
 import socket
 import subprocess
@@ -24,6 +23,7 @@ import yaml
 from pipeline.load_driver import LoadResult, drive_load
 from pipeline.memory_cgroup import (
     MemoryGroupError,
+    distribution_libraries,
     evict_from_page_cache,
     memory_limit,
     workers_that_fit,
@@ -71,23 +71,6 @@ class RenderWebService:
 def render_start_command(render_yaml_path: Path) -> str:
     """The web service's startCommand, exactly as Render will run it."""
     return RenderWebService.read(render_yaml_path).start_command
-
-
-def lite_runtime_libraries() -> list[Path]:
-    """The shared libraries of every installed lite runtime, found without importing it.
-
-    numpy's are left alone: this process maps them, and a mapped page cannot be evicted.
-    """
-    libraries = []
-    for distribution_name, _ in RUNTIMES:
-        try:
-            files = importlib.metadata.distribution(distribution_name).files or []
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        for file in files:
-            if file.suffix == ".so" or ".so." in file.name:
-                libraries.append(Path(file.locate()))
-    return libraries
 
 
 def free_port() -> int:
@@ -216,7 +199,9 @@ def observe_service(
     # The bundle and the runtime's libraries are warm in the page cache from convert, parity
     # or an earlier gate; on Render the service is the first to read them, and the kernel
     # charges a page to the first reader's group.
-    evict_from_page_cache(Path(env["MODEL_DIR"]), *lite_runtime_libraries())
+    # numpy's libraries stay cached: this process maps them itself.
+    runtimes = distribution_libraries(*(name for name, _ in RUNTIMES))
+    evict_from_page_cache(Path(env["MODEL_DIR"]), *runtimes)
     run = ServiceRun()
     with tempfile.TemporaryDirectory(prefix="gate-") as log_dir:
         log_path = Path(log_dir) / "service.log"

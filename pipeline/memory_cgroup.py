@@ -18,6 +18,7 @@ on success, failure and Ctrl-C alike; every wait has a deadline.
 """
 
 import contextlib
+import importlib.metadata
 import logging
 import math
 import os
@@ -94,6 +95,22 @@ def evict_from_page_cache(*paths: Path) -> None:
             os.posix_fadvise(descriptor, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(descriptor)
+
+
+def distribution_libraries(*distribution_names: str) -> list[Path]:
+    """The shared libraries of those Python distributions that are installed, not imported.
+
+    For evict_from_page_cache: a library this process has imported is mapped, and a mapped
+    page cannot be evicted.
+    """
+    libraries = []
+    for name in distribution_names:
+        try:
+            files = importlib.metadata.distribution(name).files or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        libraries += [Path(f.locate()) for f in files if f.suffix == ".so" or ".so." in f.name]
+    return libraries
 
 
 def _read_figure(path: Path, key: str | None) -> int:
