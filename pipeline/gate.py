@@ -198,8 +198,8 @@ def observe_service(
     env.update({key: str(value) for key, value in (settings.get("service_env") or {}).items()})
     # The bundle and the runtime's libraries are warm in the page cache from convert, parity
     # or an earlier gate; on Render the service is the first to read them, and the kernel
-    # charges a page to the first reader's group.
-    # numpy's libraries stay cached: this process maps them itself.
+    # charges a page to the first reader's group. (numpy's libraries stay cached: this process
+    # maps them itself, and a mapped page cannot be evicted.)
     runtimes = distribution_libraries(*(name for name, _ in RUNTIMES))
     evict_from_page_cache(Path(env["MODEL_DIR"]), *runtimes)
     run = ServiceRun()
