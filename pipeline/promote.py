@@ -169,10 +169,12 @@ def promote(workspace: Workspace, remote: str | None, dry_run: bool) -> str:
         f"{parity['top1_agreement']['value']:.3f}; gate "
         + ", ".join(f"{name} {m['value']}" for name, m in gate.items())
     )
+    changed_by_pipeline = repo.dirty_paths()  # preflight refused any other change
     steps = [
         f"write {release_path}/ ({MODEL_NAME}, {GOLDEN_NAME}, {MANIFEST_NAME}) for {sha256[:12]}",
         f"track {release_path}/{MODEL_NAME} and {GOLDEN_NAME} through Git LFS",
-        f"commit on {branch}: {message.splitlines()[0]}",
+        f"commit on {branch}: {message.splitlines()[0]}"
+        + (f" (with {', '.join(changed_by_pipeline)})" if changed_by_pipeline else ""),
         f"tag {tag}",
         f"push {branch} and {tag} to {remote} ({repo.remote_url(remote)}) atomically",
         f"verify a fresh clone of {remote} holds the model",
