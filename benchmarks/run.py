@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from benchmarks.report import write_outputs
-from pipeline.gate import free_port, render_start_command
+from pipeline.gate import RenderWebService, free_port
 from pipeline.memory_cgroup import distribution_libraries, evict_from_page_cache, memory_limit
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
@@ -165,7 +165,10 @@ def over_http(
 ) -> dict:
     """Serve with render.yaml's command and `workers` workers; HTTP latency for both bodies."""
     port = free_port()
-    env = {**env, "PORT": str(port), "MODEL_DIR": str(bundle), "WEB_CONCURRENCY": str(workers)}
+    render = RenderWebService.read(REPO_ROOT / "render.yaml")
+    # As the gate does: render.yaml's envVars, then this measurement's port, bundle, workers.
+    env = {**env, **render.env, "PORT": str(port), "MODEL_DIR": str(bundle)}
+    env["WEB_CONCURRENCY"] = str(workers)
     with np.load(samples) as archive:
         raw = archive["X"].astype("<f4")
     bodies = {
@@ -180,7 +183,7 @@ def over_http(
     with memory_limit(limit_mb, name_prefix="bench") as group:
         started = time.perf_counter()
         group.popen(
-            render_start_command(REPO_ROOT / "render.yaml"),
+            render.start_command,
             cwd=REPO_ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

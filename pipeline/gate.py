@@ -68,11 +68,6 @@ class RenderWebService:
         return cls(start_command=web[0]["startCommand"], env=env)
 
 
-def render_start_command(render_yaml_path: Path) -> str:
-    """The web service's startCommand, exactly as Render will run it."""
-    return RenderWebService.read(render_yaml_path).start_command
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

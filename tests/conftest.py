@@ -13,6 +13,7 @@ import pytest
 import requests
 import yaml
 
+from pipeline.gate import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 
 
@@ -117,19 +118,6 @@ def workspace_like(source: Workspace, root: Path, **overrides: dict) -> Workspac
     return workspace
 
 
-def render_start_command() -> str:
-    blueprint = yaml.safe_load((REPO_ROOT / "render.yaml").read_text())
-    return blueprint["services"][0]["startCommand"]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class RunningService:
     """A real gunicorn started with render.yaml's command, on a loopback port."""
 
@@ -148,7 +136,7 @@ class RunningService:
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop(), lives as long as the service
         self.started = time.perf_counter()
         self.process = subprocess.Popen(
-            ["bash", "-c", render_start_command()],
+            ["bash", "-c", RenderWebService.read(REPO_ROOT / "render.yaml").start_command],
             cwd=REPO_ROOT,
             env=self.env,
             stdout=self.log,
