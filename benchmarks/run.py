@@ -19,19 +19,17 @@ import numpy as np
 import orjson
 
 from benchmarks.report import write_outputs
-from pipeline.gate import RenderWebService, free_port
+from pipeline.gate import RenderWebService, free_port, lite_runtime_libraries
 from pipeline.memory_cgroup import distribution_libraries, evict_from_page_cache, memory_limit
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.reports import read_json
 from pipeline.scratch import scratch_workspace
 from service.bundle import MODEL_NAME
-from service.runtime import RUNTIMES
 
 # Each path's own libraries, evicted from the page cache before it runs so that every path
 # pays for reading them, as on a fresh host (numpy's stay cached: this process maps them).
 TENSORFLOW_DISTRIBUTIONS = ("tensorflow-cpu", "tensorflow", "keras")
-LITE_DISTRIBUTIONS = tuple(name for name, _ in RUNTIMES)
 TFLITE_RUNTIME_PINS = ["tflite-runtime==2.14.0", "numpy<2", "gunicorn==27.0.1", "orjson==3.13.0"]
 
 
@@ -292,7 +290,7 @@ def run(workspace: Workspace) -> None:
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     tensorflow = distribution_libraries(*TENSORFLOW_DISTRIBUTIONS)
-    lite = distribution_libraries(*LITE_DISTRIBUTIONS)
+    lite = lite_runtime_libraries()
     rows = [
         measure_path(
             "keras model.predict",

@@ -68,6 +68,11 @@ class RenderWebService:
         return cls(start_command=web[0]["startCommand"], env=env)
 
 
+def lite_runtime_libraries() -> list[Path]:
+    """The shared libraries of every installed lite runtime, for evict_from_page_cache."""
+    return distribution_libraries(*(name for name, _ in RUNTIMES))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -195,8 +200,7 @@ def observe_service(
     # or an earlier gate; on Render the service is the first to read them, and the kernel
     # charges a page to the first reader's group. (numpy's libraries stay cached: this process
     # maps them itself, and a mapped page cannot be evicted.)
-    runtimes = distribution_libraries(*(name for name, _ in RUNTIMES))
-    evict_from_page_cache(Path(env["MODEL_DIR"]), *runtimes)
+    evict_from_page_cache(Path(env["MODEL_DIR"]), *lite_runtime_libraries())
     run = ServiceRun()
     with tempfile.TemporaryDirectory(prefix="gate-") as log_dir:
         log_path = Path(log_dir) / "service.log"
