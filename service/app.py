@@ -184,7 +184,7 @@ class ServiceApp:
                 **manifest["input"],
                 "json": predictor.contract.describe(),
                 "float32": "little-endian float32 bytes, n x "
-                f"{predictor.contract.timesteps} x {predictor.contract.features}",
+                + " x ".join(str(d) for d in predictor.contract.sample_shape),
             },
             "labels": list(predictor.contract.labels),
             "quantization": manifest.get("quantization"),
@@ -275,17 +275,16 @@ class ServiceApp:
         return values
 
     def _float32_instances(self, body: bytes, predictor: Predictor) -> np.ndarray:
-        sample_bytes = predictor.contract.timesteps * predictor.contract.features * 4
-        if len(body) % sample_bytes:
+        contract = predictor.contract
+        if len(body) % contract.sample_bytes:
+            dims = " x ".join(str(d) for d in contract.sample_shape)
             raise HTTPError(
                 400,
                 f"float32 body of {len(body)} bytes is not whole samples",
-                f"a multiple of {sample_bytes} bytes ({predictor.contract.timesteps}"
-                f" x {predictor.contract.features} little-endian float32 per sample)",
+                f"a multiple of {contract.sample_bytes} bytes ({dims} little-endian float32"
+                " per sample)",
             )
-        return np.frombuffer(body, dtype="<f4").reshape(
-            -1, predictor.contract.timesteps, predictor.contract.features
-        )
+        return np.frombuffer(body, dtype="<f4").reshape(-1, *contract.sample_shape)
 
 
 def create_app(

@@ -18,27 +18,57 @@ class InputError(ValueError):
     """A client's input does not fit the model's contract; the message says what is expected."""
 
 
+# What the manifest's output.kind may say, and the key each answer names its value with:
+# only a distribution (rows sum to 1) is served as "probability".
+OUTPUT_VALUE_KEYS = {"probability": "probability", "score": "score", "logit": "score"}
+
+
 @dataclass(frozen=True)
 class Contract:
-    """What one sample looks like and what the model answers."""
+    """What one sample looks like (any fixed shape) and what the model answers."""
 
-    timesteps: int
-    features: int
+    sample_shape: tuple[int, ...]
     labels: tuple[str, ...]
+    output_kind: str = "probability"
 
     @property
-    def sample_shape(self) -> tuple[int, int]:
-        return (self.timesteps, self.features)
+    def sample_size(self) -> int:
+        """Numbers in one sample."""
+        return int(np.prod(self.sample_shape, dtype=np.int64))
+
+    @property
+    def sample_bytes(self) -> int:
+        """Bytes of one sample as raw float32."""
+        return 4 * self.sample_size
+
+    @property
+    def value_key(self) -> str:
+        """The answer's name for the model's output value: `probability` or `score`."""
+        return OUTPUT_VALUE_KEYS[self.output_kind]
 
     def describe(self) -> str:
-        return (
-            f"one sequence of shape [{self.timesteps}, {self.features}] or a batch of shape "
-            f"[n, {self.timesteps}, {self.features}] of finite numbers"
-        )
+        dims = ", ".join(str(d) for d in self.sample_shape)
+        return f"one sample of shape [{dims}] or a batch of shape [n, {dims}] of finite numbers"
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> "Contract":
+        shape = manifest["input"]["shape"]
+        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+            raise BundleError(
+                f"manifest input shape {shape} is not a list of positive sizes; rebuild the bundle"
+            )
+        kind = (manifest.get("output") or {}).get("kind", "probability")
+        kind = {"probabilities": "probability"}.get(kind, kind)  # bundles of schema 1
+        if kind not in OUTPUT_VALUE_KEYS:
+            raise BundleError(
+                f"manifest output kind {kind!r} is unknown (expected one of "
+                f"{', '.join(OUTPUT_VALUE_KEYS)}); rebuild the bundle"
+            )
+        return cls(tuple(int(d) for d in shape), tuple(manifest["labels"]), kind)
 
 
 def _affine_from_manifest(preprocessing: dict[str, Any], contract: Contract):
-    """(scale, offset) as float32 arrays that broadcast over (n, timesteps, features), or None."""
+    """(scale, offset) as float32 arrays that broadcast over (n, *sample_shape), or None."""
     kind = preprocessing.get("kind")
     if kind == "identity":
         return None
@@ -46,7 +76,8 @@ def _affine_from_manifest(preprocessing: dict[str, Any], contract: Contract):
         raise BundleError(f"manifest preprocessing kind {kind!r} is unknown; rebuild the bundle")
     scale = np.asarray(preprocessing["scale"], dtype=np.float32)
     offset = np.asarray(preprocessing["offset"], dtype=np.float32)
-    allowed = ((contract.features,), contract.sample_shape)
+    # Per feature (the last axis) or per position in the whole sample.
+    allowed = (contract.sample_shape[-1:], contract.sample_shape)
     if scale.shape not in allowed or offset.shape != scale.shape:
         raise BundleError(
             f"manifest preprocessing has shape {scale.shape}/{offset.shape}, expected one of "
@@ -66,8 +97,7 @@ class Predictor:
         self.model_path = model_dir / self.manifest["model_file"]
         check_model_file(self.model_path, self.manifest["sha256"])
         self.sha256: str = self.manifest["sha256"]
-        shape = self.manifest["input"]["shape"]
-        self.contract = Contract(int(shape[0]), int(shape[1]), tuple(self.manifest["labels"]))
+        self.contract = Contract.from_manifest(self.manifest)
         self._affine = _affine_from_manifest(self.manifest["preprocessing"], self.contract)
         self.runtime = runtime or select_runtime()
         try:
@@ -82,7 +112,7 @@ class Predictor:
             ) from None
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
-        expected_input = (1, self.contract.timesteps, self.contract.features)
+        expected_input = (1, *self.contract.sample_shape)
         if tuple(self._input["shape"]) != expected_input:
             raise BundleError(
                 f"{self.model_path.name} takes input {tuple(self._input['shape'])} but the "
@@ -97,14 +127,15 @@ class Predictor:
         self._lock = threading.Lock()
 
     def as_batch(self, values: Any) -> np.ndarray:
-        """Raw client values as a float32 batch (n, timesteps, features), or InputError."""
+        """Raw client values as a float32 batch (n, *sample_shape), or InputError."""
         try:
             batch = np.asarray(values, dtype=np.float32)
         except (ValueError, TypeError):
             raise InputError(f"input must be numbers only, in {self.contract.describe()}") from None
         if batch.shape == self.contract.sample_shape:
             batch = batch[np.newaxis]
-        if batch.ndim != 3 or batch.shape[1:] != self.contract.sample_shape or batch.shape[0] == 0:
+        rank = len(self.contract.sample_shape) + 1
+        if batch.ndim != rank or batch.shape[1:] != self.contract.sample_shape or not len(batch):
             raise InputError(
                 f"input has shape {list(batch.shape)}; expected {self.contract.describe()}"
             )
@@ -120,7 +151,7 @@ class Predictor:
         return batch * scale + offset
 
     def predict_proba(self, values: Any) -> np.ndarray:
-        """Class probabilities, shape (n, classes), for raw (un-normalised) samples."""
+        """The model's outputs, shape (n, classes), for raw (un-normalised) samples."""
         batch = self.normalise(self.as_batch(values))
         probabilities = np.empty((batch.shape[0], len(self.contract.labels)), dtype=np.float32)
         with self._lock:
@@ -133,20 +164,22 @@ class Predictor:
         return probabilities
 
     def predict(self, values: Any, top_k: int = 1) -> list[dict[str, Any]]:
-        """For each sample: its label, that label's probability and the top-k labels."""
-        probabilities = self.predict_proba(values)
+        """For each sample: its label, that label's value and the top-k labels.
+
+        The value is named `probability` for a distribution and `score` otherwise
+        (independent sigmoid scores or logits); top-k is sorted by it either way.
+        """
+        outputs = self.predict_proba(values)
         top_k = max(1, min(top_k, len(self.contract.labels)))
+        key, labels = self.contract.value_key, self.contract.labels
         answers = []
-        for row in probabilities:
+        for row in outputs:
             ranked = np.argsort(-row, kind="stable")[:top_k]
             answers.append(
                 {
-                    "label": self.contract.labels[ranked[0]],
-                    "probability": float(row[ranked[0]]),
-                    "top_k": [
-                        {"label": self.contract.labels[i], "probability": float(row[i])}
-                        for i in ranked
-                    ],
+                    "label": labels[ranked[0]],
+                    key: float(row[ranked[0]]),
+                    "top_k": [{"label": labels[i], key: float(row[i])} for i in ranked],
                 }
             )
         return answers
