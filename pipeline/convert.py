@@ -20,7 +20,7 @@ from pipeline.convert_worker import ERROR_PREFIX
 from pipeline.model_inputs import InputPaths
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
-from pipeline.reports import read_json, write_json
+from pipeline.reports import read_json, write_json, write_verdict
 from service.bundle import MANIFEST_NAME, MANIFEST_SCHEMA, MODEL_NAME, BundleError, sha256_of
 from service.predictor import Predictor
 
@@ -112,7 +112,7 @@ def judge_builtin_ops(model_path: Path) -> list[str]:
 def convert(workspace: Workspace) -> None:
     """Convert, check on the lite runtime, and publish build/candidate/ with its report."""
     params = load_params(workspace)
-    candidate_dir, report_path = workspace.candidate_dir, workspace.report_path("convert")
+    candidate_dir = workspace.candidate_dir
     settings = params["convert"]
     quantization = str(settings["quantization"])
     report: dict[str, Any] = {"quantization": quantization, "passed": False}
@@ -165,11 +165,11 @@ def convert(workspace: Workspace) -> None:
         os.replace(partial_dir, candidate_dir)
     except (ConversionFailed, BundleError) as failure:
         report["reason"] = str(failure)
-        write_json(report_path, report)
+        write_verdict(workspace, "convert", report)
         raise SystemExit(f"convert failed: {failure}") from None
     finally:
         shutil.rmtree(partial_dir, ignore_errors=True)
-    write_json(report_path, report)
+    write_verdict(workspace, "convert", report)
     print(
         f"convert passed: {quantization}, {report['sizes_bytes']['tflite']} bytes, "
         f"ops {report['ops']}, sha256 {report['candidate_sha256'][:12]}"

@@ -31,7 +31,7 @@ from pipeline.memory_cgroup import (
 from pipeline.model_inputs import InputPaths
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
-from pipeline.reports import at_least, at_most, read_json, write_json
+from pipeline.reports import at_least, at_most, read_json, write_verdict
 from service.bundle import MODEL_NAME, sha256_of
 from service.runtime import RUNTIMES
 
@@ -360,7 +360,7 @@ def gate(workspace: Workspace) -> None:
                 "the memory limit was not enforced by the kernel (gate.require_enforced is on)"
             )
     report["passed"] = not problems
-    write_json(workspace.report_path("gate"), report)
+    write_verdict(workspace, "gate", report)
     if problems:
         raise SystemExit("gate failed: " + "; ".join(problems))
     figures, measures = report["figures"], report["measures"]

@@ -24,7 +24,7 @@ from pipeline.model_inputs import (
 )
 from pipeline.params import load_params
 from pipeline.paths import Workspace
-from pipeline.reports import at_least, at_most, write_json
+from pipeline.reports import at_least, at_most, write_verdict
 from service.bundle import BundleError, sha256_of
 from service.predictor import Predictor
 
@@ -104,7 +104,7 @@ def parity(workspace: Workspace) -> None:
         samples, truth = load_heldout(paths.heldout, shape, labels)
     except (InputFileError, BundleError) as failure:
         # A verdict on disk must never outlive the run that failed to produce a new one.
-        write_json(workspace.report_path("parity"), {"passed": False, "reason": str(failure)})
+        write_verdict(workspace, "parity", {"passed": False, "reason": str(failure)})
         raise SystemExit(f"parity failed: {failure}") from None
 
     keras_probs = keras_probabilities(paths, model, samples)
@@ -128,7 +128,7 @@ def parity(workspace: Workspace) -> None:
         "accuracy": accuracy,
         "per_class": rows,
     }
-    write_json(workspace.report_path("parity"), report)
+    write_verdict(workspace, "parity", report)
     write_plots(workspace, rows, keras_probs, tflite_probs)
     predictions_path = workspace.parity_predictions_path
     predictions_path.parent.mkdir(parents=True, exist_ok=True)

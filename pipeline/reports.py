@@ -28,6 +28,15 @@ def write_json(path: Path, data: Any) -> None:
     os.replace(partial, path)
 
 
+def write_verdict(workspace, stage: str, verdict: dict[str, Any]) -> None:
+    """reports/<stage>.json: a stage's whole verdict, the one place every gate stage writes it.
+
+    Everything a verdict must carry beyond the stage's own measures (what it judged, in what
+    form DVC and people read it) is added here, once, for every stage.
+    """
+    write_json(workspace.report_path(stage), verdict)
+
+
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
