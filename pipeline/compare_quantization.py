@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from pipeline.convert import QUANTIZATIONS
+from pipeline.convert import QUANTIZATIONS, durations_path
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.reports import read_json, replace_between_markers, write_json
 from pipeline.scratch import scratch_workspace
@@ -30,6 +30,8 @@ def run_mode(workspace: Workspace, quantization: str) -> dict:
             text=True,
         )
         row[stage] = read_json(scratch.report_path(stage))
+        if stage == "convert" and durations_path(scratch).exists():
+            row["convert_durations"] = read_json(durations_path(scratch))
         if completed.returncode != 0:
             row["failure"] = completed.stderr.strip().splitlines()[-1]
             break
@@ -54,7 +56,7 @@ def markdown_table(rows: list[dict]) -> str:
         accuracy = parity.get("accuracy", {})
         lines.append(
             f"| {row['quantization']} | yes | {convert['sizes_bytes']['tflite'] / 1e6:.2f} MB "
-            f"| {convert['durations_seconds']['total']:.1f} s "
+            f"| {row['convert_durations']['total']:.1f} s "
             f"| {measures.get('max_abs_diff', {}).get('value', float('nan')):.1e} "
             f"| {measures.get('top1_agreement', {}).get('value', float('nan')):.3f} "
             f"| {accuracy.get('keras', float('nan')):.3f} -> "

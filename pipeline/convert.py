@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.convert_worker import ERROR_PREFIX
-from pipeline.model_inputs import InputPaths
+from pipeline.model_inputs import InputFileError, InputPaths
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
 from pipeline.reports import read_json, write_json, write_verdict
@@ -25,6 +25,12 @@ from service.bundle import MANIFEST_NAME, MANIFEST_SCHEMA, MODEL_NAME, BundleErr
 from service.predictor import Predictor
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+
+
+def durations_path(workspace: Workspace) -> Path:
+    """How long each step took: kept out of the verdict in git, which must not change when
+    nothing but the clock did (a fresh clone's `make demo` leaves git status clean)."""
+    return workspace.build_dir / "convert_durations.json"
 
 
 class ConversionFailed(Exception):
@@ -78,11 +84,16 @@ def build_manifest(bundle_dir: Path, conversion: dict, quantization: str, source
         "sha256": model_sha256,
         "files": {MODEL_NAME: {"sha256": model_sha256, "bytes": model_path.stat().st_size}},
         "input": {
-            "shape": [conversion["timesteps"], conversion["features"]],
+            "shape": conversion["sample_shape"],
             "dtype": "float32",
-            "layout": "raw samples, (timesteps, features); the service applies preprocessing",
+            "layout": "raw samples of this shape (one sample, no batch axis); the service "
+            "applies preprocessing",
         },
-        "output": {"classes": conversion["classes"], "kind": "probabilities"},
+        "output": {
+            "classes": conversion["classes"],
+            "kind": conversion["output_kind"],
+            "kind_evidence": conversion["output_evidence"],
+        },
         "labels": conversion["labels"],
         "preprocessing": conversion["preprocessing"],
         "quantization": quantization,
@@ -117,6 +128,7 @@ def convert(workspace: Workspace) -> None:
     quantization = str(settings["quantization"])
     report: dict[str, Any] = {"quantization": quantization, "passed": False}
     shutil.rmtree(candidate_dir, ignore_errors=True)
+    durations_path(workspace).unlink(missing_ok=True)
     partial_dir = workspace.build_dir / ".candidate.partial"
     shutil.rmtree(partial_dir, ignore_errors=True)
     partial_dir.mkdir(parents=True)
@@ -154,16 +166,20 @@ def convert(workspace: Workspace) -> None:
                 "source_model": inputs.model.stat().st_size,
                 "tflite": manifest["files"][MODEL_NAME]["bytes"],
             },
+            sample_shape=manifest["input"]["shape"],
+            output_kind=manifest["output"]["kind"],
+            output_kind_evidence=manifest["output"]["kind_evidence"],
             parameters=conversion["parameters"],
-            durations_seconds={
-                **conversion["durations_seconds"],
-                "runtime_check": round(time.perf_counter() - check_started, 3),
-                "total": round(time.perf_counter() - started, 3),
-            },
             tools=conversion["tools"],
         )
+        durations = {
+            **conversion["durations_seconds"],
+            "runtime_check": round(time.perf_counter() - check_started, 3),
+            "total": round(time.perf_counter() - started, 3),
+        }
+        write_json(durations_path(workspace), durations)
         os.replace(partial_dir, candidate_dir)
-    except (ConversionFailed, BundleError) as failure:
+    except (ConversionFailed, BundleError, InputFileError) as failure:
         report["reason"] = str(failure)
         write_verdict(workspace, "convert", report)
         raise SystemExit(f"convert failed: {failure}") from None
@@ -171,7 +187,8 @@ def convert(workspace: Workspace) -> None:
         shutil.rmtree(partial_dir, ignore_errors=True)
     write_verdict(workspace, "convert", report)
     print(
-        f"convert passed: {quantization}, {report['sizes_bytes']['tflite']} bytes, "
+        f"convert passed: {quantization}, input {report['sample_shape']}, "
+        f"{report['output_kind']} outputs, {report['sizes_bytes']['tflite']} bytes, "
         f"ops {report['ops']}, sha256 {report['candidate_sha256'][:12]}"
     )
 

@@ -20,11 +20,11 @@ import numpy as np
 # TensorFlow logs its start-up chatter at INFO; keep stage output to what matters.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from pipeline.keras_model import detect_output_kind, keras_outputs, load_keras_model
 from pipeline.model_inputs import (
     InputFileError,
     InputPaths,
     load_heldout,
-    load_keras_model,
     load_labels,
     load_preprocessing,
 )
@@ -56,10 +56,13 @@ def convert_worker(job: dict[str, Any]) -> None:
     """Load the user's files, convert the model to TFLite and write the result to job['out_dir']."""
     started = time.perf_counter()
     paths = InputPaths.from_params(job["inputs"], Workspace(Path(job["workspace"])))
-    model, shape = load_keras_model(paths.model, paths.allow_unsafe_deserialization)
-    labels = load_labels(paths.label_encoder, shape)
+    model, shape = load_keras_model(paths)
+    labels = load_labels(paths.labels, shape)
     preprocessing = load_preprocessing(paths.normaliser, shape)
     samples, _ = load_heldout(paths.heldout, shape, labels)
+    # What the outputs are decides how the service names them: only a distribution is a
+    # probability. Judged on the held-out set, through the user's own normaliser.
+    output_kind, output_evidence = detect_output_kind(keras_outputs(paths, model, samples))
     loaded = time.perf_counter()
 
     import tensorflow as tf
@@ -73,7 +76,7 @@ def convert_worker(job: dict[str, Any]) -> None:
         model.export(
             saved_model_dir,
             format="tf_saved_model",
-            input_signature=[tf.TensorSpec((1, shape.timesteps, shape.features), tf.float32)],
+            input_signature=[tf.TensorSpec((1, *shape.sample_shape), tf.float32)],
             verbose=False,
         )
         exported = time.perf_counter()
@@ -97,9 +100,10 @@ def convert_worker(job: dict[str, Any]) -> None:
     out_dir = Path(job["out_dir"])
     (out_dir / "model.tflite").write_bytes(tflite_bytes)
     conversion = {
-        "timesteps": shape.timesteps,
-        "features": shape.features,
+        "sample_shape": list(shape.sample_shape),
         "classes": shape.classes,
+        "output_kind": output_kind,
+        "output_evidence": output_evidence,
         "labels": labels,
         "preprocessing": (
             preprocessing.as_manifest() if preprocessing is not None else {"kind": "identity"}

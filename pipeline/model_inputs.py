@@ -1,6 +1,7 @@
-"""Load the files a user brings (model, label encoder, normaliser, held-out set) with errors
-that name the file and the fix. Shared by the convert worker and the parity stage."""
+"""Load the files a user brings (labels, normaliser, held-out set) and where they are, with
+errors that name the file and the fix. The Keras model itself: pipeline.keras_model."""
 
+import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,8 @@ import numpy as np
 from pipeline.paths import Workspace
 from service.bundle import is_lfs_pointer
 
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+# How params.yaml says "no such file" (e.g. `normaliser: none`).
+NOTHING = (None, "", "none")
 
 
 class InputFileError(Exception):
@@ -20,11 +22,14 @@ class InputFileError(Exception):
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What the model reads per sample and how many classes it answers."""
+    """What the model reads per sample (any fixed shape) and how many outputs it answers."""
 
-    timesteps: int
-    features: int
+    sample_shape: tuple[int, ...]
     classes: int
+
+    @property
+    def sample_size(self) -> int:
+        return int(np.prod(self.sample_shape, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -62,96 +67,103 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
-def load_keras_model(path: Path, allow_unsafe_deserialization: bool = False):
-    """The Keras model at `path` (.keras or legacy .h5) and its per-sample shape."""
-    path = require_file(path, "model")
-    if path.suffix.lower() not in KERAS_SUFFIXES:
-        raise InputFileError(
-            f"model {path} has suffix {path.suffix!r}; save it with model.save('model.keras') "
-            f"(accepted: {', '.join(KERAS_SUFFIXES)})"
-        )
-    import keras
-
-    try:
-        model = keras.saving.load_model(
-            path, compile=False, safe_mode=not allow_unsafe_deserialization
-        )
-    except Exception as error:
-        if "safe_mode" in str(error):
-            raise InputFileError(
-                f"model {path} holds a Lambda layer, whose code Keras will not load by default; "
-                "if you trust the file, set inputs.allow_unsafe_deserialization: true"
-            ) from None
-        raise InputFileError(
-            f"model {path} is not a readable Keras model ({type(error).__name__}: "
-            f"{str(error)[:200]}); re-save it with model.save('model.keras')"
-        ) from None
-    try:
-        input_shape, output_shape = tuple(model.input_shape), tuple(model.output_shape)
-    except (AttributeError, ValueError):
-        raise InputFileError(
-            f"model {path} has no defined input shape; build it with keras.Input(shape=...) "
-            "and save it again"
-        ) from None
-    if len(input_shape) != 3 or None in input_shape[1:]:
-        raise InputFileError(
-            f"model {path} takes input {input_shape}; expected (batch, timesteps, features) "
-            "with fixed timesteps and features"
-        )
-    if len(output_shape) != 2 or output_shape[1] is None:
-        raise InputFileError(
-            f"model {path} answers {output_shape}; expected (batch, classes) probabilities"
-        )
-    return model, ModelShape(int(input_shape[1]), int(input_shape[2]), int(output_shape[1]))
-
-
-def _load_joblib(path: Path, what: str) -> Any:
+def _load_pickle(path: Path, what: str) -> Any:
     import joblib
 
-    path = require_file(path, what)
     try:
         return joblib.load(path)
     except Exception as error:
         raise InputFileError(
-            f"{what} {path} cannot be unpickled ({type(error).__name__}: {str(error)[:200]}); "
+            f"{what} {path} cannot be unpickled ({type(error).__name__}: {error}); "
             "save it with joblib.dump from the same scikit-learn version"
         ) from None
 
 
+def _labels_from_json(path: Path) -> list:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InputFileError(f"labels {path} is not valid JSON ({error})") from None
+    if isinstance(data, dict):
+        # Keras's class_indices ({"cat": 0, ...}) or an index map ({"0": "cat", ...}).
+        if all(isinstance(v, int) for v in data.values()):
+            pairs = {index: label for label, index in data.items()}
+        elif all(str(k).isdigit() for k in data):
+            pairs = {int(index): label for index, label in data.items()}
+        else:
+            pairs = {}
+        if sorted(pairs) != list(range(len(data))):
+            raise InputFileError(
+                f"labels {path} is a JSON object that maps neither label -> index nor "
+                "index -> label over 0..n-1; give a JSON list in output order"
+            )
+        return [pairs[index] for index in range(len(data))]
+    if not isinstance(data, list):
+        raise InputFileError(f"labels {path} holds a JSON {type(data).__name__}; give a list")
+    return data
+
+
+def _labels_from_file(path: Path) -> list:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _labels_from_json(path)
+    if suffix in (".txt", ".csv", ".labels", ""):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        return [line.strip() for line in lines]
+    labels = _load_pickle(path, "labels")
+    classes = getattr(labels, "classes_", labels)
+    if isinstance(classes, np.ndarray | list | tuple):
+        return list(classes)
+    raise InputFileError(
+        f"labels {path} is a {type(labels).__name__} with no classes_; save the fitted "
+        "sklearn LabelEncoder, or write the labels in output order to a .txt (one per line) "
+        "or .json (a list) file"
+    )
+
+
 def load_labels(path: Path, shape: ModelShape) -> list[str]:
-    """The label encoder's classes, in the order of the model's outputs."""
-    encoder = _load_joblib(path, "label encoder")
-    classes = getattr(encoder, "classes_", None)
-    if classes is None:
+    """The labels in the order of the model's outputs: a .txt (one per line), a .json list,
+    or a fitted LabelEncoder (joblib/pickle), whose classes_ order is the sorted one."""
+    path = require_file(path, "labels")
+    labels = [str(label) for label in _labels_from_file(path)]
+    if "" in labels:
         raise InputFileError(
-            f"label encoder {path} is a {type(encoder).__name__} with no classes_; "
-            "save the fitted sklearn LabelEncoder"
+            f"labels {path} has an empty label (line or entry {labels.index('') + 1}); "
+            "give one non-empty label per output"
         )
-    if len(classes) != shape.classes:
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise InputFileError(f"labels {path} lists {duplicates} more than once")
+    if len(labels) != shape.classes:
         raise InputFileError(
-            f"label encoder {path} knows {len(classes)} labels but the model outputs "
-            f"{shape.classes} classes; use the encoder the model was trained with"
+            f"labels {path} lists {len(labels)} labels but the model outputs "
+            f"{shape.classes} classes; give the labels the model was trained with"
         )
-    return [str(label) for label in classes]
+    return labels
 
 
 def load_preprocessing(path: Path | None, shape: ModelShape) -> Preprocessing | None:
-    """The normaliser as numbers, or None; refuses any scaler that is not per-feature affine."""
+    """The normaliser as numbers, or None; refuses any scaler that is not per-feature affine.
+
+    Fitted per feature (the sample's last axis) or on the whole flattened sample."""
     if path is None:
         return None
-    normaliser = _load_joblib(path, "normaliser")
+    normaliser = _load_pickle(require_file(path, "normaliser"), "normaliser")
     if not hasattr(normaliser, "transform"):
         raise InputFileError(
             f"normaliser {path} is a {type(normaliser).__name__} with no transform(); "
             "save the fitted scikit-learn scaler"
         )
-    width = getattr(normaliser, "n_features_in_", shape.features)
-    per_position = width == shape.timesteps * shape.features
-    if width != shape.features and not per_position:
+    features = shape.sample_shape[-1]
+    width = getattr(normaliser, "n_features_in_", features)
+    per_position = width == shape.sample_size
+    if width != features and not per_position:
         raise InputFileError(
-            f"normaliser {path} was fitted on {width} features but the model reads "
-            f"{shape.features} features per frame ({shape.timesteps} frames); "
-            "use the normaliser the model was trained with"
+            f"normaliser {path} was fitted on {width} features but the model reads samples of "
+            f"shape {shape.sample_shape}: {features} features on the last axis or "
+            f"{shape.sample_size} flattened; use the normaliser the model was trained with"
         )
     # Probe the transform: zeros give the offset, ones give scale + offset, and random rows
     # prove that each output depends on its own feature only and linearly.
@@ -176,49 +188,63 @@ def load_preprocessing(path: Path | None, shape: ModelShape) -> Preprocessing | 
             "MaxAbsScaler or RobustScaler, or fold it into the model and set "
             "inputs.normaliser: none"
         )
-    if per_position:
-        scale = scale.reshape(shape.timesteps, shape.features)
-        offset = offset.reshape(shape.timesteps, shape.features)
+    if per_position and width != features:
+        scale, offset = scale.reshape(shape.sample_shape), offset.reshape(shape.sample_shape)
     return Preprocessing(scale, offset, type(normaliser).__name__)
 
 
+def _heldout_labels(path: Path, targets: np.ndarray, labels: list[str]) -> np.ndarray:
+    """y as label strings: integer y is a class index into `labels`, anything else a label."""
+    if targets.dtype.kind in "iu":
+        bad = sorted({int(t) for t in targets if not 0 <= t < len(labels)})
+        if bad:
+            raise InputFileError(
+                f"held-out set {path} has integer y (class indices) outside 0..{len(labels) - 1}"
+                f": {bad[:5]}; give indices into the label list or the label strings"
+            )
+        return np.array(labels)[targets]
+    strings = np.array([str(label) for label in targets])
+    unknown = sorted(set(strings.tolist()) - set(labels))
+    if unknown:
+        raise InputFileError(
+            f"held-out set {path} has labels the label list does not know: {unknown[:5]}; "
+            f"known labels are {labels}"
+        )
+    return strings
+
+
 def load_heldout(path: Path, shape: ModelShape, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Raw held-out samples X (n, timesteps, features) and their string labels y."""
+    """Raw held-out samples X (n, *sample_shape) and their labels y as strings."""
     path = require_file(path, "held-out set")
+    how = "np.savez(path, X=raw_samples, y=labels or class indices)"
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = {"X", "y"} - set(archive.files)
             if missing:
                 raise InputFileError(
-                    f"held-out set {path} lacks {', '.join(sorted(missing))}; save it with "
-                    "np.savez(path, X=raw_samples, y=string_labels)"
+                    f"held-out set {path} lacks {', '.join(sorted(missing))}; save it with {how}"
                 )
             samples, targets = archive["X"], archive["y"]
     except (OSError, ValueError, zipfile.BadZipFile) as error:
         raise InputFileError(
-            f"held-out set {path} is not a readable .npz ({error}); save it with "
-            "np.savez(path, X=raw_samples, y=string_labels)"
+            f"held-out set {path} is not a readable .npz ({error}); save it with {how}"
         ) from None
-    expected = (shape.timesteps, shape.features)
-    if samples.ndim != 3 or samples.shape[1:] != expected or len(samples) == 0:
+    if samples.shape[1:] != shape.sample_shape or len(samples) == 0:
+        expected = ", ".join(str(d) for d in shape.sample_shape)
         raise InputFileError(
             f"held-out set {path} has X of shape {samples.shape}; the model needs "
-            f"(n, {expected[0]}, {expected[1]}) with n >= 1"
+            f"(n, {expected}) with n >= 1"
         )
     if targets.shape != (len(samples),):
         raise InputFileError(
             f"held-out set {path} has {len(samples)} samples but y of shape {targets.shape}; "
             "give one label per sample"
         )
-    unknown = sorted({str(label) for label in targets} - set(labels))
-    if unknown:
+    if not np.issubdtype(samples.dtype, np.number) or not np.isfinite(samples).all():
         raise InputFileError(
-            f"held-out set {path} has labels the encoder does not know: {unknown[:5]}; "
-            f"known labels are {labels}"
+            f"held-out set {path} holds NaN, infinity or non-numbers in X; clean the data"
         )
-    if not np.isfinite(samples).all():
-        raise InputFileError(f"held-out set {path} holds NaN or infinity in X; clean the data")
-    return samples.astype(np.float32), np.array([str(label) for label in targets])
+    return samples.astype(np.float32), _heldout_labels(path, targets, labels)
 
 
 @dataclass(frozen=True)
@@ -226,18 +252,52 @@ class InputPaths:
     """Where the user's files are, from the `inputs` section of params.yaml."""
 
     model: Path
-    label_encoder: Path
+    labels: Path
     normaliser: Path | None
     heldout: Path
+    folder: Path
+    custom_objects: str | None = None
     allow_unsafe_deserialization: bool = False
+
+    @property
+    def label_encoder(self) -> Path:
+        """The old name of `labels`, kept for callers that still use it."""
+        return self.labels
 
     @classmethod
     def from_params(cls, inputs: dict[str, Any], workspace: Workspace) -> "InputPaths":
+        """Resolve every path; each file must lie inside `inputs.folder`, which DVC watches."""
+        labels = inputs.get("labels", inputs.get("label_encoder"))
+        if labels in NOTHING:
+            raise InputFileError("params.yaml names no `inputs.labels`; name your label file")
+        folder = workspace.resolve(inputs.get("folder", ".")).resolve()
         normaliser = inputs.get("normaliser")
-        return cls(
+        custom = inputs.get("custom_objects")
+        if custom not in NOTHING and str(custom).endswith(".py"):
+            custom = str(workspace.resolve(custom))
+        paths = cls(
             model=workspace.resolve(inputs["model"]),
-            label_encoder=workspace.resolve(inputs["label_encoder"]),
-            normaliser=None if normaliser in (None, "", "none") else workspace.resolve(normaliser),
+            labels=workspace.resolve(labels),
+            normaliser=None if normaliser in NOTHING else workspace.resolve(normaliser),
             heldout=workspace.resolve(inputs["heldout"]),
+            folder=folder,
+            custom_objects=None if custom in NOTHING else str(custom),
             allow_unsafe_deserialization=bool(inputs.get("allow_unsafe_deserialization", False)),
         )
+        for key, path in paths.files().items():
+            if not path.resolve().is_relative_to(folder):
+                raise InputFileError(
+                    f"inputs.{key} {path} is outside inputs.folder {folder}: DVC watches only "
+                    "that folder, so a change to this file would not rerun the pipeline; move "
+                    "it into the folder (python -m pipeline.init does) and update params.yaml"
+                )
+        return paths
+
+    def files(self) -> dict[str, Path]:
+        """Every file the user brings, by its key in `inputs`."""
+        files = {"model": self.model, "labels": self.labels, "heldout": self.heldout}
+        if self.normaliser is not None:
+            files["normaliser"] = self.normaliser
+        if self.custom_objects is not None and self.custom_objects.endswith(".py"):
+            files["custom_objects"] = Path(self.custom_objects)
+        return files

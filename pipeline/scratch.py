@@ -5,16 +5,19 @@ import yaml
 from pipeline.params import load_params
 from pipeline.paths import Workspace
 
-INPUT_FILE_KEYS = ("model", "label_encoder", "normaliser", "heldout")
+# Every key of `inputs` that holds a path (label_encoder is the old name of labels).
+INPUT_PATH_KEYS = ("folder", "model", "labels", "label_encoder", "normaliser", "heldout")
 
 
 def scratch_workspace(workspace: Workspace, name: str, **overrides: dict) -> Workspace:
     """build/<name>/ laid out like the repository, on the same input files (absolute paths)."""
     params = load_params(workspace)
     inputs = dict(params["inputs"])
-    for key in INPUT_FILE_KEYS:
+    for key in INPUT_PATH_KEYS:
         if inputs.get(key) not in (None, "", "none"):
             inputs[key] = str(workspace.resolve(inputs[key]))
+    if str(inputs.get("custom_objects", "")).endswith(".py"):
+        inputs["custom_objects"] = str(workspace.resolve(inputs["custom_objects"]))
     params["inputs"] = inputs
     for section, values in overrides.items():
         params[section] = {**params.get(section, {}), **values}

@@ -35,8 +35,17 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     # Small and quick: the same shapes as the real demo, fewer samples and epochs.
     params["demo_model"].update(train_samples=300, heldout_samples=60, epochs=3)
+    # That smaller demo is right about half the time (chance is 0.1); a wrong label order
+    # would still fall far below this.
+    params["parity"]["min_accuracy"] = 0.3
     for section, values in overrides.items():
         params.setdefault(section, {}).update(values)
+    inputs = overrides.get("inputs", {})
+    if inputs and "folder" not in inputs:
+        # Files named by absolute paths: the folder that holds them all is what DVC would watch.
+        files = [inputs[key] for key in ("model", "labels", "label_encoder", "heldout")]
+        params["inputs"]["folder"] = os.path.commonpath([str(Path(f).parent) for f in files if f])
+        params["inputs"].pop("label_encoder" if "labels" in inputs else "labels", None)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # The gate starts the service with render.yaml's own start command.
     render_yaml = REPO_ROOT / "render.yaml"
@@ -60,6 +69,25 @@ def candidate_dir(demo_workspace) -> Path:
     return demo_workspace.candidate_dir
 
 
+def write_labels(root: Path, labels: list[str], how: str) -> Path:
+    """The labels in output order as a user may keep them: txt, json, or a LabelEncoder."""
+    import json
+
+    import joblib
+    from sklearn.preprocessing import LabelEncoder
+
+    if how == "txt":
+        path = root / "labels.txt"
+        path.write_text("\n".join(labels) + "\n")
+    elif how == "json":
+        path = root / "labels.json"
+        path.write_text(json.dumps(labels))
+    else:
+        path = root / "encoder.joblib"
+        joblib.dump(LabelEncoder().fit(labels), path)
+    return path
+
+
 def write_user_files(
     root: Path,
     model,
@@ -67,36 +95,48 @@ def write_user_files(
     normaliser: str | None = "standard",
     samples: int = 24,
     model_name: str = "model.keras",
+    labels: list[str] | None = None,
+    labels_as: str = "encoder",
+    integer_y: bool = False,
+    heldout_x=None,
+    heldout_y=None,
 ) -> dict[str, str]:
-    """Write a user's four files for `model` (random weights are fine) and return `inputs`."""
+    """Write a user's files for `model` (random weights are fine) under `root` and return
+    `inputs` for params.yaml. Samples take the model's own input shape; labels default to
+    sorted names in a LabelEncoder; the normaliser is fitted per feature (last axis)."""
     import joblib
     import numpy as np
-    from sklearn.preprocessing import LabelEncoder, StandardScaler
+    from sklearn.preprocessing import StandardScaler
 
     root.mkdir(parents=True, exist_ok=True)
-    _, timesteps, features = model.input_shape
+    sample_shape = tuple(model.input_shape[1:])
     classes = model.output_shape[-1]
     rng = np.random.default_rng(3)
-    raw = rng.normal(5.0, 3.0, size=(samples, timesteps, features)).astype(np.float32)
-    labels = np.array([f"class_{index:02d}" for index in range(classes)])
+    raw = rng.normal(5.0, 3.0, size=(samples, *sample_shape)).astype(np.float32)
+    if heldout_x is not None:
+        raw = np.asarray(heldout_x, dtype=np.float32)
+    labels = labels or [f"class_{index:02d}" for index in range(classes)]
     model.save(root / model_name)
-    joblib.dump(LabelEncoder().fit(labels), root / "encoder.joblib")
     inputs = {
+        "folder": str(root),
         "model": str(root / model_name),
-        "label_encoder": str(root / "encoder.joblib"),
+        "labels": str(write_labels(root, labels, labels_as)),
         "normaliser": "none",
         "heldout": str(root / "heldout.npz"),
     }
     if normaliser == "standard":
-        joblib.dump(StandardScaler().fit(raw.reshape(-1, features)), root / "scaler.joblib")
+        scaler = StandardScaler().fit(raw.reshape(-1, sample_shape[-1]))
+        joblib.dump(scaler, root / "scaler.joblib")
         inputs["normaliser"] = str(root / "scaler.joblib")
-    np.savez(root / "heldout.npz", X=raw, y=labels[rng.integers(0, classes, samples)])
+    indices = rng.integers(0, classes, len(raw)) if heldout_y is None else np.asarray(heldout_y)
+    y = indices if integer_y or heldout_y is not None else np.array(labels)[indices]
+    np.savez(root / "heldout.npz", X=raw, y=y)
     return inputs
 
 
 DEMO_INPUT_FILES = {
     "model": "model.keras",
-    "label_encoder": "label_encoder.joblib",
+    "labels": "labels.txt",
     "normaliser": "normaliser.joblib",
     "heldout": "heldout.npz",
 }
@@ -112,6 +152,7 @@ def checked_workspace(demo_workspace) -> Workspace:
 def workspace_like(source: Workspace, root: Path, **overrides: dict) -> Workspace:
     """A new workspace on `source`'s demo files, with a copy of its build/ and any overrides."""
     inputs = {key: str(source.demo_dir / name) for key, name in DEMO_INPUT_FILES.items()}
+    inputs["folder"] = str(source.demo_dir)
     workspace = make_workspace(root, inputs=inputs, **overrides)
     if source.build_dir.exists():
         shutil.copytree(source.build_dir, workspace.build_dir)
