@@ -268,6 +268,11 @@ class InputPaths:
     def from_params(cls, inputs: dict[str, Any], workspace: Workspace) -> "InputPaths":
         """Resolve every path; each file must lie inside `inputs.folder`, which DVC watches."""
         labels = inputs.get("labels", inputs.get("label_encoder"))
+        if inputs.get("label_encoder", labels) != labels:
+            raise InputFileError(
+                "params.yaml names both inputs.labels and inputs.label_encoder (its old name); "
+                "keep only inputs.labels"
+            )
         if labels in NOTHING:
             raise InputFileError("params.yaml names no `inputs.labels`; name your label file")
         folder = workspace.resolve(inputs.get("folder", ".")).resolve()

@@ -45,7 +45,8 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
         # Files named by absolute paths: the folder that holds them all is what DVC would watch.
         files = [inputs[key] for key in ("model", "labels", "label_encoder", "heldout")]
         params["inputs"]["folder"] = os.path.commonpath([str(Path(f).parent) for f in files if f])
-        params["inputs"].pop("label_encoder" if "labels" in inputs else "labels", None)
+    if "label_encoder" in inputs and "labels" not in inputs:
+        params["inputs"].pop("labels", None)  # the old key name, as an older params.yaml has it
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # The gate starts the service with render.yaml's own start command.
     render_yaml = REPO_ROOT / "render.yaml"
