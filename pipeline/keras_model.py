@@ -11,9 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.model_inputs import InputFileError, InputPaths, ModelShape, require_file
+from pipeline.model_inputs import (
+    KERAS_SUFFIXES,
+    InputFileError,
+    InputPaths,
+    ModelShape,
+    require_file,
+)
 
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 # How Keras names a class it cannot find in a saved config.
 MISSING_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
 # How far a distribution's rows may stray from summing to 1 (float32 softmax on many classes).

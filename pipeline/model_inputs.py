@@ -12,6 +12,7 @@ import numpy as np
 from pipeline.paths import Workspace
 from service.bundle import is_lfs_pointer
 
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 # How params.yaml says "no such file" (e.g. `normaliser: none`).
 NOTHING = (None, "", "none")
 
