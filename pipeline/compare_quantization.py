@@ -7,8 +7,9 @@ stage: it answers "which mode should I ship?" and runs the real stages in scratc
 import os
 import subprocess
 import sys
+import time
 
-from pipeline.convert import QUANTIZATIONS, durations_path
+from pipeline.convert import QUANTIZATIONS
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.reports import read_json, replace_between_markers, write_json
 from pipeline.scratch import scratch_workspace
@@ -22,6 +23,7 @@ def run_mode(workspace: Workspace, quantization: str) -> dict:
     env = {**os.environ, WORKSPACE_ENV: str(scratch.root)}
     row = {"quantization": quantization}
     for stage in ("convert", "parity"):
+        started = time.perf_counter()
         completed = subprocess.run(
             [sys.executable, "-m", f"pipeline.{stage}"],
             cwd=REPO_ROOT,
@@ -29,9 +31,8 @@ def run_mode(workspace: Workspace, quantization: str) -> dict:
             capture_output=True,
             text=True,
         )
+        row[f"{stage}_seconds"] = time.perf_counter() - started
         row[stage] = read_json(scratch.report_path(stage))
-        if stage == "convert" and durations_path(scratch).exists():
-            row["convert_durations"] = read_json(durations_path(scratch))
         if completed.returncode != 0:
             row["failure"] = completed.stderr.strip().splitlines()[-1]
             break
@@ -56,7 +57,7 @@ def markdown_table(rows: list[dict]) -> str:
         accuracy = parity.get("accuracy", {})
         lines.append(
             f"| {row['quantization']} | yes | {convert['sizes_bytes']['tflite'] / 1e6:.2f} MB "
-            f"| {row['convert_durations']['total']:.1f} s "
+            f"| {row['convert_seconds']:.1f} s "
             f"| {measures.get('max_abs_diff', {}).get('value', float('nan')):.1e} "
             f"| {measures.get('top1_agreement', {}).get('value', float('nan')):.3f} "
             f"| {accuracy.get('keras', float('nan')):.3f} -> "

@@ -27,12 +27,6 @@ from service.predictor import Predictor
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
 
-def durations_path(workspace: Workspace) -> Path:
-    """How long each step took: kept out of the verdict in git, which must not change when
-    nothing but the clock did (a fresh clone's `make demo` leaves git status clean)."""
-    return workspace.build_dir / "convert_durations.json"
-
-
 class ConversionFailed(Exception):
     """The candidate could not be produced; the message is the one-line reason."""
 
@@ -128,7 +122,6 @@ def convert(workspace: Workspace) -> None:
     quantization = str(settings["quantization"])
     report: dict[str, Any] = {"quantization": quantization, "passed": False}
     shutil.rmtree(candidate_dir, ignore_errors=True)
-    durations_path(workspace).unlink(missing_ok=True)
     partial_dir = workspace.build_dir / ".candidate.partial"
     shutil.rmtree(partial_dir, ignore_errors=True)
     partial_dir.mkdir(parents=True)
@@ -177,7 +170,6 @@ def convert(workspace: Workspace) -> None:
             "runtime_check": round(time.perf_counter() - check_started, 3),
             "total": round(time.perf_counter() - started, 3),
         }
-        write_json(durations_path(workspace), durations)
         os.replace(partial_dir, candidate_dir)
     except (ConversionFailed, BundleError, InputFileError) as failure:
         report["reason"] = str(failure)
@@ -186,6 +178,9 @@ def convert(workspace: Workspace) -> None:
     finally:
         shutil.rmtree(partial_dir, ignore_errors=True)
     write_verdict(workspace, "convert", report)
+    # Timings are printed, not kept in the verdict: git holds the verdict, and it must not
+    # change when nothing but the clock did (a fresh clone's `make demo` leaves git clean).
+    print("convert durations (s): " + ", ".join(f"{k} {v}" for k, v in durations.items()))
     print(
         f"convert passed: {quantization}, input {report['sample_shape']}, "
         f"{report['output_kind']} outputs, {report['sizes_bytes']['tflite']} bytes, "

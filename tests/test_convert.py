@@ -69,7 +69,10 @@ def test_demo_candidate_has_a_complete_manifest(demo_workspace):
     assert manifest["sha256"] == sha256_of(model_path)
     assert manifest["files"]["model.tflite"]["bytes"] == model_path.stat().st_size
     assert manifest["input"]["shape"] == [65, 243]
-    assert len(manifest["labels"]) == 10 and manifest["labels"] == sorted(manifest["labels"])
+    # In the model's output order, as labels.txt lists them: not sorted.
+    labels_txt = (demo_workspace.demo_dir / "labels.txt").read_text().split()
+    assert manifest["labels"] == labels_txt and labels_txt != sorted(labels_txt)
+    assert manifest["output"]["kind"] == "probability"
     assert manifest["preprocessing"]["kind"] == "affine"
     assert len(manifest["preprocessing"]["scale"]) == 243
     assert manifest["source_model"]["sha256"] == sha256_of(demo_workspace.demo_dir / "model.keras")
