@@ -1,4 +1,5 @@
-"""The DVC wiring, from a fresh clone: repro, a no-op second repro, metrics, experiments."""
+"""The DVC wiring, from a fresh clone: repro, a no-op second repro, metrics, experiments, the
+same candidate from a second clone, and a user's own model by params.yaml alone."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from pipeline.paths import REPO_ROOT
+from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
 
@@ -28,37 +30,39 @@ def dvc(clone: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(scope="module")
-def fresh_clone(tmp_path_factory) -> Path:
-    """A git clone of this repository's HEAD, with a smaller demo to keep the run short."""
-    clone = tmp_path_factory.mktemp("clone") / "repo"
+def git(clone: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=clone, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def clone_of(source: Path, clone: Path) -> Path:
+    """A git clone of `source` with its own identity (`dvc exp run` commits, CI may have none)."""
     # The pipeline needs no Git LFS file (only docs/benchmark.png is one), and a checkout that
     # was itself cloned without git-lfs, as CI's is, holds only the pointer, not the object:
     # smudging it would fail the clone. So the clone keeps pointers, now and on later checkouts.
     subprocess.run(
-        ["git", "clone", "-q", str(REPO_ROOT), str(clone)],
+        ["git", "clone", "-q", str(source), str(clone)],
         env={**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"},
         check=True,
     )
-    subprocess.run(
-        ["git", "lfs", "install", "--local", "--skip-smudge"],
-        cwd=clone,
-        check=True,
-        capture_output=True,
-    )
+    git(clone, "lfs", "install", "--local", "--skip-smudge")
+    git(clone, "config", "user.name", "Pipeline Test")
+    git(clone, "config", "user.email", "pipeline-test@example.com")
+    return clone
+
+
+@pytest.fixture(scope="module")
+def fresh_clone(tmp_path_factory) -> Path:
+    """A git clone of this repository's HEAD, with a smaller demo to keep the run short."""
+    clone = clone_of(REPO_ROOT, tmp_path_factory.mktemp("clone") / "repo")
     params_path = clone / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     params["demo_model"].update(train_samples=300, heldout_samples=60, epochs=3)
+    params["parity"]["min_accuracy"] = 0.3  # the smaller demo is right about half the time
     params["gate"].update(requests=120)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    # The clone's own identity: `dvc exp run` commits, and CI may have no global git identity.
-    for command in (
-        ["config", "user.name", "Pipeline Test"],
-        ["config", "user.email", "pipeline-test@example.com"],
-        ["add", "params.yaml"],
-        ["commit", "-qm", "smaller demo for the test"],
-    ):
-        subprocess.run(["git", *command], cwd=clone, check=True)
+    git(clone, "commit", "-qam", "smaller demo for the test")
     return clone
 
 
@@ -73,6 +77,21 @@ def reproduced(fresh_clone) -> Path:
 def test_repro_builds_every_stage_from_a_fresh_clone(reproduced):
     assert (reproduced / "build" / "candidate" / "model.tflite").is_file()
     assert (reproduced / "reports" / "parity.json").is_file()
+    assert (reproduced / "demo" / "dvc.lock").is_file()
+
+
+def test_a_second_clone_rebuilds_the_same_candidate_and_leaves_git_clean(
+    reproduced, tmp_path_factory
+):
+    git(reproduced, "add", "-A")
+    git(reproduced, "commit", "-qm", "the pipeline's results")
+    second = clone_of(reproduced, tmp_path_factory.mktemp("second") / "repo")
+    completed = dvc(second, "repro")
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "Running stage 'demo/dvc.yaml:demo_model'" in completed.stdout
+    first_sha = sha256_of(reproduced / "build" / "candidate" / "model.tflite")
+    assert sha256_of(second / "build" / "candidate" / "model.tflite") == first_sha
+    assert git(second, "status", "--porcelain") == ""
 
 
 def test_a_second_repro_does_nothing(reproduced):
@@ -94,3 +113,60 @@ def test_an_experiment_with_float16_converts_and_passes_parity(reproduced):
     completed = dvc(reproduced, "exp", "run", "-S", "convert.quantization=float16")
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "parity passed for float16" in completed.stdout + completed.stderr
+
+
+def test_a_users_own_model_by_params_alone_never_trains_the_demo(tmp_path_factory):
+    import keras
+    from conftest import write_user_files
+
+    clone = clone_of(REPO_ROOT, tmp_path_factory.mktemp("user") / "repo")
+    params_path = clone / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["gate"].update(requests=120)
+    params["parity"]["min_accuracy"] = None  # random weights: no accuracy to speak of
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    keras.utils.set_random_seed(8)
+    model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(4, activation="softmax")])
+    files = write_user_files(
+        tmp_path_factory.mktemp("downloads"),
+        model,
+        normaliser=None,
+        labels_as="txt",
+        integer_y=True,
+    )
+    env = {**os.environ, "PYTHONPATH": str(clone)}
+    env.pop("PIPELINE_WORKSPACE", None)
+    init = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.init",
+            "--model",
+            files["model"],
+            "--labels",
+            files["labels"],
+            "--heldout",
+            files["heldout"],
+        ],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert init.returncode == 0, init.stderr
+    assert "git add model.dvc" in init.stdout
+    assert yaml.safe_load(params_path.read_text())["inputs"]["normaliser"] == "none"
+    # git holds only the .dvc file (staged by DVC's autostage), DVC the files themselves.
+    assert "model.dvc" in git(clone, "diff", "--cached", "--name-only")
+    assert git(clone, "ls-files", "model") == ""
+
+    completed = dvc(clone, "repro")
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "demo_model" not in completed.stdout
+    assert not (clone / "data" / "demo").exists()
+    metrics = json.loads(dvc(clone, "metrics", "show", "--json").stdout)[""]["data"]
+    for report in ("reports/convert.json", "reports/parity.json", "reports/gate.json"):
+        assert metrics[report]["data"]["passed"] is True
+    manifest = json.loads((clone / "build" / "candidate" / "manifest.json").read_text())
+    assert manifest["input"]["shape"] == [20]
+    assert not git(clone, "diff", "--name-only", "dvc.yaml")
