@@ -28,11 +28,13 @@ def test_demo_passes_with_every_measure_judged(parity_workspace):
         "top1_agreement",
         "min_class_agreement",
         "accuracy_drop",
+        "accuracy",  # parity.min_accuracy is set
     }
     for measure in report["measures"].values():
         assert {"value", "threshold", "rule", "passed"} <= set(measure)
     assert report["measures"]["max_abs_diff"]["value"] < 1e-4
     assert report["samples"] == 60 and len(report["per_class"]) == 10
+    assert report["output_kind"] == "probability" and report["served_as"] == "probability"
 
 
 def test_writes_plots_and_the_predictions_the_gate_checks_against(parity_workspace):
