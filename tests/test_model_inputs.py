@@ -261,3 +261,29 @@ def test_label_encoder_is_an_alias_of_labels(tmp_path):
 )
 def test_output_kind_is_read_from_the_outputs(outputs, kind):
     assert detect_output_kind(np.array(outputs))[0] == kind
+
+
+@pytest.mark.slow
+def test_a_weights_only_h5_says_how_to_rebuild_the_model(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.save_weights(tmp_path / "model.weights.h5")
+    weights_only = tmp_path / "model.h5"
+    (tmp_path / "model.weights.h5").rename(weights_only)
+    with pytest.raises(InputFileError) as refused:
+        load_keras_model(model_paths(tmp_path, weights_only))
+    message = str(refused.value)
+    assert "holds only weights" in message and "load_weights" in message
+    assert "model.save('model.keras')" in message
+    assert "Keras said: ValueError: No model config found" in message
+
+
+@pytest.mark.slow
+def test_a_custom_objects_module_that_does_not_import_names_its_error(tmp_path):
+    (tmp_path / "layers.py").write_text("import no_such_package\n")
+    (tmp_path / "model.keras").write_bytes(b"PK")
+    inputs = {"folder": ".", "model": "model.keras", "labels": "l", "heldout": "h"}
+    paths = InputPaths.from_params({**inputs, "custom_objects": "layers.py"}, Workspace(tmp_path))
+    with pytest.raises(InputFileError, match=r"cannot be imported \(ModuleNotFoundError"):
+        load_keras_model(paths)
