@@ -43,7 +43,7 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
     inputs = overrides.get("inputs", {})
     if inputs and "folder" not in inputs:
         # Files named by absolute paths: the folder that holds them all is what DVC would watch.
-        files = [inputs[key] for key in ("model", "labels", "label_encoder", "heldout")]
+        files = [inputs.get(key) for key in ("model", "labels", "label_encoder", "heldout")]
         params["inputs"]["folder"] = os.path.commonpath([str(Path(f).parent) for f in files if f])
     if "label_encoder" in inputs and "labels" not in inputs:
         params["inputs"].pop("labels", None)  # the old key name, as an older params.yaml has it
