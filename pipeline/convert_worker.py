@@ -21,11 +21,11 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipeline.keras_model import detect_output_kind, keras_outputs, load_keras_model
+from pipeline.labels import load_labels
 from pipeline.model_inputs import (
     InputFileError,
     InputPaths,
     load_heldout,
-    load_labels,
     load_preprocessing,
 )
 from pipeline.paths import Workspace

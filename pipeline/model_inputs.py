@@ -1,7 +1,6 @@
-"""Load the files a user brings (labels, normaliser, held-out set) and where they are, with
-errors that name the file and the fix. The Keras model itself: pipeline.keras_model."""
+"""Load the files a user brings (normaliser, held-out set) and where they are, with errors
+that name the file and the fix. The labels: pipeline.labels; the model: pipeline.keras_model."""
 
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +67,8 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
-def _load_pickle(path: Path, what: str) -> Any:
+def load_pickle(path: Path, what: str) -> Any:
+    """The unpickled object, or an error naming the file and the fix."""
     import joblib
 
     try:
@@ -80,78 +80,13 @@ def _load_pickle(path: Path, what: str) -> Any:
         ) from None
 
 
-def _labels_from_json(path: Path) -> list:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InputFileError(f"labels {path} is not valid JSON ({error})") from None
-    if isinstance(data, dict):
-        # Keras's class_indices ({"cat": 0, ...}) or an index map ({"0": "cat", ...}).
-        if all(isinstance(v, int) for v in data.values()):
-            pairs = {index: label for label, index in data.items()}
-        elif all(str(k).isdigit() for k in data):
-            pairs = {int(index): label for index, label in data.items()}
-        else:
-            pairs = {}
-        if sorted(pairs) != list(range(len(data))):
-            raise InputFileError(
-                f"labels {path} is a JSON object that maps neither label -> index nor "
-                "index -> label over 0..n-1; give a JSON list in output order"
-            )
-        return [pairs[index] for index in range(len(data))]
-    if not isinstance(data, list):
-        raise InputFileError(f"labels {path} holds a JSON {type(data).__name__}; give a list")
-    return data
-
-
-def _labels_from_file(path: Path) -> list:
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        return _labels_from_json(path)
-    if suffix in (".txt", ".csv", ".labels", ""):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        while lines and not lines[-1].strip():
-            lines.pop()
-        return [line.strip() for line in lines]
-    labels = _load_pickle(path, "labels")
-    classes = getattr(labels, "classes_", labels)
-    if isinstance(classes, np.ndarray | list | tuple):
-        return list(classes)
-    raise InputFileError(
-        f"labels {path} is a {type(labels).__name__} with no classes_; save the fitted "
-        "sklearn LabelEncoder, or write the labels in output order to a .txt (one per line) "
-        "or .json (a list) file"
-    )
-
-
-def load_labels(path: Path, shape: ModelShape) -> list[str]:
-    """The labels in the order of the model's outputs: a .txt (one per line), a .json list,
-    or a fitted LabelEncoder (joblib/pickle), whose classes_ order is the sorted one."""
-    path = require_file(path, "labels")
-    labels = [str(label) for label in _labels_from_file(path)]
-    if "" in labels:
-        raise InputFileError(
-            f"labels {path} has an empty label (line or entry {labels.index('') + 1}); "
-            "give one non-empty label per output"
-        )
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise InputFileError(f"labels {path} lists {duplicates} more than once")
-    if len(labels) != shape.classes:
-        raise InputFileError(
-            f"labels {path} lists {len(labels)} labels but the model outputs "
-            f"{shape.classes} classes; give the labels the model was trained with"
-        )
-    return labels
-
-
 def load_preprocessing(path: Path | None, shape: ModelShape) -> Preprocessing | None:
     """The normaliser as numbers, or None; refuses any scaler that is not per-feature affine.
 
     Fitted per feature (the sample's last axis) or on the whole flattened sample."""
     if path is None:
         return None
-    normaliser = _load_pickle(require_file(path, "normaliser"), "normaliser")
+    normaliser = load_pickle(require_file(path, "normaliser"), "normaliser")
     if not hasattr(normaliser, "transform"):
         raise InputFileError(
             f"normaliser {path} is a {type(normaliser).__name__} with no transform(); "

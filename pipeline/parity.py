@@ -15,7 +15,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipeline.keras_model import keras_outputs, load_keras_model
-from pipeline.model_inputs import InputFileError, InputPaths, load_heldout, load_labels
+from pipeline.labels import load_labels
+from pipeline.model_inputs import InputFileError, InputPaths, load_heldout
 from pipeline.params import load_params
 from pipeline.paths import Workspace
 from pipeline.reports import at_least, at_most, write_verdict

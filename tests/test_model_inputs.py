@@ -17,12 +17,12 @@ from sklearn.preprocessing import (
 )
 
 from pipeline.keras_model import detect_output_kind, load_keras_model
+from pipeline.labels import load_labels
 from pipeline.model_inputs import (
     InputFileError,
     InputPaths,
     ModelShape,
     load_heldout,
-    load_labels,
     load_preprocessing,
 )
 from pipeline.paths import Workspace
