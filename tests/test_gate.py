@@ -1,4 +1,10 @@
-"""The gate, for real: render.yaml's gunicorn inside a real memory cgroup, real requests."""
+"""The gate, for real: render.yaml's command under a plan's memory and CPU limits, real requests.
+
+Services built to fail (slow to start, greedy on hostile bodies, unable to answer health while
+busy) are the real service wrapped by a small WSGI module, started by a render.yaml of the
+test's own. Every assertion is on what a user of the gate sees: exit status, the one-line
+reason, reports/gate.json, and nothing left behind.
+"""
 
 import json
 import os
@@ -13,26 +19,65 @@ import pytest
 import yaml
 from conftest import workspace_like
 
-from pipeline.memory_cgroup import V1_ROOT, _own_group
+from pipeline.cgroups import existing_groups
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
 from pipeline.reports import read_json
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
-QUICK = {"requests": 120, "concurrency": 4, "cold_start_deadline_seconds": 30}
+
+PLANS = {
+    "free": {"memory_mb": 512, "cpu_share": 0.1, "price_usd_month": 0, "max_instances": 1},
+    "starter": {"memory_mb": 512, "cpu_share": 0.5, "price_usd_month": 7, "max_instances": 100},
+    # Two whole CPUs keep the tests that are not about CPU quick.
+    "roomy": {"memory_mb": 512, "cpu_share": 2.0, "price_usd_month": 99, "max_instances": 100},
+}
+# Few requests, and a body limit small enough that the worst-case mix is cheap to parse.
+QUICK = {
+    "plan": "roomy",
+    "plans": PLANS,
+    "requests": 40,
+    "concurrency": 4,
+    "cold_start_deadline_seconds": 30,
+    "target_rps": 5,
+    "service_env": {"MAX_BODY_BYTES": str(256 * 1024)},
+}
+
+# The real service, made slow or greedy on purpose by environment variables.
+WRAPPED_APP = """
+import os, threading, time
+from service.app import _app_from_environment
+
+end = time.process_time() + float(os.environ.get("TEST_APP_BURN_CPU_SECONDS", "0"))
+while time.process_time() < end:  # CPU work at import: a cold start the quota stretches
+    pass
+real = _app_from_environment()
+bloat_mb = int(os.environ.get("TEST_APP_BLOAT_MB", "0"))
+serial_seconds = float(os.environ.get("TEST_APP_SERIAL_SECONDS", "0"))
+one_at_a_time = threading.Lock()
+
+def app(environ, start_response):
+    if bloat_mb and environ.get("CONTENT_TYPE", "").startswith("application/json"):
+        hog = bytearray(b"1") * (bloat_mb << 20)  # touched, so the kernel charges it
+        time.sleep(1.0)
+        del hog
+    if serial_seconds:  # every request, health included, queues behind a slow prediction
+        with one_at_a_time:
+            if environ["PATH_INFO"].startswith("/api/predict"):
+                time.sleep(serial_seconds)
+            return real(environ, start_response)
+    return real(environ, start_response)
+"""
 
 
-def leftovers(workspace) -> tuple[list[str], list[int]]:
-    """Gate cgroups and service processes still present after a run: both must be empty."""
-    own = _own_group("memory")
-    parent = V1_ROOT / own.lstrip("/") if own else None
-    groups = [p.name for p in parent.iterdir() if p.name.startswith("gate-")] if parent else []
+def leftovers(workspace) -> tuple[list, list[int]]:
+    """Gate groups and service processes still present after a run: both must be empty."""
     serving = []
-    for process in psutil.process_iter(["pid", "cmdline", "environ"]):
+    for process in psutil.process_iter(["pid", "environ"]):
         environ = process.info.get("environ") or {}
         if environ.get("MODEL_DIR") == str(workspace.candidate_dir):
             serving.append(process.info["pid"])
-    return groups, serving
+    return existing_groups("gate"), serving
 
 
 def gate(workspace, **env):
@@ -67,19 +112,134 @@ def failure_line(completed) -> str:
     return completed.stderr.strip().splitlines()[-1]
 
 
-def test_the_demo_passes_in_enforced_mode_with_the_kernels_figures(checked_workspace, tmp_path):
-    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=QUICK)
+def serving_wrapped_app(workspace, tmp_path):
+    """Point the workspace's render.yaml at the wrapped service (same gunicorn flags)."""
+    (tmp_path / "app_dir").mkdir()
+    (tmp_path / "app_dir" / "wrapped_app.py").write_text(WRAPPED_APP)
+    blueprint = yaml.safe_load(workspace.render_yaml_path.read_text())
+    web = blueprint["services"][0]
+    web["startCommand"] = web["startCommand"].replace(
+        "service.app:app", f"--pythonpath {tmp_path / 'app_dir'} wrapped_app:app"
+    )
+    workspace.render_yaml_path.write_text(yaml.safe_dump(blueprint))
+    return workspace
+
+
+def test_the_demo_on_render_free_reports_plan_limits_series_and_fit(checked_workspace, tmp_path):
+    # Health under saturation has its own test; at 0.1 CPU today's service answers it in 1 to
+    # 2 s (the README's figures), so this one, about the report, allows 4 s.
+    settings = {**QUICK, "plan": "free", "max_health_latency_seconds": 4.0}
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
     completed = gate(workspace)
     assert completed.returncode == 0, completed.stderr
     report = read_json(workspace.report_path("gate"))
-    assert report["passed"] and report["enforced"] and report["backend"] == "cgroup-v1"
-    assert report["candidate_sha256"] == sha256_of(workspace.candidate_dir / "model.tflite")
-    assert 20 < report["figures"]["peak_memory_mb"] < 512
-    assert report["measures"]["oom_kills"]["value"] == 0
+    assert report["passed"] and report["candidate_sha256"] == sha256_of(
+        workspace.candidate_dir / "model.tflite"
+    )
+    free = {"name": "free", "memory_mb": 512, "cpu_share": 0.1, "price_usd_month": 0}
+    assert report["plan"] == free
+    assert report["limits"]["memory"]["limit_mb"] == 512 and report["limits"]["memory"]["enforced"]
+    assert report["limits"]["cpu"] | {"backend": None} == {
+        "share": 0.1,
+        "enforced": True,
+        "backend": None,
+    }
+    assert report["figures"]["cpu_throttled_periods"] > 0, "the kernel throttled the service"
+    for name in ("cold_start_seconds", "health_latency_saturated_seconds", "sustainable_rps"):
+        assert report["measures"][name]["passed"], name
+    assert (
+        report["measures"]["worst_case_memory_mb"]["value"]
+        >= report["measures"]["peak_memory_mb"]["value"]
+    )
+    kinds = report["figures"]["worst_case"]["requests"]
+    assert "JSON empty lists, largest body" in kinds and len(kinds) == 5
+    memory, latency = report["series"]["memory"], report["series"]["latency_ms"]
+    assert 0 < len(memory["seconds"]) == len(memory["usage_mb"]) <= 300
+    assert max(memory["usage_mb"]) <= report["measures"]["worst_case_memory_mb"]["value"] + 1
+    assert len(latency["counts"]) <= 40 and len(latency["edges"]) == len(latency["counts"]) + 1
+    assert sum(latency["counts"]) == 40
+    fit = report["plan_fit"]
+    assert fit["target_rps"] == 5.0 and [p["name"] for p in fit["plans"]] == list(PLANS)
+    assert fit["recommended"] == {"plan": "free", "workers": 1, "instances": 1}
+    assert "gate passed on plan free" in completed.stdout and "free x1" in completed.stdout
+    assert leftovers(workspace) == ([], [])
+
+
+def test_a_service_slower_to_start_than_the_plan_allows_fails_naming_the_figure(
+    checked_workspace, tmp_path
+):
+    # 0.3 s of CPU at import: 0.3 s on whole CPUs, about 3 s at Render free's 0.1 CPU.
+    settings = {
+        **QUICK,
+        "plan": "free",
+        "max_cold_start_seconds": 2.0,
+        "service_env": {**QUICK["service_env"], "TEST_APP_BURN_CPU_SECONDS": "0.3"},
+    }
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    reason = failure_line(gate(serving_wrapped_app(workspace, tmp_path)))
+    assert "cold_start_seconds" in reason and "(needs <= 2.0)" in reason
+    report = read_json(workspace.report_path("gate"))
+    assert report["measures"]["cold_start_seconds"]["value"] > 2.0
+    assert leftovers(workspace) == ([], [])
+
+
+def test_a_worst_case_mix_over_the_budget_fails_and_the_log_is_the_services_own(
+    checked_workspace, tmp_path
+):
+    # Each JSON request holds 100 MB for a second: four at once cannot fit in 300 MB.
+    plans = {"small": {**PLANS["roomy"], "memory_mb": 300}}
+    settings = {
+        **QUICK,
+        "plan": "small",
+        "plans": plans,
+        "max_peak_memory_mb": 250,
+        "service_env": {**QUICK["service_env"], "TEST_APP_BLOAT_MB": "100"},
+    }
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    reason = failure_line(gate(serving_wrapped_app(workspace, tmp_path)))
+    assert "worst_case_memory_mb" in reason and "in a 300 MB group" in reason
+    report = read_json(workspace.report_path("gate"))
+    assert report["measures"]["peak_memory_mb"]["passed"], "typical requests fit"
+    assert report["measures"]["worst_case_memory_mb"]["passed"] is False
+    assert report["plan_fit"]["recommended"] is None
+    assert not any("Handling signal: term" in line for line in report["service_log_tail"])
+    assert leftovers(workspace) == ([], [])
+
+
+def test_a_bundle_larger_than_the_budget_is_refused_before_the_service_starts(
+    checked_workspace, tmp_path
+):
+    plans = {"tiny": {**PLANS["roomy"], "memory_mb": 64}}
+    settings = {**QUICK, "plan": "tiny", "plans": plans, "max_peak_memory_mb": 10}
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    completed = gate(workspace)
+    reason = failure_line(completed)
+    assert "the model bundle (1.0 MB) plus the lite runtime's measured baseline" in reason
+    assert "over gate.max_peak_memory_mb=10 for plan tiny (64 MB)" in reason
+    assert "health attempt" not in completed.stdout, "the service was never started"
+    report = read_json(workspace.report_path("gate"))
+    assert report["passed"] is False and report["measures"] == {}
+    assert report["plan"]["name"] == "tiny"
+    assert leftovers(workspace) == ([], [])
+
+
+def test_health_checks_slower_than_the_threshold_under_saturation_fail(checked_workspace, tmp_path):
+    # One request at a time, 0.3 s each: a health check waits behind the queue.
+    settings = {
+        **QUICK,
+        "requests": 12,
+        "max_latency_p95_ms": 10_000,
+        "max_latency_p99_ms": 10_000,
+        "min_throughput_rps": 0,
+        "max_health_latency_seconds": 0.5,
+        "service_env": {**QUICK["service_env"], "TEST_APP_SERIAL_SECONDS": "0.3"},
+    }
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    reason = failure_line(gate(serving_wrapped_app(workspace, tmp_path)))
+    assert "health_latency_saturated_seconds" in reason and "(needs <= 0.5)" in reason
+    report = read_json(workspace.report_path("gate"))
+    assert report["measures"]["health_latency_saturated_seconds"]["value"] > 0.5
     assert report["measures"]["wrong_answers"]["value"] == 0
-    assert report["figures"]["workers"] == 1 and report["capacity"]["workers_that_fit"] >= 1
-    assert "gunicorn service.app:app" in report["start_command"]
-    assert "gate load: 120/120" in completed.stdout
     assert leftovers(workspace) == ([], [])
 
 
@@ -114,26 +274,11 @@ def test_answers_from_a_model_other_than_the_candidate_fail_even_when_they_agree
     (other / "manifest.json").write_text(json.dumps(manifest))
     gate_settings = {**QUICK, "service_env": {"MODEL_DIR": str(other)}}
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=gate_settings)
-    assert "wrong_answers 120" in failure_line(gate(workspace))
+    assert "wrong_answers 40" in failure_line(gate(workspace))
     report = read_json(workspace.report_path("gate"))
     first = report["figures"]["first_wrong_answers"][0]
     assert f"served by model {manifest['sha256'][:12]}" in first
     assert f"not the candidate {report['candidate_sha256'][:12]}" in first
-
-
-def test_a_service_that_needs_more_than_the_limit_is_reported_as_oom_killed(
-    checked_workspace, tmp_path
-):
-    # The service needs ~30 MB of its own (anon) memory; 20 MB cannot hold it.
-    workspace = workspace_like(
-        checked_workspace, tmp_path / "ws", gate={**QUICK, "memory_limit_mb": 20}
-    )
-    reason = failure_line(gate(workspace))
-    assert "the kernel OOM-killed" in reason and "in a 20 MB group" in reason
-    report = read_json(workspace.report_path("gate"))
-    assert report["passed"] is False and report["measures"]["oom_kills"]["value"] >= 1
-    assert 15 <= report["figures"]["peak_memory_mb"] <= 20
-    assert leftovers(workspace) == ([], [])
 
 
 def test_a_latency_threshold_below_the_measured_p95_fails(checked_workspace, tmp_path):
@@ -158,7 +303,7 @@ def test_a_service_that_never_becomes_healthy_fails_within_the_deadline(
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=gate_settings)
     started = time.monotonic()
     reason = failure_line(gate(workspace))
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 30
     assert "not healthy within gate.cold_start_deadline_seconds=3" in reason
     assert "HTTP 503" in reason and "manifest.json is missing" in reason
     assert leftovers(workspace) == ([], [])
@@ -202,12 +347,15 @@ def test_without_an_enforcing_cgroup_the_gate_says_so_and_can_require_it(
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=QUICK)
     completed = gate(workspace, MEMORY_CGROUP_BACKEND="none")
     assert "NOT enforced" in completed.stderr
-    assert "not enforced by the kernel (gate.require_enforced is on)" in failure_line(completed)
+    reason = failure_line(completed)
+    assert "the memory limit was not enforced by the kernel (gate.require_enforced is on)" in reason
+    assert "the cpu limit was not enforced by the kernel" in reason
     relaxed = workspace_like(
         checked_workspace, tmp_path / "relaxed", gate={**QUICK, "require_enforced": False}
     )
     completed = gate(relaxed, MEMORY_CGROUP_BACKEND="none")
     assert completed.returncode == 0, completed.stderr
     report = read_json(relaxed.report_path("gate"))
-    assert report["enforced"] is False and report["backend"] == "none"
+    assert report["limits"]["memory"]["enforced"] is False
+    assert report["limits"]["cpu"]["enforced"] is False
     assert report["figures"]["peak_memory_mb"] > 20

@@ -1,0 +1,270 @@
+"""One run of the real service under the plan's limits: what the kernel and the load showed.
+
+Phases, each bounded: cold start (process start to the first 200 on /api/health/), the typical
+load at gate.concurrency with a health probe beside it, then the worst-case request mix at the
+service's full concurrency with the probe still running. The group's memory is sampled all
+along; the service log is read before the group is stopped, so its last lines are the
+service's own and not its answer to our SIGTERM.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import requests
+
+from pipeline.cgroups import evict_from_page_cache, resource_limit
+from pipeline.load_driver import HealthProbe, LoadResult, drive_load
+from pipeline.paths import REPO_ROOT
+from pipeline.render_service import (
+    RenderWebService,
+    ServiceLimits,
+    free_port,
+    lite_runtime_libraries,
+)
+from pipeline.worst_case import HostileResult, drive_hostile, hostile_requests
+
+POLL_SECONDS = 0.05
+MEMORY_SAMPLE_SECONDS = 0.1
+LOG_TAIL_LINES = 15
+
+
+class GateFailure(Exception):
+    """The service could not be judged (it never became healthy, or exited)."""
+
+
+def wait_until_healthy(url: str, process, deadline_seconds: float, started: float) -> float:
+    """Seconds from process start to the first 200 on /api/health/, or GateFailure."""
+    attempts = max(1, int(deadline_seconds / POLL_SECONDS))
+    last = None
+    for attempt in range(1, attempts + 1):
+        if process.poll() is not None:
+            raise GateFailure(
+                f"the service exited with code {process.returncode} before it was healthy"
+            )
+        try:
+            response = requests.get(f"{url}/api/health/", timeout=2, allow_redirects=False)
+            if response.status_code == 200:
+                return time.perf_counter() - started
+            seen = f"HTTP {response.status_code}: {response.text[:160]}"
+        except requests.RequestException as error:
+            seen = type(error).__name__
+        if seen != last:  # log each attempt whose answer differs from the one before
+            print(f"health attempt {attempt}/{attempts}: {seen}", flush=True)
+            last = seen
+        if time.perf_counter() - started > deadline_seconds:
+            break
+        time.sleep(POLL_SECONDS)
+    raise GateFailure(
+        f"the service was not healthy within gate.cold_start_deadline_seconds="
+        f"{deadline_seconds} (last answer: {last})"
+    )
+
+
+def process_tree_figures(root_pid: int) -> tuple[float, list[int], list[float]]:
+    """The gunicorn master's RSS, its worker PIDs and the workers' unique memory, in MB."""
+    root = psutil.Process(root_pid)
+    master = next(
+        (
+            p
+            for p in [root, *root.children(recursive=True)]
+            if any(c.pid != p.pid for c in p.children())
+        ),
+        root,
+    )
+    workers = master.children()
+    worker_mb = [w.memory_full_info().uss / 2**20 for w in workers]
+    return master.memory_info().rss / 2**20, sorted(w.pid for w in workers), worker_mb
+
+
+def settled_process_tree_figures(root_pid: int, timeout_seconds: float = 5.0):
+    """process_tree_figures once the worker set has stopped changing.
+
+    Health answers as soon as the first worker is up, but gunicorn forks the others with a
+    random pause of up to 0.1 s each; a snapshot taken too early would miss them.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    figures = process_tree_figures(root_pid)
+    unchanged_polls = 0
+    while unchanged_polls < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        latest = process_tree_figures(root_pid)
+        unchanged_polls = unchanged_polls + 1 if latest[1] == figures[1] else 0
+        figures = latest
+    return figures
+
+
+class MemorySampler:
+    """The group's usage every MEMORY_SAMPLE_SECONDS, in a thread, for the report's series."""
+
+    def __init__(self, group, started: float) -> None:
+        self.group, self.started = group, started
+        self.seconds: list[float] = []
+        self.usage_mb: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(MEMORY_SAMPLE_SECONDS):
+            try:
+                usage = self.group.usage_mb()
+            except OSError:
+                return
+            self.seconds.append(round(time.perf_counter() - self.started, 2))
+            self.usage_mb.append(round(usage, 1))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+
+
+@dataclass
+class ServiceRun:
+    """What one run of the service under the limits showed: the kernel's figures and the load's."""
+
+    backend: str = "none"
+    enforced: bool = False
+    cpu_backend: str = "none"
+    cpu_enforced: bool = False
+    cpu_note: str = ""
+    limits: ServiceLimits | None = None
+    cold_start_seconds: float | None = None
+    load: LoadResult | None = None
+    cpu_seconds_per_request: float | None = None
+    health_latencies_s: list[float] = field(default_factory=list)
+    health_failures: list[str] = field(default_factory=list)
+    hostile: HostileResult | None = None
+    workers_before: list[int] = field(default_factory=list)
+    workers_after: list[int] = field(default_factory=list)
+    master_rss_mb: float = 0.0
+    worker_uss_mb: list[float] = field(default_factory=list)
+    peak_memory_mb: float = 0.0  # after the typical load
+    worst_case_memory_mb: float | None = None  # after the worst-case mix too
+    usage_after_load_mb: float = 0.0
+    failcnt: int = 0
+    failcnt_before_worst_case: int = 0
+    oom_kills: int = 0
+    throttled_periods: int = 0
+    throttled_seconds: float = 0.0
+    memory_series: tuple[list[float], list[float]] = ([], [])
+    failure: str | None = None
+    service_log_tail: list[str] = field(default_factory=list)
+
+
+def service_environment(render: RenderWebService, settings: dict, port: int, model_dir: Path):
+    """The service's environment: the caller's, render.yaml's envVars, the gate's, experiments'."""
+    # The service runs from this environment's own bin/ (gunicorn), as `make demo` has it.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, **render.env, "PATH": path, "PORT": str(port)}
+    env["MODEL_DIR"] = str(model_dir)
+    env.update({key: str(value) for key, value in (settings.get("service_env") or {}).items()})
+    return env
+
+
+def observe_service(
+    render: RenderWebService, settings: dict, plan: dict, expected, model_dir: Path
+) -> ServiceRun:
+    """Start the service with render.yaml's command inside the plan's limits, load it, stop it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = service_environment(render, settings, port, model_dir)
+    # The bundle and the runtime's libraries are warm in the page cache from convert, parity
+    # or an earlier gate; on Render the service is the first to read them, and the kernel
+    # charges a page to the first reader's group. (numpy's libraries stay cached: this process
+    # maps them itself, and a mapped page cannot be evicted.)
+    evict_from_page_cache(Path(env["MODEL_DIR"]), *lite_runtime_libraries())
+    run = ServiceRun(limits=ServiceLimits.of(render.start_command, env))
+    with tempfile.TemporaryDirectory(prefix="gate-") as log_dir:
+        log_path = Path(log_dir) / "service.log"
+        with (
+            resource_limit(plan["memory_mb"], plan["cpu_share"], name_prefix="gate") as group,
+            open(log_path, "wb") as service_log,
+        ):
+            run.backend, run.enforced = group.backend, group.enforced
+            run.cpu_backend, run.cpu_enforced = group.cpu_backend, group.cpu_enforced
+            run.cpu_note = group.cpu_note
+            started = time.perf_counter()
+            sampler = MemorySampler(group, started)
+            process = group.popen(
+                render.start_command,
+                env=env,
+                cwd=REPO_ROOT,
+                stdout=service_log,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                _load_the_service(run, group, process, url, settings, expected, started)
+            except GateFailure as failure:
+                run.failure = str(failure)
+            finally:
+                sampler.stop()
+                service_log.flush()
+                # Before the group is stopped: the tail is what the service said, not its
+                # answer to our SIGTERM.
+                run.service_log_tail = log_tail(log_path)
+            run.peak_memory_mb = run.peak_memory_mb or round(group.peak_mb(), 1)
+            run.usage_after_load_mb = round(group.usage_mb(), 1)
+            run.failcnt, run.oom_kills = group.failcnt(), group.oom_kills()
+            run.throttled_periods, run.throttled_seconds = group.cpu_throttling()
+            run.memory_series = (sampler.seconds, sampler.usage_mb)
+    return run
+
+
+def log_tail(log_path: Path) -> list[str]:
+    return log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+
+
+def _load_the_service(run: ServiceRun, group, process, url, settings, expected, started):
+    run.cold_start_seconds = wait_until_healthy(
+        url, process, settings["cold_start_deadline_seconds"], started
+    )
+    run.master_rss_mb, run.workers_before, _ = settled_process_tree_figures(process.pid)
+    probe_settings = (
+        settings["health_probe_interval_seconds"],
+        settings["health_probe_timeout_seconds"],
+    )
+    cpu_before = group.cpu_seconds()
+    with HealthProbe(url, *probe_settings) as typical_probe:
+        run.load = drive_load(
+            url,
+            expected.samples,
+            expected.probabilities,
+            expected.labels,
+            model_sha256=expected.model_sha256,
+            value_key=expected.value_key,
+            requests_total=settings["requests"],
+            concurrency=settings["concurrency"],
+            timeout_seconds=settings["request_timeout_seconds"],
+            tolerance=settings["max_probability_diff"],
+        )
+    answered = len(run.load.latencies_ms)
+    if answered:
+        run.cpu_seconds_per_request = (group.cpu_seconds() - cpu_before) / answered
+    run.peak_memory_mb = round(group.peak_mb(), 1)
+    run.failcnt_before_worst_case = group.failcnt()
+    if process.poll() is None:
+        _, run.workers_after, run.worker_uss_mb = process_tree_figures(process.pid)
+    mix = hostile_requests(expected.samples, run.limits)
+    concurrency = max(run.limits.concurrency, settings["concurrency"])
+    with HealthProbe(url, *probe_settings) as hostile_probe:
+        run.hostile = drive_hostile(
+            url,
+            mix,
+            concurrency=concurrency,
+            timeout_seconds=settings["worst_case_timeout_seconds"],
+        )
+    run.worst_case_memory_mb = round(group.peak_mb(), 1)
+    run.health_latencies_s = typical_probe.latencies_s + hostile_probe.latencies_s
+    run.health_failures = typical_probe.failures + hostile_probe.failures
+    if process.poll() is None:
+        # A worker that died in the worst case is a worker replaced, too.
+        _, run.workers_after, _ = process_tree_figures(process.pid)
+    else:
+        run.workers_after = []
