@@ -19,7 +19,7 @@ import pytest
 import yaml
 from conftest import workspace_like
 
-from pipeline.cgroups import existing_groups
+from pipeline.cgroups import evict_from_page_cache, existing_groups
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
 from pipeline.reports import read_json
 from service.bundle import sha256_of
@@ -54,9 +54,14 @@ while time.process_time() < end:  # CPU work at import: a cold start the quota s
 real = _app_from_environment()
 bloat_mb = int(os.environ.get("TEST_APP_BLOAT_MB", "0"))
 serial_seconds = float(os.environ.get("TEST_APP_SERIAL_SECONDS", "0"))
+read_path = os.environ.get("TEST_APP_READ_FILE")
 one_at_a_time = threading.Lock()
 
 def app(environ, start_response):
+    if read_path and environ.get("CONTENT_TYPE", "").startswith("application/json"):
+        with open(read_path, "rb") as cached:  # page cache the kernel can reclaim, not kill for
+            while cached.read(1 << 20):
+                pass
     if bloat_mb and environ.get("CONTENT_TYPE", "").startswith("application/json"):
         hog = bytearray(b"1") * (bloat_mb << 20)  # touched, so the kernel charges it
         time.sleep(1.0)
@@ -162,6 +167,14 @@ def test_the_demo_on_render_free_reports_plan_limits_series_and_fit(checked_work
     assert fit["target_rps"] == 5.0 and [p["name"] for p in fit["plans"]] == list(PLANS)
     assert fit["recommended"] == {"plan": "free", "workers": 1, "instances": 1}
     assert "gate passed on plan free" in completed.stdout and "free x1" in completed.stdout
+    table = subprocess.run(
+        [sys.executable, "-m", "pipeline.summary"],
+        cwd=REPO_ROOT,
+        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "on free; for 5 req/s: free x1, 1 worker(s)" in table
     assert leftovers(workspace) == ([], [])
 
 
@@ -203,6 +216,29 @@ def test_a_worst_case_mix_over_the_budget_fails_and_the_log_is_the_services_own(
     assert report["measures"]["worst_case_memory_mb"]["passed"] is False
     assert report["plan_fit"]["recommended"] is None
     assert not any("Handling signal: term" in line for line in report["service_log_tail"])
+    assert leftovers(workspace) == ([], [])
+
+
+def test_a_service_that_thrashes_at_the_limit_is_said_to_in_words(checked_workspace, tmp_path):
+    # Every JSON request reads a 200 MB file: page cache fills the 200 MB group, the kernel
+    # reclaims it again and again (failcnt climbs), and nothing is OOM-killed.
+    big_file = tmp_path / "big.bin"
+    big_file.write_bytes(os.urandom(200 * 2**20))
+    evict_from_page_cache(big_file)  # else its pages stay charged to this test's own group
+    plans = {"small": {**PLANS["roomy"], "memory_mb": 200}}
+    settings = {
+        **QUICK,
+        "plan": "small",
+        "plans": plans,
+        "max_peak_memory_mb": 150,
+        "service_env": {**QUICK["service_env"], "TEST_APP_READ_FILE": str(big_file)},
+    }
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    reason = failure_line(gate(serving_wrapped_app(workspace, tmp_path)))
+    assert "the service thrashed at the 200 MB limit: the group hit it" in reason
+    assert "OOM-killed" not in reason
+    report = read_json(workspace.report_path("gate"))
+    assert report["measures"]["oom_kills"]["value"] == 0 and report["figures"]["failcnt"] > 0
     assert leftovers(workspace) == ([], [])
 
 
