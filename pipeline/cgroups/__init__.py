@@ -34,12 +34,11 @@ from pipeline.cgroups import common
 from pipeline.cgroups.common import (
     EMPTY_DEADLINE_SECONDS,
     TERM_GRACE_SECONDS,
-    CgroupDirGroup,
     MemoryGroupError,
-    ResourceGroup,
     own_group,
     v2_mount,
 )
+from pipeline.cgroups.group import CgroupDirGroup, ResourceGroup
 from pipeline.cgroups.page_cache import (
     distribution_libraries,
     evict_from_page_cache,

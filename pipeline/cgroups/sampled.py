@@ -5,7 +5,8 @@ import threading
 
 import psutil
 
-from pipeline.cgroups.common import POLL_SECONDS, ResourceGroup
+from pipeline.cgroups.common import POLL_SECONDS
+from pipeline.cgroups.group import ResourceGroup
 
 
 class SampledGroup(ResourceGroup):

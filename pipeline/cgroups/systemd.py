@@ -12,12 +12,12 @@ from pipeline.cgroups.common import (
     EMPTY_DEADLINE_SECONDS,
     MB,
     POLL_SECONDS,
-    CgroupDirGroup,
     MemoryGroupError,
     throttling,
     wait_until,
     words,
 )
+from pipeline.cgroups.group import CgroupDirGroup
 
 
 def _systemd_manager() -> tuple[list[str], list[str]]:

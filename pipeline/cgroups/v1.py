@@ -11,7 +11,6 @@ from pipeline.cgroups import common
 from pipeline.cgroups.common import (
     CFS_PERIOD_US,
     MB,
-    CgroupDirGroup,
     MemoryGroupError,
     cpu_quota_us,
     make_group_dir,
@@ -19,6 +18,7 @@ from pipeline.cgroups.common import (
     remove_group_dir,
     throttling,
 )
+from pipeline.cgroups.group import CgroupDirGroup
 
 
 def _swap_total_kb() -> int:

@@ -5,7 +5,6 @@ import os
 from pipeline.cgroups.common import (
     CFS_PERIOD_US,
     MB,
-    CgroupDirGroup,
     MemoryGroupError,
     cpu_quota_us,
     make_group_dir,
@@ -14,6 +13,7 @@ from pipeline.cgroups.common import (
     v2_mount,
     words,
 )
+from pipeline.cgroups.group import CgroupDirGroup
 
 
 class CgroupV2Group(CgroupDirGroup):
