@@ -78,7 +78,6 @@ def gate_report(workspace: Workspace, params: dict, candidate_sha256: str) -> di
     env = service_environment(render, settings, free_port(), workspace.candidate_dir)
     preflight = refuse_what_cannot_fit(
         workspace.candidate_dir,
-        settings["max_peak_memory_mb"],
         plan_name,
         plan,
         env,

@@ -58,17 +58,20 @@ def runtime_baseline_mb(limit_mb: float, env: dict[str, str], cwd: Path) -> floa
 
 
 def refuse_what_cannot_fit(
-    bundle_dir: Path, budget_mb: float, plan_name: str, plan: dict, env: dict, cwd: Path
+    bundle_dir: Path, plan_name: str, plan: dict, env: dict, cwd: Path
 ) -> dict[str, float]:
-    """The bundle's size and the runtime's baseline; BundleTooLarge when they exceed the budget."""
+    """The bundle's size and the runtime's baseline; BundleTooLarge when they exceed the plan's
+    budget (its max_peak_memory_mb)."""
+    budget_mb = plan["max_peak_memory_mb"]
     size_mb = bundle_mb(bundle_dir)
     baseline = runtime_baseline_mb(plan["memory_mb"], env, cwd)
     figures = {"bundle_mb": round(size_mb, 1), "runtime_baseline_mb": round(baseline, 1)}
     if size_mb + baseline > budget_mb:
         raise BundleTooLarge(
             f"the model bundle ({size_mb:.1f} MB) plus the lite runtime's measured baseline "
-            f"({baseline:.1f} MB) is {size_mb + baseline:.1f} MB, over gate.max_peak_memory_mb="
-            f"{budget_mb} for plan {plan_name} ({plan['memory_mb']} MB): the service cannot fit; "
+            f"({baseline:.1f} MB) is {size_mb + baseline:.1f} MB, over the "
+            f"{budget_mb} MB budget of plan {plan_name} ({plan['memory_mb']} MB, "
+            f"gate.plans.{plan_name}.max_peak_memory_mb): the service cannot fit; "
             "choose a plan with more memory (gate.plan) or a smaller model "
             "(convert.quantization: dynamic)"
         )

@@ -18,7 +18,7 @@ def judge(run: ServiceRun, settings: dict, plan: dict) -> dict[str, dict]:
     """Each gate measure with its value, threshold and outcome."""
     # A worker that died is one whose PID is gone after the load (gunicorn forks a new one).
     replaced = len(set(run.workers_before) - set(run.workers_after))
-    max_peak = settings["max_peak_memory_mb"]
+    max_peak = plan["max_peak_memory_mb"]
     measures = {
         "peak_memory_mb": at_most(run.peak_memory_mb, max_peak),
         "oom_kills": at_most(run.oom_kills, 0),
@@ -43,8 +43,10 @@ def judge(run: ServiceRun, settings: dict, plan: dict) -> dict[str, dict]:
             ),
         }
     if run.cpu_seconds_per_request:
+        # A worker is one Python process: it uses at most one CPU, whatever the plan gives.
+        usable_cpus = min(plan["cpu_share"], max(1, len(run.workers_before)))
         measures["sustainable_rps"] = at_least(
-            round(plan["cpu_share"] / run.cpu_seconds_per_request, 1),
+            round(usable_cpus / run.cpu_seconds_per_request, 1),
             settings["min_sustainable_rps"],
         )
     if run.health_latencies_s:

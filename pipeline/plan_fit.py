@@ -48,8 +48,7 @@ def fit_one(name: str, plan: dict, measured: dict, settings: dict) -> dict[str, 
             continue
         if key in measures and not measures[key]["passed"]:
             problems.append(f"{key} {measures[key]['value']}: no plan fixes that")
-    headroom_mb = measured["plan"]["memory_mb"] - settings["max_peak_memory_mb"]
-    budget_mb = plan["memory_mb"] - headroom_mb
+    budget_mb = plan["max_peak_memory_mb"]
     master_mb, per_worker_mb = measured["master_mb"], measured["per_worker_mb"]
     bigger = plan["memory_mb"] > measured["plan"]["memory_mb"]
     if measured["oom_or_thrash"]:
@@ -62,9 +61,7 @@ def fit_one(name: str, plan: dict, measured: dict, settings: dict) -> dict[str, 
         workers = max(1, min(workers, workers_that_fit(per_worker_mb, master_mb, budget_mb, 1.0)))
         needed_mb = round(master_mb + workers * per_worker_mb, 1)
         if needed_mb > budget_mb:
-            problems.append(
-                f"needs {needed_mb} MB, over {budget_mb} MB ({plan['memory_mb']} MB - headroom)"
-            )
+            problems.append(f"needs {needed_mb} MB, over its {budget_mb} MB budget")
     measured_share = measured["plan"]["cpu_share"]
     scale = min(measured_share, measured["workers"]) / _usable_cpus(plan["cpu_share"], workers)
     estimated = name != measured["plan"]["name"]

@@ -26,11 +26,22 @@ from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
 
+
+def plan(memory_mb: int, cpu_share: float, price: int, max_instances: int = 100) -> dict:
+    """A row of gate.plans, with the gate's 450 MB budget of a 512 MB plan."""
+    return {
+        "memory_mb": memory_mb,
+        "cpu_share": cpu_share,
+        "price_usd_month": price,
+        "max_instances": max_instances,
+        "max_peak_memory_mb": 450,
+    }
+
+
 PLANS = {
-    "free": {"memory_mb": 512, "cpu_share": 0.1, "price_usd_month": 0, "max_instances": 1},
-    "starter": {"memory_mb": 512, "cpu_share": 0.5, "price_usd_month": 7, "max_instances": 100},
-    # Two whole CPUs keep the tests that are not about CPU quick.
-    "roomy": {"memory_mb": 512, "cpu_share": 2.0, "price_usd_month": 99, "max_instances": 100},
+    "free": plan(512, 0.1, 0, max_instances=1),
+    "starter": plan(512, 0.5, 7),
+    "roomy": plan(512, 2.0, 99),  # two whole CPUs keep the tests that are not about CPU quick
 }
 # Few requests, and a body limit small enough that the worst-case mix is cheap to parse.
 QUICK = {
@@ -200,12 +211,11 @@ def test_a_worst_case_mix_over_the_budget_fails_and_the_log_is_the_services_own(
     checked_workspace, tmp_path
 ):
     # Each JSON request holds 100 MB for a second: four at once cannot fit in 300 MB.
-    plans = {"small": {**PLANS["roomy"], "memory_mb": 300}}
+    plans = {"small": {**PLANS["roomy"], "memory_mb": 300, "max_peak_memory_mb": 250}}
     settings = {
         **QUICK,
         "plan": "small",
         "plans": plans,
-        "max_peak_memory_mb": 250,
         "service_env": {**QUICK["service_env"], "TEST_APP_BLOAT_MB": "100"},
     }
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
@@ -225,12 +235,11 @@ def test_a_service_that_thrashes_at_the_limit_is_said_to_in_words(checked_worksp
     big_file = tmp_path / "big.bin"
     big_file.write_bytes(os.urandom(200 * 2**20))
     evict_from_page_cache(big_file)  # else its pages stay charged to this test's own group
-    plans = {"small": {**PLANS["roomy"], "memory_mb": 200}}
+    plans = {"small": {**PLANS["roomy"], "memory_mb": 200, "max_peak_memory_mb": 150}}
     settings = {
         **QUICK,
         "plan": "small",
         "plans": plans,
-        "max_peak_memory_mb": 150,
         "service_env": {**QUICK["service_env"], "TEST_APP_READ_FILE": str(big_file)},
     }
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
@@ -245,13 +254,13 @@ def test_a_service_that_thrashes_at_the_limit_is_said_to_in_words(checked_worksp
 def test_a_bundle_larger_than_the_budget_is_refused_before_the_service_starts(
     checked_workspace, tmp_path
 ):
-    plans = {"tiny": {**PLANS["roomy"], "memory_mb": 64}}
-    settings = {**QUICK, "plan": "tiny", "plans": plans, "max_peak_memory_mb": 10}
+    plans = {"tiny": {**PLANS["roomy"], "memory_mb": 64, "max_peak_memory_mb": 10}}
+    settings = {**QUICK, "plan": "tiny", "plans": plans}
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
     completed = gate(workspace)
     reason = failure_line(completed)
     assert "the model bundle (1.0 MB) plus the lite runtime's measured baseline" in reason
-    assert "over gate.max_peak_memory_mb=10 for plan tiny (64 MB)" in reason
+    assert "over the 10 MB budget of plan tiny (64 MB" in reason
     assert "health attempt" not in completed.stdout, "the service was never started"
     report = read_json(workspace.report_path("gate"))
     assert report["passed"] is False and report["measures"] == {}

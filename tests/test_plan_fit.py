@@ -8,7 +8,9 @@ PLANS = {
     "starter": {"memory_mb": 512, "cpu_share": 0.5, "price_usd_month": 7, "max_instances": 100},
     "standard": {"memory_mb": 2048, "cpu_share": 1.0, "price_usd_month": 25, "max_instances": 100},
 }
-SETTINGS = {"max_peak_memory_mb": 450, "target_rps": 10, "plan_fit_utilisation": 0.7}
+for budget_mb, row in zip((450, 450, 1800), PLANS.values(), strict=True):
+    row["max_peak_memory_mb"] = budget_mb
+SETTINGS = {"target_rps": 10, "plan_fit_utilisation": 0.7}
 
 
 def measured_on_free(**changes) -> dict:
