@@ -31,7 +31,7 @@ from pipeline.service_watch import (
     settled_process_tree_figures,
     wait_until_healthy,
 )
-from pipeline.worst_case import HostileResult, drive_hostile, hostile_requests
+from pipeline.worst_case import HostileResult, drive_hostile, hostile_kinds
 
 LOG_TAIL_LINES = 15
 
@@ -162,7 +162,7 @@ def _load_the_service(run: ServiceRun, group, process, url, settings, expected, 
     run.failcnt_before_worst_case = group.failcnt()
     if process.poll() is None:
         _, run.workers_after, run.worker_uss_mb = process_tree_figures(process.pid)
-    mix = hostile_requests(expected.samples, run.limits)
+    mix = hostile_kinds(expected.samples, run.limits)
     concurrency = max(run.limits.concurrency, settings["concurrency"])
     with HealthProbe(url, *probe_settings) as hostile_probe:
         run.hostile = drive_hostile(

@@ -2,13 +2,17 @@
 
 Typical requests say little about the peak: a JSON body of nested empty lists costs ~45 bytes
 of Python objects per byte parsed, so a body under the byte limit can still need hundreds of
-MB. Each kind below is sent `concurrency` times at once; what the kernel counts while they are
-in flight is the service's worst case. Any answer but a crash is acceptable: 200, a 4xx that
-refuses the body, or a 503 that sheds load (with Retry-After).
+MB. Each kind below starts at the largest size the service's limits allow (MAX_BATCH,
+MAX_BODY_BYTES from render.yaml or the service's defaults) and is sent `concurrency` times at
+once. A service may refuse some formats below those limits (a byte limit per format): while
+every answer is 413, the body shrinks and the burst is sent again, so what is measured is the
+largest body the service really takes in. Any answer but a crash is acceptable: 200, a 4xx
+that refuses the body, or a 503 that sheds load (with Retry-After).
 """
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -22,17 +26,19 @@ JSON_TYPE = "application/json"
 FLOAT32_TYPE = "application/octet-stream"
 # Answers that mean the service refused or shed the request and lived: not failures.
 ACCEPTABLE_STATUSES = {200, 400, 413, 415, 503}
+SHRINK_FACTOR = 0.7
+MAX_BURSTS_PER_KIND = 10
+SMALLEST_BODY_BYTES = 1024
 
 
 @dataclass(frozen=True)
-class HostileRequest:
+class HostileKind:
+    """One kind of request: its content type and its body at (at most) a given size."""
+
     kind: str
     content_type: str
-    body: bytes
-
-
-def _json_of_samples(samples: np.ndarray) -> bytes:
-    return orjson.dumps({"instances": samples.tolist()})
+    body_of_size: Callable[[int], bytes]
+    largest_bytes: int
 
 
 def _filled_to(limit: int, head: bytes, item: bytes, tail: bytes) -> bytes:
@@ -41,88 +47,100 @@ def _filled_to(limit: int, head: bytes, item: bytes, tail: bytes) -> bytes:
     return head + b",".join([item] * count) + tail
 
 
-def hostile_requests(samples: np.ndarray, limits: ServiceLimits) -> list[HostileRequest]:
+def hostile_kinds(samples: np.ndarray, limits: ServiceLimits) -> list[HostileKind]:
     """The mix: largest batch and largest body in each format, and bodies that expand."""
     sample = samples[:1].astype("<f4")
-    batch = np.repeat(sample, limits.max_batch, axis=0)
-    at_limit = limits.max_body_bytes // sample.nbytes
-    one_json = len(_json_of_samples(sample)) + 1
-    json_batch = max(1, min(limits.max_batch, limits.max_body_bytes // one_json))
+    one_json = orjson.dumps(sample[0].tolist())
     head, tail = b'{"instances":[', b"]}"
+
+    def float32_body(size: int) -> bytes:
+        return np.repeat(sample, max(1, size // sample.nbytes), axis=0).tobytes()
+
+    def json_samples_body(size: int) -> bytes:
+        return _filled_to(size, head, one_json, tail)
+
+    def numbers_body(size: int) -> bytes:
+        return _filled_to(size, head, b"1.5", tail)
+
+    def empty_lists_body(size: int) -> bytes:
+        return _filled_to(size, head, b"[[]]", tail)
+
+    json_batch_bytes = len(head) + len(tail) + limits.max_batch * (len(one_json) + 1)
     return [
-        HostileRequest("float32, largest batch", FLOAT32_TYPE, batch.tobytes()),
-        HostileRequest(
-            "float32, largest body",
+        HostileKind(
+            "float32, largest batch",
             FLOAT32_TYPE,
-            np.repeat(sample, max(1, at_limit), axis=0).tobytes(),
+            float32_body,
+            limits.max_batch * sample.nbytes,
         ),
-        HostileRequest(
+        HostileKind("float32, largest body", FLOAT32_TYPE, float32_body, limits.max_body_bytes),
+        HostileKind(
             "JSON, largest batch",
             JSON_TYPE,
-            _json_of_samples(np.repeat(sample, json_batch, axis=0)),
+            json_samples_body,
+            min(json_batch_bytes, limits.max_body_bytes),
         ),
-        HostileRequest(
-            "JSON numbers, largest body",
-            JSON_TYPE,
-            _filled_to(limits.max_body_bytes, head, b"1.5", tail),
-        ),
-        HostileRequest(
-            "JSON empty lists, largest body",
-            JSON_TYPE,
-            _filled_to(limits.max_body_bytes, head, b"[[]]", tail),
+        HostileKind("JSON numbers, largest body", JSON_TYPE, numbers_body, limits.max_body_bytes),
+        HostileKind(
+            "JSON empty lists, largest body", JSON_TYPE, empty_lists_body, limits.max_body_bytes
         ),
     ]
 
 
 @dataclass
 class HostileResult:
-    """For each kind: its body size and the answers it got; errors are crashes, not refusals."""
+    """For each kind: the body size sent and the answers it got; errors are crashes only."""
 
     kinds: dict[str, dict] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
 
 def drive_hostile(
-    url: str,
-    mix: list[HostileRequest],
-    *,
-    concurrency: int,
-    timeout_seconds: float,
-    on_kind_done=None,
+    url: str, kinds: list[HostileKind], *, concurrency: int, timeout_seconds: float
 ) -> HostileResult:
-    """Send each kind `concurrency` times at once; `on_kind_done(kind)` after each kind."""
+    """Send each kind `concurrency` times at once, shrinking it while the service refuses it."""
     result = HostileResult()
     lock = threading.Lock()
 
-    def send(request: HostileRequest) -> str:
+    def send(kind: HostileKind, body: bytes) -> str:
         try:
             response = requests.post(
                 f"{url}/api/predict/",
-                data=request.body,
-                headers={"Content-Type": request.content_type},
+                data=body,
+                headers={"Content-Type": kind.content_type},
                 timeout=timeout_seconds,
             )
         except requests.Timeout:
             return "timeout"
         except requests.RequestException as error:
             with lock:
-                result.errors.append(f"{request.kind}: {type(error).__name__}: {error}"[:200])
+                result.errors.append(f"{kind.kind}: {type(error).__name__}: {error}"[:200])
             return "connection error"
         if response.status_code not in ACCEPTABLE_STATUSES:
             with lock:
-                result.errors.append(f"{request.kind}: HTTP {response.status_code}")
+                result.errors.append(f"{kind.kind}: HTTP {response.status_code}")
         return str(response.status_code)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        for request in mix:
+        for kind in kinds:
+            size, bursts = kind.largest_bytes, 0
             started = time.perf_counter()
-            answers = list(pool.map(send, [request] * concurrency))
-            result.kinds[request.kind] = {
-                "body_bytes": len(request.body),
+            while True:
+                body = kind.body_of_size(size)
+                answers = list(pool.map(send, [kind] * concurrency, [body] * concurrency))
+                bursts += 1
+                refused = all(answer == "413" for answer in answers)
+                if not refused or bursts == MAX_BURSTS_PER_KIND or size <= SMALLEST_BODY_BYTES:
+                    break
+                size = int(size * SHRINK_FACTOR)
+            result.kinds[kind.kind] = {
+                "body_bytes": len(body),
+                "bursts": bursts,
                 "answers": {answer: answers.count(answer) for answer in sorted(set(answers))},
                 "seconds": round(time.perf_counter() - started, 2),
             }
-            print(f"worst case: {request.kind} x{concurrency}: {answers}", flush=True)
-            if on_kind_done is not None:
-                on_kind_done(request.kind)
+            print(
+                f"worst case: {kind.kind}, {len(body)} bytes x{concurrency}: {answers}",
+                flush=True,
+            )
     return result

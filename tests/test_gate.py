@@ -66,9 +66,14 @@ real = _app_from_environment()
 bloat_mb = int(os.environ.get("TEST_APP_BLOAT_MB", "0"))
 serial_seconds = float(os.environ.get("TEST_APP_SERIAL_SECONDS", "0"))
 read_path = os.environ.get("TEST_APP_READ_FILE")
+json_limit = int(os.environ.get("TEST_APP_JSON_LIMIT_BYTES", "0"))
 one_at_a_time = threading.Lock()
 
 def app(environ, start_response):
+    is_json = environ.get("CONTENT_TYPE", "").startswith("application/json")
+    if json_limit and is_json and int(environ.get("CONTENT_LENGTH") or 0) > json_limit:
+        start_response("413 Payload Too Large", [("Content-Type", "application/json")])
+        return [b'{"error": "JSON body too large", "expected": "a smaller one"}']
     if read_path and environ.get("CONTENT_TYPE", "").startswith("application/json"):
         with open(read_path, "rb") as cached:  # page cache the kernel can reclaim, not kill for
             while cached.read(1 << 20):
@@ -249,6 +254,25 @@ def test_a_service_that_thrashes_at_the_limit_is_said_to_in_words(checked_worksp
     report = read_json(workspace.report_path("gate"))
     assert report["measures"]["oom_kills"]["value"] == 0 and report["figures"]["failcnt"] > 0
     assert leftovers(workspace) == ([], [])
+
+
+def test_the_worst_case_is_the_largest_body_the_service_takes_in_not_one_it_refuses(
+    checked_workspace, tmp_path
+):
+    # A service with its own JSON limit (64 KiB) under MAX_BODY_BYTES (256 KiB): bodies of
+    # 256 KiB are refused unread and cost nothing; the worst case is what passes that limit.
+    settings = {
+        **QUICK,
+        "service_env": {**QUICK["service_env"], "TEST_APP_JSON_LIMIT_BYTES": str(64 * 1024)},
+    }
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    completed = gate(serving_wrapped_app(workspace, tmp_path))
+    assert completed.returncode == 0, completed.stderr
+    kinds = read_json(workspace.report_path("gate"))["figures"]["worst_case"]["requests"]
+    for name in ("JSON numbers, largest body", "JSON empty lists, largest body"):
+        assert kinds[name]["bursts"] > 1 and kinds[name]["body_bytes"] <= 64 * 1024, name
+        assert "413" not in kinds[name]["answers"], name
+    assert kinds["float32, largest body"]["body_bytes"] > 200 * 1024, "float32 has no such limit"
 
 
 def test_a_bundle_larger_than_the_budget_is_refused_before_the_service_starts(
