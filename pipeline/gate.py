@@ -16,11 +16,10 @@ import numpy as np
 from pipeline.cgroups import MemoryGroupError
 from pipeline.gate_preflight import BundleTooLarge, refuse_what_cannot_fit
 from pipeline.gate_service import GateFailure, observe_service, service_environment
-from pipeline.gate_verdict import verdict
+from pipeline.gate_verdict import verdict, verdict_without_a_run
 from pipeline.model_inputs import InputPaths
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
-from pipeline.plan_fit import plan_row
 from pipeline.render_service import (
     RenderWebService,
     RenderYamlError,
@@ -103,7 +102,9 @@ def problems_of(report: dict, settings: dict) -> list[str]:
     ]
     if report.get("reason"):
         problems.insert(0, report["reason"])
-    for what, limit in (report.get("limits") or {}).items():
+    # Only a run that made its group can say whether the kernel enforced it.
+    limits = report.get("limits") if "backend" in report else {}
+    for what, limit in (limits or {}).items():
         if limit["enforced"]:
             continue
         print(
@@ -128,9 +129,10 @@ def gate(workspace: Workspace) -> None:
     try:
         report = gate_report(workspace, params, candidate_sha256)
     except (GateFailure, MemoryGroupError, BundleTooLarge, RenderYamlError) as failure:
-        report = {"reason": str(failure), "measures": {}}
         if settings.get("plan") in settings.get("plans", {}):
-            report["plan"] = plan_row(settings["plan"], settings["plans"][settings["plan"]])
+            report = verdict_without_a_run(settings, settings["plan"], str(failure))
+        else:  # the plan itself is the problem: there is nothing to describe
+            report = {"reason": str(failure), "measures": {}}
     report["candidate_sha256"] = candidate_sha256
     problems = problems_of(report, settings)
     report["passed"] = not problems

@@ -198,3 +198,36 @@ def verdict(run: ServiceRun, settings: dict, plans: dict, plan_name: str) -> dic
     if reasons:
         report.update(reason="; ".join(reasons), service_log_tail=run.service_log_tail)
     return report
+
+
+def verdict_without_a_run(settings: dict, plan_name: str, reason: str) -> dict[str, Any]:
+    """The same shape when the service never ran (refused, or no group could be made)."""
+    plan = settings["plans"][plan_name]
+    rows = [
+        {
+            **plan_row(name, row),
+            "fits": False,
+            "why": "not measured: " + reason,
+            "workers": 0,
+            "instances": 0,
+        }
+        for name, row in settings["plans"].items()
+    ]
+    return {
+        "plan": plan_row(plan_name, plan),
+        "limits": {
+            "memory": {"limit_mb": plan["memory_mb"], "enforced": False, "backend": "none"},
+            "cpu": {"share": plan["cpu_share"], "enforced": False, "backend": "none"},
+        },
+        "measures": {},
+        "series": {
+            "memory": {"seconds": [], "usage_mb": []},
+            "latency_ms": {"edges": [], "counts": []},
+        },
+        "plan_fit": {
+            "target_rps": float(settings["target_rps"]),
+            "plans": rows,
+            "recommended": None,
+        },
+        "reason": reason,
+    }

@@ -288,7 +288,8 @@ def test_a_bundle_larger_than_the_budget_is_refused_before_the_service_starts(
     assert "health attempt" not in completed.stdout, "the service was never started"
     report = read_json(workspace.report_path("gate"))
     assert report["passed"] is False and report["measures"] == {}
-    assert report["plan"]["name"] == "tiny"
+    assert report["plan"]["name"] == "tiny" and report["plan_fit"]["recommended"] is None
+    assert report["series"]["memory"] == {"seconds": [], "usage_mb": []}, "same shape, empty"
     assert leftovers(workspace) == ([], [])
 
 
@@ -428,3 +429,9 @@ def test_without_an_enforcing_cgroup_the_gate_says_so_and_can_require_it(
     assert report["limits"]["memory"]["enforced"] is False
     assert report["limits"]["cpu"]["enforced"] is False
     assert report["figures"]["peak_memory_mb"] > 20
+
+
+def test_a_plan_not_in_the_table_is_named_with_the_plans_there_are(checked_workspace, tmp_path):
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate={**QUICK, "plan": "gold"})
+    reason = failure_line(gate(workspace))
+    assert "gate.plan='gold' is not in gate.plans; use one of free, starter, roomy" in reason
