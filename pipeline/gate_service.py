@@ -128,8 +128,25 @@ def observe_service(
     return run
 
 
+def worst_case_concurrency(limits: ServiceLimits, settings: dict) -> int:
+    """The service's full concurrency, at least gate.concurrency, at most the cap in params
+    (an async worker takes 1000 connections; 1000 bodies of 8 MiB would swamp the client)."""
+    wanted = max(limits.concurrency, settings["concurrency"])
+    return min(settings["worst_case_max_concurrency"], wanted)
+
+
+# gunicorn's own alarms (a worker timed out, was killed, exited) and tracebacks: when a worker
+# was replaced, why is usually far above the last lines.
+ALERT_MARKERS = ("[CRITICAL]", "[ERROR]", "[WARNING]", "Traceback", "SIGKILL", "Killed")
+LOG_ALERT_LINES = 10
+
+
 def log_tail(log_path: Path) -> list[str]:
-    return log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    """The service's last lines, after its last alarms (if they are not among them)."""
+    lines = log_path.read_text(errors="replace").splitlines()
+    tail = lines[-LOG_TAIL_LINES:]
+    alerts = [line for line in lines[:-LOG_TAIL_LINES] if any(m in line for m in ALERT_MARKERS)]
+    return [*alerts[-LOG_ALERT_LINES:], *(["..."] if alerts else []), *tail]
 
 
 def _load_the_service(run: ServiceRun, group, process, url, settings, expected, started):
@@ -163,7 +180,7 @@ def _load_the_service(run: ServiceRun, group, process, url, settings, expected, 
     if process.poll() is None:
         _, run.workers_after, run.worker_uss_mb = process_tree_figures(process.pid)
     mix = hostile_kinds(expected.samples, run.limits)
-    concurrency = max(run.limits.concurrency, settings["concurrency"])
+    concurrency = worst_case_concurrency(run.limits, settings)
     with HealthProbe(url, *probe_settings) as hostile_probe:
         run.hostile = drive_hostile(
             url,

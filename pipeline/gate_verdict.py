@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.cgroups import workers_that_fit
-from pipeline.gate_service import ServiceRun
+from pipeline.gate_service import ServiceRun, worst_case_concurrency
 from pipeline.load_driver import latency_histogram
 from pipeline.plan_fit import plan_fit, plan_row
 from pipeline.reports import at_least, at_most
@@ -139,7 +139,7 @@ def figures_of(run: ServiceRun, settings: dict) -> dict[str, Any]:
         }
     if run.hostile is not None:
         figures["worst_case"] = {
-            "concurrency": max(run.limits.concurrency, settings["concurrency"]),
+            "concurrency": worst_case_concurrency(run.limits, settings),
             "max_batch": run.limits.max_batch,
             "max_body_bytes": run.limits.max_body_bytes,
             "requests": run.hostile.kinds,

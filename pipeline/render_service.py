@@ -5,6 +5,7 @@ The start command and literal envVars are read as Render reads them; the service
 gate's worst-case requests are the largest the deployed service would accept.
 """
 
+import inspect
 import re
 import socket
 from dataclasses import dataclass
@@ -14,10 +15,6 @@ import yaml
 
 from pipeline.cgroups import distribution_libraries
 from service.runtime import RUNTIMES
-
-# The service's documented defaults (service/app.py) where the environment sets nothing.
-DEFAULT_MAX_BATCH = 64
-DEFAULT_MAX_BODY_BYTES = 8 << 20
 
 
 class RenderYamlError(Exception):
@@ -50,6 +47,20 @@ class RenderWebService:
         return cls(start_command=web[0]["startCommand"], env=env)
 
 
+def documented_defaults() -> tuple[int, int]:
+    """(MAX_BATCH, MAX_BODY_BYTES) the service uses where the environment sets neither."""
+    try:  # a service that keeps its limits in one table (service/limits.py)
+        from service.limits import Limits
+
+        defaults = Limits()
+        return defaults.max_batch, defaults.max_body_bytes
+    except ImportError:  # a service whose factory's keyword defaults are the documented ones
+        from service.app import create_app
+
+        parameters = inspect.signature(create_app).parameters
+        return parameters["max_batch"].default, parameters["max_body_bytes"].default
+
+
 @dataclass(frozen=True)
 class ServiceLimits:
     """The request limits and concurrency the service runs with, from its environment."""
@@ -57,21 +68,23 @@ class ServiceLimits:
     max_batch: int
     max_body_bytes: int
     workers: int
-    threads_per_worker: int
+    requests_per_worker: int
 
     @property
     def concurrency(self) -> int:
-        """Requests the service works on at once: every thread of every worker."""
-        return self.workers * self.threads_per_worker
+        """Requests the service works on at once: every thread or connection of every worker."""
+        return self.workers * self.requests_per_worker
 
     @classmethod
     def of(cls, start_command: str, env: dict[str, str]) -> "ServiceLimits":
-        threads = re.search(r"--threads[=\s]+(\d+)", start_command)
+        # gthread's --threads, or an async worker's --worker-connections.
+        per_worker = re.search(r"--(?:threads|worker-connections)[=\s]+(\d+)", start_command)
+        default_batch, default_body = documented_defaults()
         return cls(
-            max_batch=_positive(env.get("MAX_BATCH"), DEFAULT_MAX_BATCH),
-            max_body_bytes=_positive(env.get("MAX_BODY_BYTES"), DEFAULT_MAX_BODY_BYTES),
+            max_batch=_positive(env.get("MAX_BATCH"), default_batch),
+            max_body_bytes=_positive(env.get("MAX_BODY_BYTES"), default_body),
             workers=_positive(env.get("WEB_CONCURRENCY"), 1),
-            threads_per_worker=int(threads.group(1)) if threads else 1,
+            requests_per_worker=int(per_worker.group(1)) if per_worker else 1,
         )
 
 

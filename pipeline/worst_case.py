@@ -10,11 +10,13 @@ largest body the service really takes in. Any answer but a crash is acceptable: 
 that refuses the body, or a 503 that sheds load (with Retry-After).
 """
 
+import http.client
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import numpy as np
 import orjson
@@ -26,6 +28,10 @@ JSON_TYPE = "application/json"
 FLOAT32_TYPE = "application/octet-stream"
 # Answers that mean the service refused or shed the request and lived: not failures.
 ACCEPTABLE_STATUSES = {200, 400, 413, 415, 503}
+REFUSALS = {"413", "timeout", "connection closed"}
+UPLOAD_STALL_SECONDS = 5.0  # a body the service stopped reading
+# A refusal from Content-Length comes at once (ms, or a CFS period or two under a quota).
+REFUSAL_PROBE_SECONDS = 1.0
 SHRINK_FACTOR = 0.7
 MAX_BURSTS_PER_KIND = 10
 SMALLEST_BODY_BYTES = 1024
@@ -95,10 +101,39 @@ class HostileResult:
     errors: list[str] = field(default_factory=list)
 
 
+def refused_unread(url: str, content_type: str, length: int, wait_seconds: float) -> bool:
+    """Whether the service answers 413 to this Content-Length before a byte of body is sent.
+
+    A service that checks the declared length refuses at once; one that means to read the
+    body waits for it, and the wait is the answer. Asking this way costs no upload, where a
+    refused upload would stall until the client gave up.
+    """
+    address = urlsplit(url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=wait_seconds)
+    try:
+        connection.putrequest("POST", "/api/predict/")
+        connection.putheader("Content-Type", content_type)
+        connection.putheader("Content-Length", str(length))
+        connection.endheaders()
+        try:
+            return connection.getresponse().status == 413
+        except TimeoutError:
+            return False
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
 def drive_hostile(
     url: str, kinds: list[HostileKind], *, concurrency: int, timeout_seconds: float
 ) -> HostileResult:
-    """Send each kind `concurrency` times at once, shrinking it while the service refuses it."""
+    """Send each kind `concurrency` times at once, shrinking it while the service refuses it.
+
+    A connection the service closes, or an upload it stops reading, is a refusal, not a
+    crash: a crash shows in the kernel's OOM kills and in the workers replaced. What counts
+    as an error here is an answer no healthy service gives (a 500, a 502).
+    """
     result = HostileResult()
     lock = threading.Lock()
 
@@ -108,14 +143,13 @@ def drive_hostile(
                 f"{url}/api/predict/",
                 data=body,
                 headers={"Content-Type": kind.content_type},
-                timeout=timeout_seconds,
+                # Connect timeout also bounds a stalled upload; read timeout the answer.
+                timeout=(UPLOAD_STALL_SECONDS, timeout_seconds),
             )
         except requests.Timeout:
             return "timeout"
-        except requests.RequestException as error:
-            with lock:
-                result.errors.append(f"{kind.kind}: {type(error).__name__}: {error}"[:200])
-            return "connection error"
+        except requests.ConnectionError as error:
+            return "timeout" if "timed out" in str(error) else "connection closed"
         if response.status_code not in ACCEPTABLE_STATUSES:
             with lock:
                 result.errors.append(f"{kind.kind}: HTTP {response.status_code}")
@@ -125,11 +159,16 @@ def drive_hostile(
         for kind in kinds:
             size, bursts = kind.largest_bytes, 0
             started = time.perf_counter()
+            while size > SMALLEST_BODY_BYTES and refused_unread(
+                url, kind.content_type, len(kind.body_of_size(size)), REFUSAL_PROBE_SECONDS
+            ):
+                size = int(size * SHRINK_FACTOR)
             while True:
                 body = kind.body_of_size(size)
                 answers = list(pool.map(send, [kind] * concurrency, [body] * concurrency))
                 bursts += 1
-                refused = all(answer == "413" for answer in answers)
+                # Refused after reading (too many samples, say): smaller, until it is taken.
+                refused = "413" in answers and set(answers) <= REFUSALS
                 if not refused or bursts == MAX_BURSTS_PER_KIND or size <= SMALLEST_BODY_BYTES:
                     break
                 size = int(size * SHRINK_FACTOR)
