@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from pipeline.cgroups import evict_from_page_cache, resource_limit
 from pipeline.load_driver import HealthProbe, LoadResult, drive_load
 from pipeline.paths import REPO_ROOT
@@ -114,6 +116,8 @@ def observe_service(
                 _load_the_service(run, group, process, url, settings, expected, started)
             except GateFailure as failure:
                 run.failure = str(failure)
+            except psutil.Error as error:  # the master died between two looks at its tree
+                run.failure = f"the service's processes vanished while measured ({error})"
             finally:
                 sampler.stop()
                 service_log.flush()
@@ -150,6 +154,7 @@ def log_tail(log_path: Path) -> list[str]:
 
 
 def _load_the_service(run: ServiceRun, group, process, url, settings, expected, started):
+    """Cold start, typical load, worst-case mix, with the health probe beside both loads."""
     run.cold_start_seconds = wait_until_healthy(
         url, process, settings["cold_start_deadline_seconds"], started
     )
