@@ -109,7 +109,7 @@ def marker() -> str:
 
 @pytest.fixture
 def limit(marker, monkeypatch):
-    """memory_limit() with a short grace; no group or child of the test may outlive it."""
+    """resource_limit() with a short grace; no group or child of the test may outlive it."""
     monkeypatch.delenv(cgroups.BACKEND_ENV, raising=False)  # each test picks its own
     groups = []
 
@@ -122,7 +122,8 @@ def limit(marker, monkeypatch):
 
     yield open_limit
     stragglers = processes_marked(marker)
-    leftovers = [
+    # Memory and CPU groups alike, in whichever tree this machine's backend made them.
+    leftovers = cgroups.existing_groups(marker) + [
         path
         for group in groups
         if isinstance(group, CgroupDirGroup)
@@ -133,7 +134,7 @@ def limit(marker, monkeypatch):
         with contextlib.suppress(psutil.Error):
             process.kill()
     psutil.wait_procs(stragglers, timeout=5)
-    for path in leftovers:
+    for path in sorted(set(leftovers)):
         with contextlib.suppress(OSError):
             path.rmdir()
     assert not stragglers and not leftovers
