@@ -19,8 +19,8 @@ import numpy as np
 import orjson
 
 from benchmarks.report import write_outputs
+from pipeline.cgroups import distribution_libraries, evict_from_page_cache, memory_limit
 from pipeline.gate import RenderWebService, free_port, lite_runtime_libraries
-from pipeline.memory_cgroup import distribution_libraries, evict_from_page_cache, memory_limit
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.reports import read_json

@@ -1,7 +1,8 @@
 """Bounded HTTP load against a running service, every answer checked against parity's.
 
 Used by the gate stage and the benchmark: a fixed number of real /api/predict/ requests
-built from held-out samples, spread over a fixed number of threads, each with a timeout.
+built from held-out samples, spread over a fixed number of threads, each with a timeout;
+and a health probe that times /api/health/ while that load saturates the service.
 """
 
 import sys
@@ -61,13 +62,18 @@ def drive_load(
     labels: list[str],
     *,
     model_sha256: str,
+    value_key: str = "probability",
     requests_total: int,
     concurrency: int,
     timeout_seconds: float,
     tolerance: float,
 ) -> LoadResult:
     """Send `requests_total` float32 predictions over `concurrency` threads and check each:
-    the model that answered must be `model_sha256`, its answer parity's within `tolerance`."""
+    the model that answered must be `model_sha256`, its answer parity's within `tolerance`.
+
+    `value_key` is what the answer calls the model's value (`Contract.value_key`:
+    `probability` for a distribution, `score` otherwise).
+    """
     result = LoadResult()
     progress = Progress(requests_total, "gate load")
     sessions = threading.local()
@@ -89,7 +95,9 @@ def drive_load(
             )
             elapsed_ms = (time.perf_counter() - started) * 1000
             if response.status_code != 200:
-                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:120]}")
+                retry = response.headers.get("Retry-After")
+                shed = f" (shed, Retry-After {retry})" if retry else ""
+                raise RuntimeError(f"HTTP {response.status_code}{shed}: {response.text[:120]}")
             body = response.json()
             answer, served_sha256 = body["predictions"][0], body["model_sha256"]
         except (requests.RequestException, RuntimeError, ValueError, KeyError) as error:
@@ -97,7 +105,7 @@ def drive_load(
                 result.failures.append(f"request {request_index}: {error}")
             progress.advance()
             return
-        live = {entry["label"]: entry["probability"] for entry in answer["top_k"]}
+        live = {entry["label"]: entry[value_key] for entry in answer["top_k"]}
         expected = expected_probabilities[sample_index]
         expected_label = labels[int(np.argmax(expected))]
         difference = max(abs(live.get(name, -1.0) - expected[i]) for i, name in enumerate(labels))
@@ -120,3 +128,53 @@ def drive_load(
         list(pool.map(one_request, range(requests_total)))
     result.wall_seconds = time.perf_counter() - started
     return result
+
+
+def latency_histogram(latencies_ms: list[float], bins: int = 30) -> dict[str, list]:
+    """Counts of latencies in `bins` log-spaced bins (latencies span decades under a quota)."""
+    if not latencies_ms:
+        return {"edges": [], "counts": []}
+    low, high = max(min(latencies_ms), 0.01), max(max(latencies_ms), 0.02)
+    edges = np.geomspace(low, high * 1.0001, bins + 1)
+    counts, _ = np.histogram(np.clip(latencies_ms, low, None), bins=edges)
+    return {"edges": [round(float(e), 3) for e in edges], "counts": counts.tolist()}
+
+
+class HealthProbe:
+    """Times GET /api/health/ every `interval_seconds` in a thread, as Render's checker does.
+
+    A probe that times out or answers anything but 200 counts as failed, and its latency as
+    the whole timeout: to Render it is a failed health check either way.
+    """
+
+    def __init__(self, url: str, interval_seconds: float, timeout_seconds: float) -> None:
+        self.url, self.interval, self.timeout = url, interval_seconds, timeout_seconds
+        self.latencies_s: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health-probe", daemon=True)
+
+    def __enter__(self) -> "HealthProbe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.timeout + 1)
+
+    def _run(self) -> None:
+        session = requests.Session()
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                response = session.get(
+                    f"{self.url}/api/health/", timeout=self.timeout, allow_redirects=False
+                )
+                elapsed = time.perf_counter() - started
+                if response.status_code != 200:
+                    self.failures.append(f"HTTP {response.status_code} after {elapsed:.2f} s")
+            except requests.RequestException as error:
+                elapsed = max(time.perf_counter() - started, self.timeout)
+                self.failures.append(f"{type(error).__name__} after {elapsed:.2f} s")
+            self.latencies_s.append(elapsed)
+            self._stop.wait(self.interval)

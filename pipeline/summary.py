@@ -21,8 +21,22 @@ def verdict_rows(workspace: Workspace) -> list[tuple[str, str, str]]:
         detail = report.get("reason") or (f"failed: {', '.join(failed)}" if failed else "")
         if not detail and report.get("candidate_sha256"):
             detail = f"candidate {report['candidate_sha256'][:12]}"
+        if stage == "gate" and "plan_fit" in report:
+            detail = "; ".join(part for part in (detail, plan_fit_in_words(report)) if part)
         rows.append((stage, "PASSED" if report.get("passed") else "FAILED", detail))
     return rows
+
+
+def plan_fit_in_words(report: dict) -> str:
+    """The gate's plan and its recommendation, e.g. `on free; for 10 req/s: free x1, 1 worker`."""
+    fit, recommended = report["plan_fit"], report["plan_fit"]["recommended"]
+    target = f"for {fit['target_rps']:g} req/s"
+    if recommended is None:
+        return f"on {report['plan']['name']}; {target}: no plan fits"
+    return (
+        f"on {report['plan']['name']}; {target}: {recommended['plan']} "
+        f"x{recommended['instances']}, {recommended['workers']} worker(s)"
+    )
 
 
 def summary(workspace: Workspace) -> int:

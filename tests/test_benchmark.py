@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import workspace_like
 
-from pipeline.memory_cgroup import V1_ROOT, _own_group
+from pipeline.cgroups import existing_groups
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
 from pipeline.reports import read_json
 
@@ -62,5 +62,4 @@ def test_the_benchmark_measures_every_path_and_writes_table_and_chart(checked_wo
     assert table in readme.read_text()
     png = (workspace.root / "docs" / "benchmark.png").read_bytes()
     assert png.startswith(b"\x89PNG")
-    own = _own_group("memory")
-    assert not [p for p in (V1_ROOT / own.lstrip("/")).iterdir() if p.name.startswith("bench-")]
+    assert existing_groups("bench") == []

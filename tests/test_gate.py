@@ -1,4 +1,10 @@
-"""The gate, for real: render.yaml's gunicorn inside a real memory cgroup, real requests."""
+"""The gate, for real: render.yaml's command under a plan's memory and CPU limits, real requests.
+
+Services built to fail (slow to start, greedy on hostile bodies, unable to answer health while
+busy) are the real service wrapped by a small WSGI module, started by a render.yaml of the
+test's own. Every assertion is on what a user of the gate sees: exit status, the one-line
+reason, reports/gate.json, and nothing left behind.
+"""
 
 import json
 import os
@@ -13,26 +19,86 @@ import pytest
 import yaml
 from conftest import workspace_like
 
-from pipeline.memory_cgroup import V1_ROOT, _own_group
+from pipeline.cgroups import evict_from_page_cache, existing_groups
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
 from pipeline.reports import read_json
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
-QUICK = {"requests": 120, "concurrency": 4, "cold_start_deadline_seconds": 30}
 
 
-def leftovers(workspace) -> tuple[list[str], list[int]]:
-    """Gate cgroups and service processes still present after a run: both must be empty."""
-    own = _own_group("memory")
-    parent = V1_ROOT / own.lstrip("/") if own else None
-    groups = [p.name for p in parent.iterdir() if p.name.startswith("gate-")] if parent else []
+def plan(memory_mb: int, cpu_share: float, price: int, max_instances: int = 100) -> dict:
+    """A row of gate.plans, with the gate's 450 MB budget of a 512 MB plan."""
+    return {
+        "memory_mb": memory_mb,
+        "cpu_share": cpu_share,
+        "price_usd_month": price,
+        "max_instances": max_instances,
+        "max_peak_memory_mb": 450,
+    }
+
+
+PLANS = {
+    "free": plan(512, 0.1, 0, max_instances=1),
+    "starter": plan(512, 0.5, 7),
+    "roomy": plan(512, 2.0, 99),  # two whole CPUs keep the tests that are not about CPU quick
+}
+# Few requests, and a body limit small enough that the worst-case mix is cheap to parse.
+QUICK = {
+    "plan": "roomy",
+    "plans": PLANS,
+    "requests": 40,
+    "concurrency": 4,
+    "cold_start_deadline_seconds": 30,
+    "target_rps": 5,
+    "service_env": {"MAX_BODY_BYTES": str(256 * 1024)},
+}
+
+# The real service, made slow or greedy on purpose by environment variables.
+WRAPPED_APP = """
+import os, threading, time
+from service.app import _app_from_environment
+
+end = time.process_time() + float(os.environ.get("TEST_APP_BURN_CPU_SECONDS", "0"))
+while time.process_time() < end:  # CPU work at import: a cold start the quota stretches
+    pass
+real = _app_from_environment()
+bloat_mb = int(os.environ.get("TEST_APP_BLOAT_MB", "0"))
+serial_seconds = float(os.environ.get("TEST_APP_SERIAL_SECONDS", "0"))
+read_path = os.environ.get("TEST_APP_READ_FILE")
+json_limit = int(os.environ.get("TEST_APP_JSON_LIMIT_BYTES", "0"))
+one_at_a_time = threading.Lock()
+
+def app(environ, start_response):
+    is_json = environ.get("CONTENT_TYPE", "").startswith("application/json")
+    if json_limit and is_json and int(environ.get("CONTENT_LENGTH") or 0) > json_limit:
+        start_response("413 Payload Too Large", [("Content-Type", "application/json")])
+        return [b'{"error": "JSON body too large", "expected": "a smaller one"}']
+    if read_path and environ.get("CONTENT_TYPE", "").startswith("application/json"):
+        with open(read_path, "rb") as cached:  # page cache the kernel can reclaim, not kill for
+            while cached.read(1 << 20):
+                pass
+    if bloat_mb and environ.get("CONTENT_TYPE", "").startswith("application/json"):
+        hog = bytearray(b"1") * (bloat_mb << 20)  # touched, so the kernel charges it
+        time.sleep(1.0)
+        del hog
+    if serial_seconds:  # every request, health included, queues behind a slow prediction
+        with one_at_a_time:
+            if environ["PATH_INFO"].startswith("/api/predict"):
+                time.sleep(serial_seconds)
+            return real(environ, start_response)
+    return real(environ, start_response)
+"""
+
+
+def leftovers(workspace) -> tuple[list, list[int]]:
+    """Gate groups and service processes still present after a run: both must be empty."""
     serving = []
-    for process in psutil.process_iter(["pid", "cmdline", "environ"]):
+    for process in psutil.process_iter(["pid", "environ"]):
         environ = process.info.get("environ") or {}
         if environ.get("MODEL_DIR") == str(workspace.candidate_dir):
             serving.append(process.info["pid"])
-    return groups, serving
+    return existing_groups("gate"), serving
 
 
 def gate(workspace, **env):
@@ -67,19 +133,183 @@ def failure_line(completed) -> str:
     return completed.stderr.strip().splitlines()[-1]
 
 
-def test_the_demo_passes_in_enforced_mode_with_the_kernels_figures(checked_workspace, tmp_path):
-    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=QUICK)
+def serving_wrapped_app(workspace, tmp_path):
+    """Point the workspace's render.yaml at the wrapped service (same gunicorn flags)."""
+    (tmp_path / "app_dir").mkdir()
+    (tmp_path / "app_dir" / "wrapped_app.py").write_text(WRAPPED_APP)
+    blueprint = yaml.safe_load(workspace.render_yaml_path.read_text())
+    web = blueprint["services"][0]
+    web["startCommand"] = web["startCommand"].replace(
+        "service.app:app", f"--pythonpath {tmp_path / 'app_dir'} wrapped_app:app"
+    )
+    workspace.render_yaml_path.write_text(yaml.safe_dump(blueprint))
+    return workspace
+
+
+def test_the_demo_on_render_free_reports_plan_limits_series_and_fit(checked_workspace, tmp_path):
+    # Health under saturation has its own test; at 0.1 CPU today's service answers it in 1 to
+    # 2 s (the README's figures), so this one, about the report, allows 4 s.
+    settings = {**QUICK, "plan": "free", "max_health_latency_seconds": 4.0}
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
     completed = gate(workspace)
     assert completed.returncode == 0, completed.stderr
     report = read_json(workspace.report_path("gate"))
-    assert report["passed"] and report["enforced"] and report["backend"] == "cgroup-v1"
-    assert report["candidate_sha256"] == sha256_of(workspace.candidate_dir / "model.tflite")
-    assert 20 < report["figures"]["peak_memory_mb"] < 512
-    assert report["measures"]["oom_kills"]["value"] == 0
+    assert report["passed"] and report["candidate_sha256"] == sha256_of(
+        workspace.candidate_dir / "model.tflite"
+    )
+    free = {"name": "free", "memory_mb": 512, "cpu_share": 0.1, "price_usd_month": 0}
+    assert report["plan"] == free
+    assert report["limits"]["memory"]["limit_mb"] == 512 and report["limits"]["memory"]["enforced"]
+    assert report["limits"]["cpu"] | {"backend": None} == {
+        "share": 0.1,
+        "enforced": True,
+        "backend": None,
+    }
+    assert report["figures"]["cpu_throttled_periods"] > 0, "the kernel throttled the service"
+    for name in ("cold_start_seconds", "health_latency_saturated_seconds", "sustainable_rps"):
+        assert report["measures"][name]["passed"], name
+    assert (
+        report["measures"]["worst_case_memory_mb"]["value"]
+        >= report["measures"]["peak_memory_mb"]["value"]
+    )
+    kinds = report["figures"]["worst_case"]["requests"]
+    assert "JSON empty lists, largest body" in kinds and len(kinds) == 5
+    memory, latency = report["series"]["memory"], report["series"]["latency_ms"]
+    assert 0 < len(memory["seconds"]) == len(memory["usage_mb"]) <= 300
+    assert max(memory["usage_mb"]) <= report["measures"]["worst_case_memory_mb"]["value"] + 1
+    assert len(latency["counts"]) <= 40 and len(latency["edges"]) == len(latency["counts"]) + 1
+    assert sum(latency["counts"]) == 40
+    fit = report["plan_fit"]
+    assert fit["target_rps"] == 5.0 and [p["name"] for p in fit["plans"]] == list(PLANS)
+    assert fit["recommended"] == {"plan": "free", "workers": 1, "instances": 1}
+    assert "gate passed on plan free" in completed.stdout and "free x1" in completed.stdout
+    table = subprocess.run(
+        [sys.executable, "-m", "pipeline.summary"],
+        cwd=REPO_ROOT,
+        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "on free; for 5 req/s: free x1, 1 worker(s)" in table
+    assert leftovers(workspace) == ([], [])
+
+
+def test_a_service_slower_to_start_than_the_plan_allows_fails_naming_the_figure(
+    checked_workspace, tmp_path
+):
+    # 0.3 s of CPU at import: 0.3 s on whole CPUs, about 3 s at Render free's 0.1 CPU.
+    settings = {
+        **QUICK,
+        "plan": "free",
+        "max_cold_start_seconds": 2.0,
+        "service_env": {**QUICK["service_env"], "TEST_APP_BURN_CPU_SECONDS": "0.3"},
+    }
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    reason = failure_line(gate(serving_wrapped_app(workspace, tmp_path)))
+    assert "cold_start_seconds" in reason and "(needs <= 2.0)" in reason
+    report = read_json(workspace.report_path("gate"))
+    assert report["measures"]["cold_start_seconds"]["value"] > 2.0
+    assert leftovers(workspace) == ([], [])
+
+
+def test_a_worst_case_mix_over_the_budget_fails_and_the_log_is_the_services_own(
+    checked_workspace, tmp_path
+):
+    # Each JSON request holds 100 MB for a second: four at once cannot fit in 300 MB.
+    plans = {"small": {**PLANS["roomy"], "memory_mb": 300, "max_peak_memory_mb": 250}}
+    settings = {
+        **QUICK,
+        "plan": "small",
+        "plans": plans,
+        "service_env": {**QUICK["service_env"], "TEST_APP_BLOAT_MB": "100"},
+    }
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    reason = failure_line(gate(serving_wrapped_app(workspace, tmp_path)))
+    assert "worst_case_memory_mb" in reason and "in a 300 MB group" in reason
+    report = read_json(workspace.report_path("gate"))
+    assert report["measures"]["peak_memory_mb"]["passed"], "typical requests fit"
+    assert report["measures"]["worst_case_memory_mb"]["passed"] is False
+    assert report["plan_fit"]["recommended"] is None
+    assert not any("Handling signal: term" in line for line in report["service_log_tail"])
+    assert leftovers(workspace) == ([], [])
+
+
+def test_a_service_that_thrashes_at_the_limit_is_said_to_in_words(checked_workspace, tmp_path):
+    # Every JSON request reads a 200 MB file: page cache fills the 200 MB group, the kernel
+    # reclaims it again and again (failcnt climbs), and nothing is OOM-killed.
+    big_file = tmp_path / "big.bin"
+    big_file.write_bytes(os.urandom(200 * 2**20))
+    evict_from_page_cache(big_file)  # else its pages stay charged to this test's own group
+    plans = {"small": {**PLANS["roomy"], "memory_mb": 200, "max_peak_memory_mb": 150}}
+    settings = {
+        **QUICK,
+        "plan": "small",
+        "plans": plans,
+        "service_env": {**QUICK["service_env"], "TEST_APP_READ_FILE": str(big_file)},
+    }
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    reason = failure_line(gate(serving_wrapped_app(workspace, tmp_path)))
+    assert "the service thrashed at the 200 MB limit: the group hit it" in reason
+    assert "OOM-killed" not in reason
+    report = read_json(workspace.report_path("gate"))
+    assert report["measures"]["oom_kills"]["value"] == 0 and report["figures"]["failcnt"] > 0
+    assert leftovers(workspace) == ([], [])
+
+
+def test_the_worst_case_is_the_largest_body_the_service_takes_in_not_one_it_refuses(
+    checked_workspace, tmp_path
+):
+    # A service with its own JSON limit (64 KiB) under MAX_BODY_BYTES (256 KiB): bodies of
+    # 256 KiB are refused unread and cost nothing; the worst case is what passes that limit.
+    settings = {
+        **QUICK,
+        "service_env": {**QUICK["service_env"], "TEST_APP_JSON_LIMIT_BYTES": str(64 * 1024)},
+    }
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    completed = gate(serving_wrapped_app(workspace, tmp_path))
+    assert completed.returncode == 0, completed.stderr
+    kinds = read_json(workspace.report_path("gate"))["figures"]["worst_case"]["requests"]
+    for name in ("JSON numbers, largest body", "JSON empty lists, largest body"):
+        assert 32 * 1024 < kinds[name]["body_bytes"] <= 64 * 1024, name
+        assert "413" not in kinds[name]["answers"], name
+    assert kinds["float32, largest body"]["body_bytes"] > 200 * 1024, "float32 has no such limit"
+
+
+def test_a_bundle_larger_than_the_budget_is_refused_before_the_service_starts(
+    checked_workspace, tmp_path
+):
+    plans = {"tiny": {**PLANS["roomy"], "memory_mb": 64, "max_peak_memory_mb": 10}}
+    settings = {**QUICK, "plan": "tiny", "plans": plans}
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    completed = gate(workspace)
+    reason = failure_line(completed)
+    assert "the model bundle (1.0 MB) plus the lite runtime's measured baseline" in reason
+    assert "over the 10 MB budget of plan tiny (64 MB" in reason
+    assert "health attempt" not in completed.stdout, "the service was never started"
+    report = read_json(workspace.report_path("gate"))
+    assert report["passed"] is False and report["measures"] == {}
+    assert report["plan"]["name"] == "tiny" and report["plan_fit"]["recommended"] is None
+    assert report["series"]["memory"] == {"seconds": [], "usage_mb": []}, "same shape, empty"
+    assert leftovers(workspace) == ([], [])
+
+
+def test_health_checks_slower_than_the_threshold_under_saturation_fail(checked_workspace, tmp_path):
+    # One request at a time, 0.3 s each: a health check waits behind the queue.
+    settings = {
+        **QUICK,
+        "requests": 12,
+        "max_latency_p95_ms": 10_000,
+        "max_latency_p99_ms": 10_000,
+        "min_throughput_rps": 0,
+        "max_health_latency_seconds": 0.5,
+        "service_env": {**QUICK["service_env"], "TEST_APP_SERIAL_SECONDS": "0.3"},
+    }
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    reason = failure_line(gate(serving_wrapped_app(workspace, tmp_path)))
+    assert "health_latency_saturated_seconds" in reason and "(needs <= 0.5)" in reason
+    report = read_json(workspace.report_path("gate"))
+    assert report["measures"]["health_latency_saturated_seconds"]["value"] > 0.5
     assert report["measures"]["wrong_answers"]["value"] == 0
-    assert report["figures"]["workers"] == 1 and report["capacity"]["workers_that_fit"] >= 1
-    assert "gunicorn service.app:app" in report["start_command"]
-    assert "gate load: 120/120" in completed.stdout
     assert leftovers(workspace) == ([], [])
 
 
@@ -114,26 +344,11 @@ def test_answers_from_a_model_other_than_the_candidate_fail_even_when_they_agree
     (other / "manifest.json").write_text(json.dumps(manifest))
     gate_settings = {**QUICK, "service_env": {"MODEL_DIR": str(other)}}
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=gate_settings)
-    assert "wrong_answers 120" in failure_line(gate(workspace))
+    assert "wrong_answers 40" in failure_line(gate(workspace))
     report = read_json(workspace.report_path("gate"))
     first = report["figures"]["first_wrong_answers"][0]
     assert f"served by model {manifest['sha256'][:12]}" in first
     assert f"not the candidate {report['candidate_sha256'][:12]}" in first
-
-
-def test_a_service_that_needs_more_than_the_limit_is_reported_as_oom_killed(
-    checked_workspace, tmp_path
-):
-    # The service needs ~30 MB of its own (anon) memory; 20 MB cannot hold it.
-    workspace = workspace_like(
-        checked_workspace, tmp_path / "ws", gate={**QUICK, "memory_limit_mb": 20}
-    )
-    reason = failure_line(gate(workspace))
-    assert "the kernel OOM-killed" in reason and "in a 20 MB group" in reason
-    report = read_json(workspace.report_path("gate"))
-    assert report["passed"] is False and report["measures"]["oom_kills"]["value"] >= 1
-    assert 15 <= report["figures"]["peak_memory_mb"] <= 20
-    assert leftovers(workspace) == ([], [])
 
 
 def test_a_latency_threshold_below_the_measured_p95_fails(checked_workspace, tmp_path):
@@ -158,7 +373,7 @@ def test_a_service_that_never_becomes_healthy_fails_within_the_deadline(
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=gate_settings)
     started = time.monotonic()
     reason = failure_line(gate(workspace))
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 30
     assert "not healthy within gate.cold_start_deadline_seconds=3" in reason
     assert "HTTP 503" in reason and "manifest.json is missing" in reason
     assert leftovers(workspace) == ([], [])
@@ -202,12 +417,21 @@ def test_without_an_enforcing_cgroup_the_gate_says_so_and_can_require_it(
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=QUICK)
     completed = gate(workspace, MEMORY_CGROUP_BACKEND="none")
     assert "NOT enforced" in completed.stderr
-    assert "not enforced by the kernel (gate.require_enforced is on)" in failure_line(completed)
+    reason = failure_line(completed)
+    assert "the memory limit was not enforced by the kernel (gate.require_enforced is on)" in reason
+    assert "the cpu limit was not enforced by the kernel" in reason
     relaxed = workspace_like(
         checked_workspace, tmp_path / "relaxed", gate={**QUICK, "require_enforced": False}
     )
     completed = gate(relaxed, MEMORY_CGROUP_BACKEND="none")
     assert completed.returncode == 0, completed.stderr
     report = read_json(relaxed.report_path("gate"))
-    assert report["enforced"] is False and report["backend"] == "none"
+    assert report["limits"]["memory"]["enforced"] is False
+    assert report["limits"]["cpu"]["enforced"] is False
     assert report["figures"]["peak_memory_mb"] > 20
+
+
+def test_a_plan_not_in_the_table_is_named_with_the_plans_there_are(checked_workspace, tmp_path):
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate={**QUICK, "plan": "gold"})
+    reason = failure_line(gate(workspace))
+    assert "gate.plan='gold' is not in gate.plans; use one of free, starter, roomy" in reason

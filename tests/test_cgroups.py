@@ -1,4 +1,10 @@
-"""Real processes in real memory groups: the kernel's figures, OOM kills, and clean-up."""
+"""Real processes in real groups: the kernel's figures, OOM kills, CPU quota, and clean-up.
+
+Every test that needs a kernel runs on whichever enforcing backend this machine has (cgroup v1
+here, v2 or systemd-run on GitHub's runners) and asserts only what any of them shows. Where a
+backend cannot run here, its interface is a file-level stand-in: a directory laid out as the
+kernel lays out a v2 group, or scripts that answer as systemd-run and systemctl do.
+"""
 
 import contextlib
 import logging
@@ -13,32 +19,44 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline import memory_cgroup
-from pipeline.memory_cgroup import (
+from pipeline import cgroups
+from pipeline.cgroups import (
     CgroupDirGroup,
     CgroupV1Group,
     CgroupV2Group,
     MemoryGroupError,
+    common,
     memory_limit,
     open_group,
+    resource_limit,
     workers_that_fit,
 )
+from pipeline.cgroups import v2 as cgroup_v2
 
 ENFORCING = ("cgroup-v1", "cgroup-v2", "systemd-run")
 
-# Stand-ins that behave as passwordless sudo and as systemd do (scope: own cgroup, the
-# command exec'd inside it, the cgroup removed once empty), on this machine's cgroup v1.
+# Stand-ins that behave as passwordless sudo and as systemd do (scope: own cgroup with its
+# MemoryMax and CPUQuota, the command exec'd inside it, the cgroup removed once empty), on this
+# machine's own memory hierarchy (v1 or v2); a v1 CPU quota goes to a file-level stand-in tree.
 FAKE_SUDO = '#!/bin/sh\n[ "$1" = -n ] && shift\nexec "$@"\n'
 FAKE_SYSTEMD_RUN = """#!/bin/sh
 while [ "$1" != -- ]; do
   case "$1" in
     --unit=*) scope="$FAKE_SYSTEMD_PARENT/${1#--unit=}.scope" ;;
     --property=MemoryMax=*) limit="${1#--property=MemoryMax=}" ;;
+    --property=CPUQuota=*) percent="${1#--property=CPUQuota=}"; quota=$((${percent%\\%} * 1000)) ;;
   esac
   shift
 done
 shift
-mkdir "$scope" && echo "$limit" > "$scope/memory.limit_in_bytes" || exit 1
+mkdir "$scope" || exit 1
+if [ -e "$scope/memory.max" ]; then echo "$limit" > "$scope/memory.max"
+else echo "$limit" > "$scope/memory.limit_in_bytes"; fi || exit 1
+if [ -n "$quota" ] && [ -e "$scope/cpu.max" ]; then echo "$quota 100000" > "$scope/cpu.max"
+elif [ -n "$quota" ]; then
+  cpu="$FAKE_CPU_ROOT${scope#$FAKE_SYSTEMD_ROOT}"
+  mkdir -p "$cpu" && echo "$quota" > "$cpu/cpu.cfs_quota_us"
+fi
 echo $$ > "$scope/cgroup.procs"
 sh -c 'echo $$ > "$0/cgroup.procs"; for i in $(seq 600); do rmdir "$1" && exit; sleep 0.1; done' \\
   "$FAKE_SYSTEMD_PARENT" "$scope" 2>/dev/null &
@@ -91,20 +109,21 @@ def marker() -> str:
 
 @pytest.fixture
 def limit(marker, monkeypatch):
-    """memory_limit() with a short grace; no group or child of the test may outlive it."""
-    monkeypatch.delenv(memory_cgroup.BACKEND_ENV, raising=False)  # each test picks its own
+    """resource_limit() with a short grace; no group or child of the test may outlive it."""
+    monkeypatch.delenv(cgroups.BACKEND_ENV, raising=False)  # each test picks its own
     groups = []
 
     @contextlib.contextmanager
     def open_limit(limit_mb: float, **kwargs):
         kwargs.setdefault("term_grace_seconds", 1.0)
-        with memory_limit(limit_mb, name_prefix=marker, **kwargs) as group:
+        with resource_limit(limit_mb, name_prefix=marker, **kwargs) as group:
             groups.append(group)
             yield group
 
     yield open_limit
     stragglers = processes_marked(marker)
-    leftovers = [
+    # Memory and CPU groups alike, in whichever tree this machine's backend made them.
+    leftovers = cgroups.existing_groups(marker) + [
         path
         for group in groups
         if isinstance(group, CgroupDirGroup)
@@ -115,7 +134,7 @@ def limit(marker, monkeypatch):
         with contextlib.suppress(psutil.Error):
             process.kill()
     psutil.wait_procs(stragglers, timeout=5)
-    for path in leftovers:
+    for path in sorted(set(leftovers)):
         with contextlib.suppress(OSError):
             path.rmdir()
     assert not stragglers and not leftovers
@@ -151,7 +170,7 @@ def test_a_file_evicted_from_the_page_cache_is_charged_to_the_group_that_maps_it
     with limit(512) as group:
         assert group.popen([sys.executable, "-c", reader, str(model), marker]).wait(30) == 0
         warm_peak = group.peak_mb()
-    memory_cgroup.evict_from_page_cache(model)
+    cgroups.evict_from_page_cache(model)
     with limit(512) as group:
         assert group.popen([sys.executable, "-c", reader, str(model), marker]).wait(30) == 0
         evicted_peak = group.peak_mb()
@@ -246,8 +265,10 @@ def test_the_backend_can_be_forced_from_the_environment(limit, monkeypatch):
 @pytest.mark.slow
 def test_a_process_that_is_not_root_joins_through_sudo(limit, marker, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", fake_tools(tmp_path / "bin", sudo=FAKE_SUDO))
-    with limit(512, backend="cgroup-v1") as group:
-        group.join_with_sudo = True
+    with limit(512, cpu_share=0.5) as group:
+        assert isinstance(group, CgroupDirGroup), "every enforcing backend is a cgroup directory"
+        assert group.cpu_enforced, group.cpu_note
+        group.join_with_sudo = True  # so it joins the memory and the CPU group through sudo
         process = group.popen(allocate(100, marker, hold_seconds=1))
         deadline = time.monotonic() + 5
         while process.pid not in group.pids() and time.monotonic() < deadline:
@@ -257,16 +278,27 @@ def test_a_process_that_is_not_root_joins_through_sudo(limit, marker, tmp_path, 
         assert group.peak_mb() >= 100
 
 
+def group_parent_and_hierarchy(limit) -> tuple[Path, Path]:
+    """Where this machine's own backend makes memory groups, and its hierarchy's root."""
+    with limit(16) as group:
+        parent = group.directory.parent
+    v2 = (common.CGROUP_ROOT / "cgroup.controllers").exists()
+    return parent, common.CGROUP_ROOT if v2 else common.V1_MEMORY_ROOT
+
+
 @pytest.mark.slow
 def test_a_systemd_scope_holds_the_group_until_the_block_ends(limit, marker, tmp_path, monkeypatch):
-    parent = memory_cgroup.V1_ROOT / memory_cgroup._own_group("memory").lstrip("/")
+    parent, hierarchy = group_parent_and_hierarchy(limit)
     tools = {"systemd_run": FAKE_SYSTEMD_RUN, "systemctl": FAKE_SYSTEMCTL}
     monkeypatch.setenv("PATH", fake_tools(tmp_path / "bin", **tools))
-    monkeypatch.setenv("FAKE_SYSTEMD_ROOT", str(memory_cgroup.V1_ROOT))
+    monkeypatch.setenv("FAKE_SYSTEMD_ROOT", str(hierarchy))
     monkeypatch.setenv("FAKE_SYSTEMD_PARENT", str(parent))
-    monkeypatch.setattr(memory_cgroup, "SYSTEMD_RUNTIME_DIR", tmp_path)
-    with limit(512) as group:
+    monkeypatch.setenv("FAKE_CPU_ROOT", str(tmp_path / "cpu"))
+    monkeypatch.setattr(common, "V1_CPU_ROOT", tmp_path / "cpu")
+    monkeypatch.setattr(common, "SYSTEMD_RUNTIME_DIR", tmp_path)
+    with limit(512, cpu_share=0.5) as group:
         assert group.backend == "systemd-run" and group.directory.name.endswith(".scope")
+        assert group.cpu_enforced, group.cpu_note
         assert group.pids() == [], "the scope's holder is not one of the group's processes"
         process = group.popen(allocate(100, marker))
         assert process.wait(timeout=30) == 0
@@ -274,13 +306,74 @@ def test_a_systemd_scope_holds_the_group_until_the_block_ends(limit, marker, tmp
     assert not group.directory.exists()
 
 
+@pytest.mark.slow
+def test_a_cpu_share_holds_a_busy_child_to_its_quota(limit, marker):
+    # One second of wall time spinning: about 1 CPU-second unconfined, 0.1 under the quota.
+    spin = (
+        "import time; end = time.monotonic() + 1.0\n"
+        "while time.monotonic() < end: pass\n"
+        "print(time.process_time())"
+    )
+    with limit(512, cpu_share=0.1) as group:
+        assert group.cpu_enforced, group.cpu_note
+        process = group.popen([sys.executable, "-c", spin, marker], stdout=subprocess.PIPE)
+        cpu_seconds = float(process.communicate(timeout=30)[0])
+        throttled_periods, throttled_seconds = group.cpu_throttling()
+    assert cpu_seconds < 0.4
+    assert throttled_periods > 0 and throttled_seconds > 0.3
+    assert group.cpu_throttling() == (throttled_periods, throttled_seconds), "kept after close"
+
+
+def kernel_like_mkdir(directory: Path, settings: dict, required: tuple) -> None:
+    """What the kernel does on mkdir in a v2 tree: the group's files appear, settings land."""
+    directory.mkdir()
+    for name in ("cgroup.procs", "memory.peak", "memory.current", "memory.events", "cpu.stat"):
+        (directory / name).write_text("0\n")
+    for name, value in settings.items():
+        (directory / name.rstrip("?")).write_text(value)
+
+
+@pytest.mark.parametrize(
+    ("delegated", "cpu_enforced"), [("cpu memory pids", True), ("memory pids", False)]
+)
+def test_cgroup_v2_writes_memory_max_and_cpu_max_where_delegated(
+    tmp_path, monkeypatch, delegated, cpu_enforced
+):
+    (tmp_path / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text(delegated + "\n")
+    monkeypatch.setattr(common, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(cgroup_v2, "own_group", lambda controller: "/")
+    monkeypatch.setattr(cgroup_v2, "make_group_dir", kernel_like_mkdir)
+    group = CgroupV2Group.create(512, "v2", 1.0, cpu_share=0.1)
+    assert (tmp_path / "v2" / "memory.max").read_text() == str(512 * 2**20)
+    assert group.cpu_enforced is cpu_enforced
+    if cpu_enforced:
+        assert (tmp_path / "v2" / "cpu.max").read_text() == "10000 100000"
+    else:
+        assert not (tmp_path / "v2" / "cpu.max").exists()
+        assert "does not delegate the cpu controller" in group.cpu_note
+
+
+def test_throttling_is_read_from_cpu_stat_in_either_version(tmp_path):
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "cpu.stat").write_text(
+        "nr_periods 40\nnr_throttled 30\nthrottled_time 2500000000\n"
+    )
+    group_v1 = CgroupV1Group(512, "v1", 1.0, tmp_path, version=1, cpu_directory=tmp_path / "v1")
+    assert group_v1.cpu_throttling() == (30, 2.5)
+    (tmp_path / "cpu.stat").write_text(
+        "usage_usec 9\nnr_periods 40\nnr_throttled 7\nthrottled_usec 1500000\n"
+    )
+    assert CgroupV2Group(512, "v2", 1.0, tmp_path, version=2).cpu_throttling() == (7, 1.5)
+
+
 def test_when_no_cgroup_can_be_made_it_falls_back_to_sampling_and_says_why(
     tmp_path, monkeypatch, caplog
 ):
-    monkeypatch.delenv(memory_cgroup.BACKEND_ENV, raising=False)
-    monkeypatch.setattr(memory_cgroup, "CGROUP_ROOT", tmp_path)
-    monkeypatch.setattr(memory_cgroup, "V1_ROOT", tmp_path / "memory")
-    monkeypatch.setattr(memory_cgroup, "SYSTEMD_RUNTIME_DIR", tmp_path / "no-systemd")
+    monkeypatch.delenv(cgroups.BACKEND_ENV, raising=False)
+    monkeypatch.setattr(common, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(common, "V1_MEMORY_ROOT", tmp_path / "memory")
+    monkeypatch.setattr(common, "SYSTEMD_RUNTIME_DIR", tmp_path / "no-systemd")
     with caplog.at_level(logging.WARNING), memory_limit(512, "fallback") as group:
         assert group.backend == "none"
     assert "cgroup-v1: no cgroup v1 memory controller is mounted" in caplog.text
@@ -288,7 +381,7 @@ def test_when_no_cgroup_can_be_made_it_falls_back_to_sampling_and_says_why(
 
 
 def test_a_forced_backend_that_cannot_work_here_says_why(tmp_path, monkeypatch):
-    monkeypatch.setattr(memory_cgroup, "V1_ROOT", tmp_path)
+    monkeypatch.setattr(common, "V1_MEMORY_ROOT", tmp_path)
     with pytest.raises(MemoryGroupError, match="cgroup-v1: no cgroup v1 memory controller"):
         open_group(64, "forced", backend="cgroup-v1")
 
@@ -301,8 +394,8 @@ def test_an_unknown_backend_is_named_in_the_error():
 def test_cgroup_v2_needs_a_subtree_that_delegates_memory(tmp_path, monkeypatch):
     (tmp_path / "cgroup.controllers").write_text("cpu io memory pids\n")
     (tmp_path / "cgroup.subtree_control").write_text("cpu pids\n")
-    monkeypatch.setattr(memory_cgroup, "CGROUP_ROOT", tmp_path)
-    monkeypatch.setattr(memory_cgroup, "_own_group", lambda controller: "/")
+    monkeypatch.setattr(common, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(cgroup_v2, "own_group", lambda controller: "/")
     with pytest.raises(MemoryGroupError, match="do not delegate the memory controller"):
         CgroupV2Group.create(64, "v2", 1.0)
     (tmp_path / "cgroup.subtree_control").write_text("cpu memory pids\n")
