@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pipeline.fingerprint import inputs_fingerprint
+
 
 def measure(value: float, threshold: float, passed: bool, rule: str) -> dict[str, Any]:
     """One judged figure; `rule` says how value and threshold compare (e.g. "<=")."""
@@ -32,8 +34,11 @@ def write_verdict(workspace, stage: str, verdict: dict[str, Any]) -> None:
     """reports/<stage>.json: a stage's whole verdict, the one place every gate stage writes it.
 
     Everything a verdict must carry beyond the stage's own measures (what it judged, in what
-    form DVC and people read it) is added here, once, for every stage.
+    form DVC and people read it) is added here, once, for every stage: `inputs_fingerprint`
+    names every dep (with DVC's md5) and param (with its value) of the stage in dvc.yaml, so
+    a verdict can never speak for inputs it did not judge.
     """
+    verdict = {**verdict, "inputs_fingerprint": inputs_fingerprint(workspace, stage)}
     write_json(workspace.report_path(stage), verdict)
 
 
