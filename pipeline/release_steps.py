@@ -188,6 +188,9 @@ def push_refs(repo: GitRepo, journal: Journal, timeout: float) -> None:
     # The LFS pre-push hook would upload every object the new commits reach; the release's
     # own objects are uploaded and verified already, and no other object may block a release.
     repo.run("push", "--atomic", "--no-verify", journal.remote, *refs, timeout=timeout)
+    tracking = f"refs/remotes/{journal.remote}/{journal.branch}"
+    if repo.ref_sha(tracking):  # so `git status` does not report the branch ahead
+        repo.run("update-ref", tracking, journal.commit)
 
 
 def reached_remote(repo: GitRepo, journal: Journal) -> bool:

@@ -84,6 +84,11 @@ def snapshot(workspace: Workspace, remote: Path) -> dict:
 @pytest.fixture
 def release_repo(demo_workspace, tmp_path):
     """A git repository with a bare remote and a real candidate that passed every gate."""
+    return make_release_repo(demo_workspace, tmp_path)
+
+
+def make_release_repo(demo_workspace: Workspace, tmp_path: Path) -> tuple[Workspace, Path]:
+    """The release_repo fixture's work, for other test modules' own fixtures."""
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     inputs = {key: str(demo_workspace.demo_dir / name) for key, name in DEMO_INPUT_FILES.items()}
