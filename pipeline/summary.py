@@ -64,7 +64,16 @@ def judge(workspace: Workspace, stage: str, candidate_sha256: str | None) -> Sta
 def stage_verdicts(workspace: Workspace) -> list[StageVerdict]:
     """Each gate stage's StageVerdict, in pipeline order."""
     candidate_sha256 = current_candidate_sha256(workspace)
-    return [judge(workspace, stage, candidate_sha256) for stage in STAGES]
+    verdicts = []
+    for stage in STAGES:
+        verdict = judge(workspace, stage, candidate_sha256)
+        upstream = next((v for v in verdicts if v.verdict != PASSED), None)
+        if verdict.verdict == PASSED and upstream:
+            # A pass built on an upstream stage that does not pass now speaks for nothing.
+            detail = f"it rests on {upstream.stage}, which is {upstream.verdict} now"
+            verdict = StageVerdict(stage, STALE, detail, verdict.report)
+        verdicts.append(verdict)
+    return verdicts
 
 
 def verdict_rows(workspace: Workspace) -> list[tuple[str, str, str]]:
