@@ -24,6 +24,19 @@ class PromotionRefused(Exception):
     """The candidate may not be promoted; the message lists every reason."""
 
 
+def describe_status(paths: Any) -> str:
+    """`dvc status --json`'s {path: state} (params: {file: {key: state}}) in words."""
+    if not isinstance(paths, dict):
+        return str(paths)
+    words = []
+    for path, state in paths.items():
+        if isinstance(state, dict):
+            words += [f"{path} {key} {key_state}" for key, key_state in state.items()]
+        else:
+            words.append(f"{path} {state}")
+    return ", ".join(words)
+
+
 def pipeline_changes(workspace: Workspace) -> list[str]:
     """What `dvc status` says changed, per stage; empty when the pipeline is up to date.
 
@@ -49,8 +62,7 @@ def pipeline_changes(workspace: Workspace) -> list[str]:
                 found.append(f"{stage}: {entry}")
                 continue
             for kind, paths in entry.items():
-                names = ", ".join(paths) if isinstance(paths, dict) else str(paths)
-                found.append(f"{stage}: {kind} {names}")
+                found.append(f"{stage}: {kind} {describe_status(paths)} (dvc status)")
     return found
 
 

@@ -8,6 +8,7 @@ import yaml
 
 from pipeline.fingerprint import MISSING, changes, inputs_fingerprint
 from pipeline.paths import Workspace
+from pipeline.release_bundle import pipeline_changes
 
 
 def dvc_project(root: Path) -> Workspace:
@@ -73,4 +74,16 @@ def test_a_verdict_without_a_fingerprint_never_matches(tmp_path):
     workspace = dvc_project(tmp_path)
     assert changes(None, inputs_fingerprint(workspace, "gate")) == [
         "the verdict records no inputs fingerprint (it predates fingerprints)"
+    ]
+
+
+def test_promote_reads_dvc_status_as_dvc_says_it(tmp_path):
+    workspace = dvc_project(tmp_path)
+    subprocess.run([sys.executable, "-m", "dvc", "repro", "-q"], cwd=tmp_path, check=True)
+    assert pipeline_changes(workspace) == []
+    params = yaml.safe_load(workspace.params_path.read_text())
+    params["gate"]["limit"] = 100
+    workspace.params_path.write_text(yaml.safe_dump(params))
+    assert pipeline_changes(workspace) == [
+        "gate: changed deps params.yaml gate modified (dvc status)"
     ]
