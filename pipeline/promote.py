@@ -6,6 +6,7 @@ through Git LFS, tagged and pushed, or the remote's refs untouched.
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -147,7 +148,7 @@ def release(
 def already_promoted(repo: GitRepo, remote: str, branch: str, release_path: str, sha256: str):
     """The tag under which HEAD already released this candidate to the remote, or None."""
     manifest = repo.run("show", f"HEAD:{release_path}/{MANIFEST_NAME}", check=False)
-    if f'"sha256": "{sha256}"' not in manifest:
+    if not manifest or json.loads(manifest).get("sha256") != sha256:
         return None
     if repo.remote_ref_sha(remote, f"refs/heads/{branch}") != repo.head():
         return None

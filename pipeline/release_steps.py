@@ -146,9 +146,11 @@ def upload_objects(repo: GitRepo, remote: str, oids: list[str], timeout: float) 
 
 
 def credentials_config(repo: GitRepo) -> list[tuple[str, str]]:
-    """The repository's own http/credential settings (actions/checkout stores its token as
-    http.<url>.extraheader), so verification reads the remote exactly as the push writes it."""
-    lines = repo.run("config", "--local", "--get-regexp", r"^(http|credential)\.", check=False)
+    """The repository's own http, credential and lfs settings (actions/checkout stores its token
+    as http.<url>.extraheader), so verification reads the remote exactly as the push writes."""
+    # Never lfs.storage: the scratch repository must not read the local objects it checks.
+    pattern = r"^(http|credential)\.|^lfs\.url$|^lfs\..*\.access$"
+    lines = repo.run("config", "--local", "--get-regexp", pattern, check=False)
     return [tuple(line.split(" ", 1)) for line in lines.splitlines() if " " in line]
 
 
@@ -165,7 +167,7 @@ def verify_objects(
     clone.run("lfs", "install", "--local")
     for key, value in credentials_config(repo):
         clone.run("config", "--local", "--add", key, value)
-    clone.run("remote", "add", "origin", repo.remote_url(remote))
+    clone.run("remote", "add", "origin", repo.run("remote", "get-url", "--push", remote).strip())
     # The commit comes from the local repository (the remote has no ref to it yet); the LFS
     # objects can only come from the remote.
     clone.run("fetch", "-q", "--no-tags", str(repo.root), commit, timeout=timeout)
@@ -218,10 +220,16 @@ def recover(repo: GitRepo, workspace: Workspace) -> Journal | None:
             f"an interrupted {journal.action} ({journal.tag or journal.branch}) had reached "
             f"{journal.remote}; it is complete"
         )
-        if repo.head() != journal.commit and repo.ref_sha("HEAD") == journal.old_head:
-            repo.run("reset", "-q", "--keep", journal.commit)
         Journal.path(workspace).unlink()
         return journal
+    head = repo.head()
+    ours = head in (journal.old_head, journal.commit) or repo.ref_sha("HEAD^") == journal.old_head
+    if not ours:
+        raise GitError(
+            f"an interrupted {journal.action} left {Journal.path(workspace)}, but HEAD has moved "
+            f"to {head[:12]} since (it started at {journal.old_head[:12]}); check `git log`, "
+            "then delete that file and run again"
+        )
     restore_local(repo, journal)
     print(
         f"undid the local steps of an interrupted {journal.action} (step {journal.step!r}); "

@@ -11,10 +11,10 @@ from typing import Any
 
 from pipeline.fingerprint import UnknownStage, changes, inputs_fingerprint
 from pipeline.paths import Workspace
-from pipeline.reports import read_json
+from pipeline.reports import GATE_STAGES, read_json
 from service.bundle import MODEL_NAME, sha256_of
 
-STAGES = ("convert", "parity", "gate")
+STAGES = GATE_STAGES
 PASSED, FAILED, STALE, NOT_RUN = "PASSED", "FAILED", "stale", "not run"
 
 

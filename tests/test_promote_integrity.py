@@ -161,3 +161,13 @@ def test_rollback_restores_release_reports_and_lock_and_twice_is_a_no_op(release
     # The candidate rolled back from needs a fresh run of its gates, like any other.
     reason = refuse(workspace, remote)
     assert "run dvc repro" in reason
+
+
+def test_promoting_the_released_candidate_again_is_a_no_op(release_repo):
+    workspace, remote = release_repo
+    assert promote(workspace).returncode == 0
+    before = refs(remote)
+    again = promote(workspace)
+    assert again.returncode == 0, again.stderr
+    assert "already promoted: model-v1 holds" in again.stdout
+    assert refs(remote) == before == refs(workspace.root)

@@ -51,8 +51,17 @@ def test_a_failed_convert_leaves_no_downstream_pass(judged_workspace):
     code, rows = summary(judged_workspace)
     assert code == 1
     assert rows["convert"].startswith("FAILED") and "conversion crashed" in rows["convert"]
+    # The failed verdict removed the later stages' verdicts, for `dvc metrics show` too.
+    assert not judged_workspace.report_path("parity").exists()
+    assert rows["parity"].startswith("not run") and rows["gate"].startswith("not run")
+
+
+def test_a_candidate_gone_since_parity_ran_makes_parity_stale(judged_workspace):
+    shutil.rmtree(judged_workspace.candidate_dir)
+    code, rows = summary(judged_workspace)
+    assert code == 1
+    assert rows["convert"].startswith("stale") and "it is gone" in rows["convert"]
     assert rows["parity"].startswith("stale") and "build/candidate is missing" in rows["parity"]
-    assert rows["gate"].startswith("stale")
 
 
 def test_a_missing_input_and_removed_verdict_read_not_run_and_stale(judged_workspace):
