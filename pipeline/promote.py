@@ -256,6 +256,8 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
         return
 
     def write_files() -> list[str]:
+        # Exactly as at the tag: files added since (a later release's reports) go too.
+        repo.run("rm", "-r", "-q", "--ignore-unmatch", "--", *restored)
         shutil.rmtree(workspace.release_dir, ignore_errors=True)
         repo.run(*LFS_FILTER, "checkout", tag, "--", *restored)  # stages them too
         return []

@@ -82,13 +82,14 @@ def snapshot(workspace: Workspace, remote: Path) -> dict:
 
 
 @pytest.fixture
-def release_repo(demo_workspace, tmp_path):
+def release_repo(checked_workspace, tmp_path):
     """A git repository with a bare remote and a real candidate that passed every gate."""
-    return make_release_repo(demo_workspace, tmp_path)
+    return make_release_repo(checked_workspace, tmp_path)
 
 
-def make_release_repo(demo_workspace: Workspace, tmp_path: Path) -> tuple[Workspace, Path]:
+def make_release_repo(checked_workspace: Workspace, tmp_path: Path) -> tuple[Workspace, Path]:
     """The release_repo fixture's work, for other test modules' own fixtures."""
+    demo_workspace = checked_workspace
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     inputs = {key: str(demo_workspace.demo_dir / name) for key, name in DEMO_INPUT_FILES.items()}
@@ -103,13 +104,17 @@ def make_release_repo(demo_workspace: Workspace, tmp_path: Path) -> tuple[Worksp
     git(root, "remote", "add", "origin", str(remote))
     git(root, "push", "-q", "-u", "origin", "main")
     shutil.copytree(demo_workspace.candidate_dir, workspace.candidate_dir)
+    workspace.parity_predictions_path.parent.mkdir(parents=True)
+    shutil.copy(demo_workspace.parity_predictions_path, workspace.parity_predictions_path)
     workspace.reports_dir.mkdir()
-    # convert's verdict as the stage writes it here (its fingerprint names this workspace's
-    # inputs); the candidate is the same file.
-    convert_verdict = read_json(demo_workspace.report_path("convert"))
-    convert_verdict.pop("inputs_fingerprint", None)
-    write_verdict(workspace, "convert", convert_verdict)
-    run_stage("pipeline.parity", workspace)
+    # The real convert and parity verdicts (run once per session on the same candidate and
+    # input files), as each stage writes them here: the fingerprint names this workspace.
+    for stage in ("convert", "parity"):
+        verdict = read_json(demo_workspace.report_path(stage))
+        verdict.pop("inputs_fingerprint", None)
+        write_verdict(workspace, stage, verdict)
+    for plot in demo_workspace.reports_dir.glob("parity_*.csv"):
+        shutil.copy(plot, workspace.reports_dir / plot.name)
     write_gate_verdict(workspace)
     return workspace, remote
 

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def release_repo(demo_workspace, tmp_path):
+def release_repo(checked_workspace, tmp_path):
     """A git repository with a bare remote and a real candidate that passed every gate."""
-    return make_release_repo(demo_workspace, tmp_path)
+    return make_release_repo(checked_workspace, tmp_path)
 
 
 def refs(repository) -> str:
@@ -102,8 +102,9 @@ def test_an_lfs_object_of_another_file_missing_from_the_remote_does_not_block(
     assert git(clone, "lfs", "pull", "--include", "picture.png", check=False) == ""
 
 
-def test_a_failed_upload_leaves_the_remote_refs_untouched(release_repo):
+def test_a_failed_upload_leaves_the_remote_refs_and_the_index_untouched(release_repo):
     workspace, remote = release_repo
+    git(workspace.root, "add", "reports")  # staged by the engineer: must stay staged
     (remote / "lfs").mkdir(exist_ok=True)
     (remote / "lfs" / "objects").write_text("not a folder: the upload fails")
     reason = refuse(workspace, remote)
