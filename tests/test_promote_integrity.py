@@ -172,3 +172,18 @@ def test_promoting_the_released_candidate_again_is_a_no_op(release_repo):
     assert again.returncode == 0, again.stderr
     assert "already promoted: model-v1 holds" in again.stdout
     assert refs(remote) == before == refs(workspace.root)
+
+
+def test_objects_uploaded_where_the_remote_does_not_serve_them_fail_verification(
+    release_repo, tmp_path
+):
+    # lfs.pushurl sends uploads elsewhere: the push would succeed, users would get no model.
+    workspace, remote = release_repo
+    elsewhere = tmp_path / "elsewhere.git"
+    git(tmp_path, "init", "-q", "--bare", str(elsewhere))
+    git(workspace.root, "config", "lfs.pushurl", elsewhere.as_uri())
+    # git-lfs's read of a file remote may create an empty lfs/objects folder there: no ref.
+    reason = refuse(workspace, remote, unchanged=("head", "tags", "status", "remote_refs"))
+    assert "step 'verify' failed" in reason
+    assert "the remote's branches and tags are as they were" in reason
+    assert not workspace.release_dir.exists()
