@@ -86,6 +86,19 @@ def preflight(repo: GitRepo, remote: str, owned_may_change: bool = True) -> str:
     return repo.branch()
 
 
+def checked(*checks: Callable):
+    """Run every read-only check; their results, or one refusal naming every reason."""
+    results, reasons = [], []
+    for check in checks:
+        try:
+            results.append(check())
+        except (PromotionRefused, GitError) as refusal:
+            reasons.append(str(refusal))
+    if reasons:
+        raise PromotionRefused("; ".join(reasons))
+    return results
+
+
 def stage_release(repo: GitRepo, release_path: str, extra_paths: list[str]) -> None:
     """Track the bundle through LFS and stage it with `extra_paths`; refuse a plain blob."""
     attributes_path = repo.root / ".gitattributes"
@@ -172,8 +185,7 @@ def promote(workspace: Workspace, remote: str | None, dry_run: bool) -> str:
         landed = recover(repo, workspace)
         if landed and landed.action == "promote":
             return landed.tag
-    branch = preflight(repo, remote)
-    verdicts = blessed_verdicts(workspace)
+    verdicts, branch = checked(lambda: blessed_verdicts(workspace), lambda: preflight(repo, remote))
     sha256 = verdicts["convert"]["candidate_sha256"]
     done = already_promoted(repo, remote, branch, release_path, sha256)
     if done:

@@ -48,6 +48,9 @@ def judge(workspace: Workspace, stage: str, candidate_sha256: str | None) -> Sta
         changed = changes(report.get("inputs_fingerprint"), inputs_fingerprint(workspace, stage))
     except UnknownStage as error:
         return StageVerdict(stage, STALE, str(error), report)
+    if "inputs_fingerprint" not in report:
+        detail = "the verdict records no inputs fingerprint (written before fingerprints existed)"
+        return StageVerdict(stage, STALE, detail, report)
     if changed:
         return StageVerdict(stage, STALE, f"{'; '.join(changed)} since the {stage} ran", report)
     judged = report.get("candidate_sha256")
