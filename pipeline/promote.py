@@ -80,6 +80,8 @@ def promote(workspace: Workspace, remote: str | None, dry_run: bool) -> str:
         f"push {branch} and {tag} to {remote} atomically",
     ]
     if dry_run:
+        if Journal.load(workspace):
+            steps.insert(0, "first finish or undo the interrupted release in build/promote/")
         print("dry run, nothing changed; would:\n  " + "\n  ".join(steps))
         return tag
 
