@@ -187,3 +187,30 @@ def test_objects_uploaded_where_the_remote_does_not_serve_them_fail_verification
     assert "step 'verify' failed" in reason
     assert "the remote's branches and tags are as they were" in reason
     assert not workspace.release_dir.exists()
+
+
+def test_a_killed_rollback_is_undone_or_finished_by_the_next_run(release_repo):
+    workspace, remote = release_repo
+    root = workspace.root
+    assert promote(workspace).returncode == 0
+    build_candidate(workspace, "float16")
+    assert promote(workspace).returncode == 0
+    v2_refs = refs(remote)
+    env = {**os.environ, WORKSPACE_ENV: str(root)}
+    command = [sys.executable, "-m", "pipeline.promote", "--rollback", "model-v1"]
+    for step in ("upload", "push"):
+        killed = subprocess.run(
+            command, cwd=REPO_ROOT, env={**env, KILL_AFTER_ENV: step}, capture_output=True
+        )
+        assert killed.returncode == -9
+    # The first kill was undone by the second run, whose own push landed before its kill.
+    assert refs(remote) != v2_refs and refs(remote) == refs(root)
+    rerun = promote(workspace, "--rollback", "model-v1")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "had reached origin; it is complete" in rerun.stdout
+    assert "already at model-v1" in rerun.stdout
+    log = git(root, "log", "--format=%s", "main")
+    assert log.count("Roll back the release to model-v1") == 1
+    assert git(root, "diff", "model-v1", "HEAD", "--stat", "--", "release", "reports") == ""
+    assert git(root, "status", "--porcelain") == ""
+    assert not list((workspace.build_dir / "promote").glob("*"))
