@@ -9,7 +9,7 @@ RUN := PATH="$(BIN):$$PATH"
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT ?= 8000
 
-.PHONY: help install system-deps demo test lint serve bench bench-latency quantization clean
+.PHONY: help install system-deps demo test lint serve bench bench-latency quantization docs clean
 
 help:
 	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model"
@@ -17,7 +17,8 @@ help:
 	@echo "make serve   - serve build/candidate on http://127.0.0.1:$(PORT)"
 	@echo "make bench   - every serving path side by side under a 512 MB cgroup"
 	@echo "make bench-latency - in-process latency benchmarks (pytest-benchmark)"
-	@echo "make quantization - convert and check every quantization mode side by side"
+	@echo "make quantization - every quantization mode side by side (reports/quantization.md)"
+	@echo "make docs    - copy the generated tables (reports/*.md) into README.md, the chart into docs/"
 
 # System packages: git-lfs for promotion, python3-venv where Debian split it off.
 system-deps:
@@ -61,9 +62,13 @@ bench-latency: install
 	$(RUN) python -m pytest tests/test_latency_benchmarks.py --benchmark-enable \
 		--benchmark-columns=median,iqr,ops --benchmark-sort=name
 
+# Writes under reports/ only; `make docs` is the one step that copies results into tracked files.
 quantization: install
 	$(RUN) dvc repro parity
 	$(RUN) python -m pipeline.compare_quantization
+
+docs: install
+	$(RUN) python -m pipeline.generated_docs
 
 clean:
 	rm -rf build/.candidate.partial build/bench build/quantization .pytest_cache .ruff_cache

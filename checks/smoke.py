@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 import requests
 
+from service.bundle import LFS_POINTER_PREFIX
+from service.predictor import Contract
+
 DEFAULT_DEADLINE_SECONDS = 300.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 15.0
@@ -48,10 +51,45 @@ class SmokeReport:
             "|---|---|---|",
         ]
         lines += [
-            f"| {name} | {'pass' if ok else 'FAIL'} | {detail} |"
+            f"| {markdown_cell(name)} | {'pass' if ok else 'FAIL'} | {markdown_cell(detail)} |"
             for name, ok, detail in self.checks
         ]
         return "\n".join(lines) + "\n"
+
+
+def markdown_cell(text: str) -> str:
+    """Text safe inside a markdown table cell: `|` (as in `max |dp|`) and newlines escaped."""
+    escaped = text.replace("\\", "\\\\").replace("|", "\\|")
+    for special in "`*_[]<>":
+        escaped = escaped.replace(special, "\\" + special)
+    return " ".join(escaped.splitlines())
+
+
+class ManifestError(Exception):
+    """The manifest cannot drive a smoke check; the message names the fix."""
+
+
+def read_release_manifest(manifest_path: Path) -> dict:
+    """The promoted manifest with its golden set on disk, or ManifestError naming the fix."""
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    golden = manifest.get("golden")
+    if not golden:
+        raise ManifestError(
+            f"{manifest_path} has no golden set: it is a candidate's manifest, not a release's; "
+            "pass release/manifest.json, which `python -m pipeline.promote` writes"
+        )
+    golden_path = manifest_path.parent / golden["file"]
+    if not golden_path.is_file():
+        raise ManifestError(
+            f"the golden set {golden_path} is missing; it is stored through Git LFS: run "
+            "`git lfs install --local && git lfs pull` (in a workflow: checkout with lfs: true)"
+        )
+    if golden_path.read_bytes()[: len(LFS_POINTER_PREFIX)] == LFS_POINTER_PREFIX:
+        raise ManifestError(
+            f"{golden_path} is a Git LFS pointer, not the golden set; run "
+            "`git lfs install --local && git lfs pull`"
+        )
+    return manifest
 
 
 def planned_attempts(deadline_seconds: float, first_wait: float) -> int:
@@ -85,7 +123,8 @@ def poll_health(url: str, expected_sha256: str, deadline_seconds: float, first_w
             elif body.get("predictor") != "ready":
                 last = f"predictor is {body.get('predictor')!r}, not 'ready'"
             elif live_sha256 != expected_sha256:
-                last = f"live model sha256 {live_sha256} is not the promoted {expected_sha256}"
+                # An older release until Render finishes deploying the new one.
+                last = f"still serving {live_sha256}, waiting for {expected_sha256}"
             else:
                 return (
                     True,
@@ -105,6 +144,7 @@ def poll_health(url: str, expected_sha256: str, deadline_seconds: float, first_w
 def check_golden(url: str, manifest: dict, manifest_dir: Path) -> tuple[bool, str]:
     """Replay the golden inputs; labels must match and probabilities stay within tolerance."""
     golden = manifest["golden"]
+    value_key = Contract.from_manifest(manifest).value_key  # "probability" or "score"
     with np.load(manifest_dir / golden["file"], allow_pickle=False) as archive:
         samples = archive["X"].astype("<f4")
     response = requests.post(
@@ -123,7 +163,7 @@ def check_golden(url: str, manifest: dict, manifest_dir: Path) -> tuple[bool, st
     ):
         if prediction["label"] != label:
             mismatched.append(f"sample {index}: {prediction['label']} != {label}")
-        live = {entry["label"]: entry["probability"] for entry in prediction["top_k"]}
+        live = {entry["label"]: entry[value_key] for entry in prediction["top_k"]}
         for class_index, name in enumerate(manifest["labels"]):
             worst = max(worst, abs(live[name] - expected[class_index]))
     if mismatched or worst > golden["tolerance"]:
@@ -144,7 +184,7 @@ def check_rejects_malformed(url: str) -> tuple[bool, str]:
 def smoke(url: str, manifest_path: Path, deadline_seconds: float, first_wait: float) -> SmokeReport:
     """Run every check in order; later checks run only once the service is healthy."""
     url = url.rstrip("/")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_release_manifest(manifest_path)
     report = SmokeReport(url)
     healthy, detail = poll_health(url, manifest["sha256"], deadline_seconds, first_wait)
     if not report.record("health and model sha256", healthy, detail):
@@ -184,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.manifest.is_file():
         print(f"smoke check: {args.manifest} does not exist; pass --manifest", file=sys.stderr)
         return 2
-    report = smoke(args.url, args.manifest, args.deadline, args.first_wait)
+    try:
+        report = smoke(args.url, args.manifest, args.deadline, args.first_wait)
+    except ManifestError as error:
+        print(f"smoke check: {error}", file=sys.stderr)
+        return 2
     summary_path = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_path:
         with open(summary_path, "a", encoding="utf-8") as summary:

@@ -1,6 +1,7 @@
 """Convert and check the current inputs once per quantization mode, side by side in one run.
 
-Writes reports/quantization.json and reports/quantization.md (the README's table). Not a DVC
+Writes reports/quantization.json and reports/quantization.md only: `make docs` copies the table
+into the README when you choose to, so running this never dirties a tracked file. Not a DVC
 stage: it answers "which mode should I ship?" and runs the real stages in scratch workspaces.
 """
 
@@ -11,7 +12,7 @@ import time
 
 from pipeline.convert import QUANTIZATIONS
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
-from pipeline.reports import read_json, replace_between_markers, write_json
+from pipeline.reports import read_json, write_json
 from pipeline.scratch import scratch_workspace
 
 
@@ -68,12 +69,11 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def compare_quantization(workspace: Workspace) -> None:
-    """Every mode, one after another on this machine; the table goes to reports/."""
+    """Every mode, one after another on this machine; the table goes to reports/ alone."""
     rows = [run_mode(workspace, quantization) for quantization in QUANTIZATIONS]
     write_json(workspace.report_path("quantization"), rows)
     table = markdown_table(rows)
     (workspace.reports_dir / "quantization.md").write_text(table)
-    replace_between_markers(workspace.root / "README.md", "quantization", table)
     print(table)
 
 

@@ -1,9 +1,13 @@
 """A thin wrapper over the git and git-lfs commands that promotion needs."""
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+# Enough of git's message to hold its hint lines (git-lfs lists every failed object).
+MAX_ERROR_LINES = 30
 
 
 class GitError(Exception):
@@ -17,16 +21,23 @@ class GitRepo:
     root: Path
 
     def run(self, *args: str, check: bool = True, timeout: float = 120) -> str:
-        """Run `git <args>` in the repository; its stdout, or GitError."""
+        """Run `git <args>` in the repository; its stdout, or GitError with git's own words."""
+        # Never wait for a password prompt nobody will answer (CI, a cron job).
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
         try:
             completed = subprocess.run(
-                ["git", *args], cwd=self.root, capture_output=True, text=True, timeout=timeout
+                ["git", *args],
+                cwd=self.root,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=env,
             )
         except subprocess.TimeoutExpired:
             raise GitError(f"git {' '.join(args)} did not finish within {timeout:.0f} s") from None
         if check and completed.returncode != 0:
-            message = (completed.stderr or completed.stdout).strip().splitlines()
-            raise GitError(f"git {' '.join(args)} failed: {' / '.join(message[-3:])}")
+            words = (completed.stderr or completed.stdout).strip().splitlines()[-MAX_ERROR_LINES:]
+            raise GitError(f"git {' '.join(args)} failed:\n  " + "\n  ".join(words))
         return completed.stdout
 
     @classmethod
@@ -49,6 +60,39 @@ class GitRepo:
         if name == "HEAD":
             raise GitError("HEAD is detached; check out the branch to promote on")
         return name
+
+    def config(self, key: str) -> str:
+        """A config value from any scope git reads here; "" when unset."""
+        return self.run("config", "--get", key, check=False).strip()
+
+    def identity_problem(self) -> str | None:
+        """Why git could not sign a commit here, naming the fix; None when it can."""
+        missing = [
+            key
+            for key, env_name in (
+                ("user.name", "GIT_COMMITTER_NAME"),
+                ("user.email", "GIT_COMMITTER_EMAIL"),
+            )
+            if not (os.environ.get(env_name) or self.config(key))
+        ]
+        if not missing:
+            return None
+        return (
+            f"git has no identity to sign the release commit ({', '.join(missing)} unset); run "
+            '`git config user.name "Your Name"` and `git config user.email you@example.com` '
+            "in this repository (a workflow does it before promoting)"
+        )
+
+    def ref_sha(self, ref: str) -> str | None:
+        """The commit `ref` names here, or None."""
+        out = self.run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        return out.strip() or None
+
+    def remote_ref_sha(self, remote: str, ref: str, timeout: float = 60) -> str | None:
+        """The commit the remote's `ref` (refs/heads/x, refs/tags/y) names, or None."""
+        lines = self.run("ls-remote", remote, ref, f"{ref}^{{}}", timeout=timeout).splitlines()
+        found = dict(reversed(line.split("\t", 1)) for line in lines if "\t" in line)
+        return found.get(f"{ref}^{{}}") or found.get(ref)
 
     def dirty_paths(self, ignore: tuple[str, ...] = ()) -> list[str]:
         """Tracked files with changes, staged or not, except those under `ignore`."""

@@ -1,6 +1,9 @@
 """What a release holds: the candidate, every verdict that blessed it, and a golden set."""
 
+import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,10 +13,10 @@ import numpy as np
 from pipeline.model_inputs import InputPaths
 from pipeline.paths import Workspace
 from pipeline.reports import read_json, write_json
+from pipeline.summary import FAILED, NOT_RUN, STALE, stage_verdicts
 from pipeline.versions import tool_versions
 from service.bundle import MANIFEST_NAME, MODEL_NAME, sha256_of
 
-GATE_STAGES = ("convert", "parity", "gate")
 GOLDEN_NAME = "golden.npz"
 
 
@@ -21,39 +24,73 @@ class PromotionRefused(Exception):
     """The candidate may not be promoted; the message lists every reason."""
 
 
+def describe_status(paths: Any) -> str:
+    """`dvc status --json`'s {path: state} (params: {file: {key: state}}) in words."""
+    if not isinstance(paths, dict):
+        return str(paths)
+    words = []
+    for path, state in paths.items():
+        if isinstance(state, dict):
+            words += [f"{path} {key} {key_state}" for key, key_state in state.items()]
+        else:
+            words.append(f"{path} {state}")
+    return ", ".join(words)
+
+
+def pipeline_changes(workspace: Workspace) -> list[str]:
+    """What `dvc status` says changed, per stage; empty when the pipeline is up to date.
+
+    Only a workspace with its own dvc.yaml is a DVC project (tests' scratch workspaces are
+    not); for those the inputs fingerprints alone decide.
+    """
+    if not (workspace.root / "dvc.yaml").is_file():
+        return []
+    completed = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"],
+        cwd=workspace.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if completed.returncode != 0:
+        raise PromotionRefused(f"`dvc status` failed: {completed.stderr.strip()}")
+    status = json.loads(completed.stdout or "{}")
+    found = []
+    for stage, entries in status.items():
+        for entry in entries:
+            if isinstance(entry, str):
+                found.append(f"{stage}: {entry}")
+                continue
+            for kind, paths in entry.items():
+                found.append(f"{stage}: {kind} {describe_status(paths)} (dvc status)")
+    return found
+
+
 def blessed_verdicts(workspace: Workspace) -> dict[str, dict]:
-    """Every gate's report, if all passed for exactly the candidate on disk; else refused."""
+    """Every gate's report, if all passed for exactly the candidate and inputs on disk; else
+    refused, naming each stage and what changed since it ran."""
     model_path = workspace.candidate_dir / MODEL_NAME
     if not model_path.is_file():
         raise PromotionRefused(f"there is no candidate at {workspace.candidate_dir}; run dvc repro")
-    candidate_sha256 = sha256_of(model_path)
     manifest = read_json(workspace.candidate_dir / MANIFEST_NAME)
-    problems = []
-    if manifest["sha256"] != candidate_sha256:
+    problems = [f"{change}; run dvc repro" for change in pipeline_changes(workspace)]
+    if manifest["sha256"] != sha256_of(model_path):
         problems.append("the candidate's manifest names another model.tflite")
     verdicts = {}
-    for stage in GATE_STAGES:
-        path = workspace.report_path(stage)
-        if not path.is_file():
-            problems.append(f"{stage}: no verdict at {path.name}; run dvc repro")
-            continue
-        report = read_json(path)
-        if report.get("candidate_sha256") != candidate_sha256:
-            problems.append(
-                f"{stage}: the verdict is stale, it judged "
-                f"{str(report.get('candidate_sha256'))[:12]} but the candidate is "
-                f"{candidate_sha256[:12]}; run dvc repro"
-            )
-        elif not report.get("passed"):
-            failed = [name for name, m in report.get("measures", {}).items() if not m["passed"]]
-            problems.append(f"{stage}: failed ({report.get('reason') or ', '.join(failed)})")
+    for verdict in stage_verdicts(workspace):
+        stage, report = verdict.stage, verdict.report
+        if verdict.verdict in (STALE, NOT_RUN):
+            problems.append(f"{stage}: {verdict.detail}; run dvc repro")
+        elif verdict.verdict == FAILED:
+            problems.append(f"{stage}: failed ({verdict.detail})")
         elif stage == "gate" and report.get("enforced") is not True:
             problems.append(
                 "gate: the memory limit was not enforced by the kernel where the gate ran, so "
                 "its peak proves nothing about an OOM kill; run it where memory cgroups work "
                 "(these machines, or the promote workflow)"
             )
-        verdicts[stage] = report
+        else:
+            verdicts[stage] = report
     if problems:
         raise PromotionRefused("; ".join(problems))
     return verdicts

@@ -6,6 +6,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pipeline.fingerprint import inputs_fingerprint
+
+# The stages that judge the candidate, in pipeline order: each writes reports/<stage>.json.
+GATE_STAGES = ("convert", "parity", "gate")
+
 
 def measure(value: float, threshold: float, passed: bool, rule: str) -> dict[str, Any]:
     """One judged figure; `rule` says how value and threshold compare (e.g. "<=")."""
@@ -32,9 +37,17 @@ def write_verdict(workspace, stage: str, verdict: dict[str, Any]) -> None:
     """reports/<stage>.json: a stage's whole verdict, the one place every gate stage writes it.
 
     Everything a verdict must carry beyond the stage's own measures (what it judged, in what
-    form DVC and people read it) is added here, once, for every stage.
+    form DVC and people read it) is added here, once, for every stage: `inputs_fingerprint`
+    names every dep (with DVC's md5) and param (with its value) of the stage in dvc.yaml, so
+    a verdict can never speak for inputs it did not judge.
     """
+    verdict = {**verdict, "inputs_fingerprint": inputs_fingerprint(workspace, stage)}
     write_json(workspace.report_path(stage), verdict)
+    if not verdict.get("passed") and stage in GATE_STAGES:
+        # DVC stops at a failed stage and would leave the later ones' old PASSED in place for
+        # `dvc metrics show` to print; a failure upstream leaves them nothing to speak for.
+        for later in GATE_STAGES[GATE_STAGES.index(stage) + 1 :]:
+            workspace.report_path(later).unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> Any:

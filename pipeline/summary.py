@@ -1,29 +1,92 @@
-"""Print every gate's verdict from reports/ as a short table (the end of `make demo`)."""
+"""Every gate's verdict for the CURRENT candidate and inputs, as a short table (`make demo`).
+
+A verdict reads PASSED only if it passed, judged the model now in build/candidate, and its
+inputs fingerprint matches the stage's deps and params now; otherwise FAILED, `stale` (it
+judged other files or settings) or `not run`. Promote applies the same rule.
+"""
 
 import sys
+from dataclasses import dataclass
+from typing import Any
 
+from pipeline.fingerprint import UnknownStage, changes, inputs_fingerprint
 from pipeline.paths import Workspace
-from pipeline.reports import read_json
+from pipeline.reports import GATE_STAGES, read_json
+from service.bundle import MODEL_NAME, sha256_of
 
-STAGES = ("convert", "parity", "gate")
+STAGES = GATE_STAGES
+PASSED, FAILED, STALE, NOT_RUN = "PASSED", "FAILED", "stale", "not run"
+
+
+@dataclass(frozen=True)
+class StageVerdict:
+    """One stage's verdict as it stands for the current candidate and inputs."""
+
+    stage: str
+    verdict: str  # PASSED | FAILED | stale | not run
+    detail: str
+    report: dict[str, Any] | None = None
+
+
+def current_candidate_sha256(workspace: Workspace) -> str | None:
+    model_path = workspace.candidate_dir / MODEL_NAME
+    return sha256_of(model_path) if model_path.is_file() else None
+
+
+def failure_detail(report: dict[str, Any]) -> str:
+    failed = [name for name, m in report.get("measures", {}).items() if not m.get("passed")]
+    return report.get("reason") or ", ".join(failed) or "failed"
+
+
+def judge(workspace: Workspace, stage: str, candidate_sha256: str | None) -> StageVerdict:
+    """The stage's verdict, or why it does not speak for the candidate and inputs on disk."""
+    path = workspace.report_path(stage)
+    if not path.is_file():
+        return StageVerdict(stage, NOT_RUN, f"no verdict at reports/{path.name}")
+    report = read_json(path)
+    try:
+        changed = changes(report.get("inputs_fingerprint"), inputs_fingerprint(workspace, stage))
+    except UnknownStage as error:
+        return StageVerdict(stage, STALE, str(error), report)
+    if "inputs_fingerprint" not in report:
+        detail = "the verdict records no inputs fingerprint (written before fingerprints existed)"
+        return StageVerdict(stage, STALE, detail, report)
+    if changed:
+        return StageVerdict(stage, STALE, f"{'; '.join(changed)} since the {stage} ran", report)
+    judged = report.get("candidate_sha256")
+    if judged and judged != candidate_sha256:
+        now = f"the candidate is {candidate_sha256[:12]}" if candidate_sha256 else "it is gone"
+        return StageVerdict(stage, STALE, f"it judged candidate {judged[:12]} but {now}", report)
+    if not report.get("passed"):
+        return StageVerdict(stage, FAILED, failure_detail(report), report)
+    if not judged or candidate_sha256 is None:
+        return StageVerdict(stage, STALE, "it names no candidate on disk", report)
+    return StageVerdict(stage, PASSED, f"candidate {judged[:12]}", report)
+
+
+def stage_verdicts(workspace: Workspace) -> list[StageVerdict]:
+    """Each gate stage's StageVerdict, in pipeline order."""
+    candidate_sha256 = current_candidate_sha256(workspace)
+    verdicts = []
+    for stage in STAGES:
+        verdict = judge(workspace, stage, candidate_sha256)
+        upstream = next((v for v in verdicts if v.verdict != PASSED), None)
+        if verdict.verdict == PASSED and upstream:
+            # A pass built on an upstream stage that does not pass now speaks for nothing.
+            detail = f"it rests on {upstream.stage}, which is {upstream.verdict} now"
+            verdict = StageVerdict(stage, STALE, detail, verdict.report)
+        verdicts.append(verdict)
+    return verdicts
 
 
 def verdict_rows(workspace: Workspace) -> list[tuple[str, str, str]]:
-    """(stage, verdict, detail) for each gate stage, in pipeline order."""
+    """(stage, verdict, detail) per gate stage; verdict is PASSED, FAILED, stale or not run."""
     rows = []
-    for stage in STAGES:
-        path = workspace.report_path(stage)
-        if not path.exists():
-            rows.append((stage, "not run", ""))
-            continue
-        report = read_json(path)
-        failed = [name for name, m in report.get("measures", {}).items() if not m["passed"]]
-        detail = report.get("reason") or (f"failed: {', '.join(failed)}" if failed else "")
-        if not detail and report.get("candidate_sha256"):
-            detail = f"candidate {report['candidate_sha256'][:12]}"
-        if stage == "gate" and "plan_fit" in report:
-            detail = "; ".join(part for part in (detail, plan_fit_in_words(report)) if part)
-        rows.append((stage, "PASSED" if report.get("passed") else "FAILED", detail))
+    for verdict in stage_verdicts(workspace):
+        detail = verdict.detail
+        if verdict.stage == "gate" and verdict.report and "plan_fit" in verdict.report:
+            detail = "; ".join(part for part in (detail, plan_fit_in_words(verdict.report)) if part)
+        rows.append((verdict.stage, verdict.verdict, detail))
     return rows
 
 
@@ -40,13 +103,13 @@ def plan_fit_in_words(report: dict) -> str:
 
 
 def summary(workspace: Workspace) -> int:
-    """Print the table; exit status 1 when any gate that ran did not pass."""
+    """Print the table; exit status 0 only when every stage PASSED for the current candidate."""
     rows = verdict_rows(workspace)
     width = max(len(stage) for stage, _, _ in rows)
     print(f"{'stage':<{width}}  verdict  detail")
     for stage, verdict, detail in rows:
         print(f"{stage:<{width}}  {verdict:<7}  {detail}")
-    return 1 if any(verdict == "FAILED" for _, verdict, _ in rows) else 0
+    return 0 if all(verdict == PASSED for _, verdict, _ in rows) else 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import yaml
 from conftest import DEMO_INPUT_FILES, make_workspace, run_stage
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
-from pipeline.reports import read_json, write_json
+from pipeline.reports import read_json, write_json, write_verdict
 from service.bundle import LFS_POINTER_PREFIX, sha256_of
 
 pytestmark = pytest.mark.slow
@@ -25,9 +25,10 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
 
 
 def write_gate_verdict(workspace: Workspace, passed: bool = True, enforced: bool = True) -> None:
-    """The gate stage's verdict for the current candidate, in the gate's report format."""
-    write_json(
-        workspace.report_path("gate"),
+    """The gate stage's verdict for the current candidate, written as the gate writes it."""
+    write_verdict(
+        workspace,
+        "gate",
         {
             "passed": passed,
             "enforced": enforced,
@@ -81,14 +82,20 @@ def snapshot(workspace: Workspace, remote: Path) -> dict:
 
 
 @pytest.fixture
-def release_repo(demo_workspace, tmp_path):
+def release_repo(checked_workspace, tmp_path):
     """A git repository with a bare remote and a real candidate that passed every gate."""
+    return make_release_repo(checked_workspace, tmp_path)
+
+
+def make_release_repo(checked_workspace: Workspace, tmp_path: Path) -> tuple[Workspace, Path]:
+    """The release_repo fixture's work, for other test modules' own fixtures."""
+    demo_workspace = checked_workspace
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
     inputs = {key: str(demo_workspace.demo_dir / name) for key, name in DEMO_INPUT_FILES.items()}
     workspace = make_workspace(tmp_path / "repo", inputs=inputs)
     root = workspace.root
-    (root / ".gitignore").write_text("build/\nreports/\n")
+    (root / ".gitignore").write_text("build/\n")
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.email", "release@example.com")
     git(root, "config", "user.name", "Release Engineer")
@@ -97,15 +104,25 @@ def release_repo(demo_workspace, tmp_path):
     git(root, "remote", "add", "origin", str(remote))
     git(root, "push", "-q", "-u", "origin", "main")
     shutil.copytree(demo_workspace.candidate_dir, workspace.candidate_dir)
+    workspace.parity_predictions_path.parent.mkdir(parents=True)
+    shutil.copy(demo_workspace.parity_predictions_path, workspace.parity_predictions_path)
     workspace.reports_dir.mkdir()
-    shutil.copy(demo_workspace.report_path("convert"), workspace.report_path("convert"))
-    run_stage("pipeline.parity", workspace)
+    # The real convert and parity verdicts (run once per session on the same candidate and
+    # input files), as each stage writes them here: the fingerprint names this workspace.
+    for stage in ("convert", "parity"):
+        verdict = read_json(demo_workspace.report_path(stage))
+        verdict.pop("inputs_fingerprint", None)
+        write_verdict(workspace, stage, verdict)
+    for plot in demo_workspace.reports_dir.glob("parity_*.csv"):
+        shutil.copy(plot, workspace.reports_dir / plot.name)
     write_gate_verdict(workspace)
     return workspace, remote
 
 
 def fresh_clone(remote: Path, destination: Path, ref: str = "main") -> Path:
+    """A clone as a user on a fresh machine makes it: LFS enabled for that clone alone."""
     git(destination.parent, "clone", "-q", "--branch", ref, str(remote), str(destination))
+    git(destination, "lfs", "install", "--local")
     git(destination, "lfs", "pull")
     return destination
 
@@ -169,7 +186,7 @@ def refuse(workspace, remote, *args, path=None, unchanged=None) -> str:
     after = snapshot(workspace, remote)
     for key in unchanged or before:
         assert after[key] == before[key], key
-    return completed.stderr.strip().splitlines()[-1]
+    return completed.stderr
 
 
 def test_a_failed_gate_is_refused(release_repo):
@@ -189,7 +206,8 @@ def test_a_stale_verdict_is_refused(release_repo):
     report = read_json(workspace.report_path("parity"))
     report["candidate_sha256"] = "f" * 64
     write_json(workspace.report_path("parity"), report)
-    assert "parity: the verdict is stale" in refuse(workspace, remote)
+    reason = refuse(workspace, remote)
+    assert "parity: it judged candidate ffffffffffff but the candidate is" in reason
 
 
 def test_a_dirty_tree_is_refused(release_repo):
@@ -221,7 +239,8 @@ def test_a_remote_that_refuses_the_push_leaves_everything_untouched(release_repo
     # git-lfs uploads the object before the remote judges the refs, and LFS has no delete:
     # an unreferenced, content-addressed object may stay behind. Every ref is as it was.
     reason = refuse(workspace, remote, unchanged=("head", "tags", "status", "remote_refs"))
-    assert "nothing was committed, tagged or pushed" in reason
+    assert "protected branch" in reason  # git's own words, not only its last line
+    assert "nothing was pushed: the remote's branches and tags are as they were" in reason
     assert not workspace.release_dir.exists()
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from conftest import RunningService, free_port, workspace_like
 
 from pipeline.paths import REPO_ROOT
 from pipeline.release_bundle import write_release
-from pipeline.reports import write_json
+from pipeline.reports import write_verdict
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
@@ -24,16 +25,14 @@ pytestmark = pytest.mark.slow
 def release_dir(checked_workspace, tmp_path_factory):
     """A promoted bundle (release/) for the demo candidate, golden set included."""
     workspace = workspace_like(checked_workspace, tmp_path_factory.mktemp("rel") / "ws")
-    write_json(
-        workspace.report_path("convert"),
-        json.loads(checked_workspace.report_path("convert").read_text()),
-    )
-    write_json(
-        workspace.report_path("parity"),
-        json.loads(checked_workspace.report_path("parity").read_text()),
-    )
-    write_json(
-        workspace.report_path("gate"),
+    # Each verdict as its stage writes it here: the fingerprint names this workspace's inputs.
+    for stage in ("convert", "parity"):
+        verdict = json.loads(checked_workspace.report_path(stage).read_text())
+        verdict.pop("inputs_fingerprint", None)
+        write_verdict(workspace, stage, verdict)
+    write_verdict(
+        workspace,
+        "gate",
         {
             "passed": True,
             "enforced": True,
@@ -92,7 +91,8 @@ def test_a_service_serving_another_model_fails_naming_both_sha256s(
     (other / "manifest.json").write_text(json.dumps(promoted))
     completed = smoke(service.url, other / "manifest.json", deadline=2)
     assert completed.returncode == 1
-    assert f"live model sha256 {live_sha256} is not the promoted {'b' * 64}" in completed.stdout
+    assert f"still serving {live_sha256}, waiting for {'b' * 64}" in completed.stdout
+    assert completed.stdout.count("still serving") >= 2  # said on every attempt
 
 
 def test_a_service_that_becomes_healthy_after_a_while_passes(release_dir):
@@ -140,3 +140,30 @@ def test_a_service_that_is_down_fails_at_the_deadline(release_dir):
 def test_a_missing_manifest_is_a_usage_error(tmp_path):
     completed = smoke("http://127.0.0.1:9", tmp_path / "none.json", deadline=1)
     assert completed.returncode == 2 and "does not exist" in completed.stderr
+
+
+def test_a_candidate_manifest_without_a_golden_set_is_a_clear_usage_error(candidate_dir, tmp_path):
+    completed = smoke("http://127.0.0.1:9", candidate_dir / "manifest.json", deadline=1)
+    assert completed.returncode == 2, completed.stderr
+    assert "has no golden set: it is a candidate's manifest, not a release's" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_a_missing_golden_file_is_a_clear_usage_error(release_dir, tmp_path):
+    copy = tmp_path / "release"
+    shutil.copytree(release_dir, copy)
+    (copy / "golden.npz").unlink()
+    completed = smoke("http://127.0.0.1:9", copy / "manifest.json", deadline=1)
+    assert completed.returncode == 2, completed.stderr
+    assert "golden.npz is missing" in completed.stderr and "git lfs pull" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_the_step_summary_escapes_markdown(start_service, release_dir, tmp_path):
+    service = start_service(release_dir)
+    summary = tmp_path / "summary.md"
+    completed = smoke(service.url, release_dir / "manifest.json", GITHUB_STEP_SUMMARY=str(summary))
+    assert completed.returncode == 0, completed.stdout
+    golden_row = next(line for line in summary.read_text().splitlines() if "golden set" in line)
+    assert "max \\|dp\\|" in golden_row
+    assert len(re.findall(r"(?<!\\)\|", golden_row)) == 4  # three cells: the detail's bars escaped

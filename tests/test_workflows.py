@@ -51,10 +51,33 @@ def test_pipeline_runs_on_changes_to_model_params_pipeline_and_service():
             assert expected in paths
 
 
-def test_post_deploy_runs_after_deploys_on_demand_and_on_a_schedule():
+def test_post_deploy_runs_on_demand_and_on_a_schedule_never_waiting_for_render():
     triggers = load("post-deploy.yml")["on"]
-    assert {"deployment_status", "workflow_dispatch", "schedule"} <= set(triggers)
+    # deployment_status is documented for preview deploys: Render may never send it.
+    assert set(triggers) == {"workflow_dispatch", "schedule"}
     assert triggers["workflow_dispatch"]["inputs"]["url"]["required"] is True
+
+
+def test_promote_takes_a_branch_and_smoke_checks_the_live_service_after_pushing():
+    workflow = load("promote.yml")
+    branch_input = workflow["on"]["workflow_dispatch"]["inputs"]["branch"]
+    assert "Branch" in branch_input["description"]
+    steps = workflow["jobs"]["promote"]["steps"]
+    checkout = next(
+        step for step in steps if str(step.get("uses", "")).startswith("actions/checkout")
+    )
+    assert checkout["with"]["ref"] == "${{ inputs.branch }}"
+    runs = [step.get("run", "") for step in steps]
+    promote_at = next(i for i, run in enumerate(runs) if "python -m pipeline.promote" in run)
+    smoke_at = next(i for i, run in enumerate(runs) if "python -m checks.smoke" in run)
+    assert smoke_at > promote_at
+    assert "--manifest release/manifest.json" in runs[smoke_at]
+
+
+def test_the_pipeline_does_not_rerun_on_a_release_commit():
+    condition = load("pipeline.yml")["jobs"]["gates"]["if"]
+    assert "startsWith(github.event.head_commit.message, 'Promote model-v')" in condition
+    assert "startsWith(github.event.head_commit.message, 'Roll back the release to')" in condition
 
 
 def test_every_setup_python_caches_pip():

@@ -1,0 +1,216 @@
+"""Release integrity: verdicts that no longer speak for the inputs, a fresh machine, kill -9 at
+every step, objects of other files, rollback twice: each ends in a complete release or a
+refusal after which both repositories' refs are exactly as before."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from test_promote import build_candidate, git, make_release_repo, promote, refuse
+
+from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
+from pipeline.release_steps import KILL_AFTER_ENV, STEPS
+from service.bundle import sha256_of
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def release_repo(checked_workspace, tmp_path):
+    """A git repository with a bare remote and a real candidate that passed every gate."""
+    return make_release_repo(checked_workspace, tmp_path)
+
+
+def refs(repository) -> str:
+    """Every branch and tag with its commit, as `git show-ref` lists them."""
+    return git(repository, "show-ref", "--heads", "--tags")
+
+
+def test_a_params_change_since_the_gate_ran_is_refused(release_repo):
+    workspace, remote = release_repo
+    params = yaml.safe_load(workspace.params_path.read_text())
+    params["gate"]["max_peak_memory_mb"] = 100
+    workspace.params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    git(workspace.root, "commit", "-qam", "tighten the gate")
+    reason = refuse(workspace, remote)
+    assert (
+        "gate: params.yaml gate.max_peak_memory_mb changed since the gate ran; run dvc repro"
+        in reason
+    )
+
+
+def test_a_render_yaml_change_since_the_gate_ran_is_refused(release_repo):
+    workspace, remote = release_repo
+    with open(workspace.render_yaml_path, "a") as render_yaml:
+        render_yaml.write("# another start command would be judged anew\n")
+    git(workspace.root, "commit", "-qam", "edit render.yaml")
+    assert "gate: render.yaml changed since the gate ran; run dvc repro" in refuse(
+        workspace, remote
+    )
+
+
+def test_a_verdict_without_a_fingerprint_is_refused(release_repo):
+    workspace, remote = release_repo
+    report = json.loads(workspace.report_path("parity").read_text())
+    del report["inputs_fingerprint"]
+    workspace.report_path("parity").write_text(json.dumps(report))
+    assert "parity: the verdict records no inputs fingerprint" in refuse(workspace, remote)
+
+
+def test_a_missing_git_identity_is_refused_before_anything_changes(
+    release_repo, tmp_path, monkeypatch
+):
+    workspace, remote = release_repo
+    git(workspace.root, "config", "--unset", "user.name")
+    git(workspace.root, "config", "--unset", "user.email")
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a fresh machine: no global config
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    reason = refuse(workspace, remote)
+    assert "git has no identity" in reason and "git config user.email" in reason
+    assert not (workspace.build_dir / "promote" / "journal.json").exists()
+
+
+def test_an_lfs_object_of_another_file_missing_from_the_remote_does_not_block(
+    release_repo, tmp_path
+):
+    # As with docs/benchmark.png once: committed through LFS, its object never pushed.
+    workspace, remote = release_repo
+    root = workspace.root
+    git(root, "lfs", "install", "--local")
+    (root / ".gitattributes").write_text("*.png filter=lfs diff=lfs merge=lfs -text\n")
+    (root / "picture.png").write_bytes(os.urandom(2048))
+    git(root, "add", ".gitattributes", "picture.png")
+    git(root, "commit", "-qm", "a picture whose LFS object is on no remote")
+    completed = promote(workspace)
+    assert completed.returncode == 0, completed.stderr
+    assert refs(remote) == refs(root)
+    # A user's clone gets the release's objects; the picture's object is really missing.
+    clone = tmp_path / "clone"
+    subprocess.run(
+        ["git", "clone", "-q", "--branch", "model-v1", str(remote), str(clone)],
+        env={**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"},
+        check=True,
+    )
+    git(clone, "lfs", "install", "--local")
+    git(clone, "lfs", "pull", "--include", "release/")
+    model = clone / "release" / "model.tflite"
+    assert sha256_of(model) == sha256_of(workspace.candidate_dir / "model.tflite")
+    assert git(clone, "lfs", "pull", "--include", "picture.png", check=False) == ""
+
+
+def test_a_failed_upload_leaves_the_remote_refs_and_the_index_untouched(release_repo):
+    workspace, remote = release_repo
+    git(workspace.root, "add", "reports")  # staged by the engineer: must stay staged
+    (remote / "lfs").mkdir(exist_ok=True)
+    (remote / "lfs" / "objects").write_text("not a folder: the upload fails")
+    reason = refuse(workspace, remote)
+    assert "step 'upload' failed" in reason
+    assert "the remote's branches and tags are as they were" in reason
+    assert not list((workspace.build_dir / "promote").glob("*"))
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_kill_9_after_any_step_then_rerun_completes_one_release(release_repo, step):
+    workspace, remote = release_repo
+    before = refs(remote)
+    env = {**os.environ, WORKSPACE_ENV: str(workspace.root), KILL_AFTER_ENV: step}
+    killed = subprocess.run(
+        [sys.executable, "-m", "pipeline.promote"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -9, killed.stderr
+    if STEPS.index(step) < STEPS.index("push"):
+        assert refs(remote) == before  # nothing on the remote names the release yet
+    rerun = promote(workspace)
+    assert rerun.returncode == 0, rerun.stderr
+    root = workspace.root
+    assert git(root, "tag", "--list") == "model-v1\n"
+    assert refs(remote) == refs(root)  # same branch and tag on both sides, no orphan
+    assert git(root, "log", "--format=%s", "main").count("Promote model-v1") == 1
+    assert git(root, "status", "--porcelain") == ""
+    assert not (root / ".git" / "index.lock").exists()
+    assert not list((workspace.build_dir / "promote").glob("*"))
+    assert sha256_of(workspace.release_dir / "model.tflite") == sha256_of(
+        workspace.candidate_dir / "model.tflite"
+    )
+
+
+def test_rollback_restores_release_reports_and_lock_and_twice_is_a_no_op(release_repo):
+    workspace, remote = release_repo
+    root = workspace.root
+    assert promote(workspace).returncode == 0
+    v1_gate = workspace.report_path("gate").read_text()
+    build_candidate(workspace, "float16")
+    completed = promote(workspace)
+    assert completed.returncode == 0, completed.stderr
+    completed = promote(workspace, "--rollback", "model-v1")
+    assert completed.returncode == 0, completed.stderr
+    assert workspace.report_path("gate").read_text() == v1_gate  # reports describe release/
+    assert git(root, "diff", "model-v1", "HEAD", "--stat", "--", "release", "reports") == ""
+    assert refs(remote) == refs(root)
+    again = promote(workspace, "--rollback", "model-v1")
+    assert again.returncode == 0, again.stderr
+    assert "already at model-v1" in again.stdout
+    assert refs(remote) == refs(root)
+    # The candidate rolled back from needs a fresh run of its gates, like any other.
+    reason = refuse(workspace, remote)
+    assert "run dvc repro" in reason
+
+
+def test_promoting_the_released_candidate_again_is_a_no_op(release_repo):
+    workspace, remote = release_repo
+    assert promote(workspace).returncode == 0
+    before = refs(remote)
+    again = promote(workspace)
+    assert again.returncode == 0, again.stderr
+    assert "already promoted: model-v1 holds" in again.stdout
+    assert refs(remote) == before == refs(workspace.root)
+
+
+def test_objects_uploaded_where_the_remote_does_not_serve_them_fail_verification(
+    release_repo, tmp_path
+):
+    # lfs.pushurl sends uploads elsewhere: the push would succeed, users would get no model.
+    workspace, remote = release_repo
+    elsewhere = tmp_path / "elsewhere.git"
+    git(tmp_path, "init", "-q", "--bare", str(elsewhere))
+    git(workspace.root, "config", "lfs.pushurl", elsewhere.as_uri())
+    # git-lfs's read of a file remote may create an empty lfs/objects folder there: no ref.
+    reason = refuse(workspace, remote, unchanged=("head", "tags", "status", "remote_refs"))
+    assert "step 'verify' failed" in reason
+    assert "the remote's branches and tags are as they were" in reason
+    assert not workspace.release_dir.exists()
+
+
+def test_a_killed_rollback_is_undone_or_finished_by_the_next_run(release_repo):
+    workspace, remote = release_repo
+    root = workspace.root
+    assert promote(workspace).returncode == 0
+    build_candidate(workspace, "float16")
+    assert promote(workspace).returncode == 0
+    v2_refs = refs(remote)
+    env = {**os.environ, WORKSPACE_ENV: str(root)}
+    command = [sys.executable, "-m", "pipeline.promote", "--rollback", "model-v1"]
+    for step in ("upload", "push"):
+        killed = subprocess.run(
+            command, cwd=REPO_ROOT, env={**env, KILL_AFTER_ENV: step}, capture_output=True
+        )
+        assert killed.returncode == -9
+    # The first kill was undone by the second run, whose own push landed before its kill.
+    assert refs(remote) != v2_refs and refs(remote) == refs(root)
+    rerun = promote(workspace, "--rollback", "model-v1")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "had reached origin; it is complete" in rerun.stdout
+    assert "already at model-v1" in rerun.stdout
+    log = git(root, "log", "--format=%s", "main")
+    assert log.count("Roll back the release to model-v1") == 1
+    assert git(root, "diff", "model-v1", "HEAD", "--stat", "--", "release", "reports") == ""
+    assert git(root, "status", "--porcelain") == ""
+    assert not list((workspace.build_dir / "promote").glob("*"))

@@ -1,0 +1,91 @@
+"""The summary: PASSED only for the current candidate and inputs; stale and not run otherwise."""
+
+import shutil
+
+import pytest
+from conftest import make_workspace, run_stage
+
+from pipeline.paths import Workspace
+from pipeline.reports import write_verdict
+from service.bundle import sha256_of
+
+
+@pytest.fixture
+def judged_workspace(tmp_path) -> Workspace:
+    """A workspace whose three gate stages all passed for its candidate and inputs."""
+    inputs_dir = tmp_path / "inputs"
+    inputs_dir.mkdir()
+    inputs = {}
+    for key in ("model", "label_encoder", "normaliser", "heldout"):
+        (inputs_dir / key).write_bytes(key.encode())
+        inputs[key] = str(inputs_dir / key)
+    workspace = make_workspace(tmp_path / "repo", inputs=inputs)
+    workspace.candidate_dir.mkdir(parents=True)
+    (workspace.candidate_dir / "model.tflite").write_bytes(b"a candidate")
+    (workspace.parity_predictions_path.parent).mkdir(parents=True)
+    workspace.parity_predictions_path.write_bytes(b"predictions")
+    sha256 = sha256_of(workspace.candidate_dir / "model.tflite")
+    for stage in ("convert", "parity", "gate"):
+        write_verdict(workspace, stage, {"passed": True, "candidate_sha256": sha256})
+    return workspace
+
+
+def summary(workspace: Workspace) -> tuple[int, dict[str, str]]:
+    completed = run_stage("pipeline.summary", workspace, check=False)
+    rows = {}
+    for line in completed.stdout.splitlines()[1:]:
+        stage, rest = line.split(None, 1)
+        rows[stage] = rest
+    return completed.returncode, rows
+
+
+def test_every_stage_passed_for_the_current_candidate(judged_workspace):
+    code, rows = summary(judged_workspace)
+    assert code == 0
+    assert all(row.startswith("PASSED") for row in rows.values()), rows
+
+
+def test_a_failed_convert_leaves_no_downstream_pass(judged_workspace):
+    write_verdict(judged_workspace, "convert", {"passed": False, "reason": "conversion crashed"})
+    shutil.rmtree(judged_workspace.candidate_dir)  # DVC removes a stage's outs before it runs
+    code, rows = summary(judged_workspace)
+    assert code == 1
+    assert rows["convert"].startswith("FAILED") and "conversion crashed" in rows["convert"]
+    # The failed verdict removed the later stages' verdicts, for `dvc metrics show` too.
+    assert not judged_workspace.report_path("parity").exists()
+    assert rows["parity"].startswith("not run") and rows["gate"].startswith("not run")
+
+
+def test_a_candidate_gone_since_parity_ran_makes_parity_stale(judged_workspace):
+    shutil.rmtree(judged_workspace.candidate_dir)
+    code, rows = summary(judged_workspace)
+    assert code == 1
+    assert rows["convert"].startswith("stale") and "it is gone" in rows["convert"]
+    assert rows["parity"].startswith("stale") and "build/candidate is missing" in rows["parity"]
+
+
+def test_a_missing_input_and_removed_verdict_read_not_run_and_stale(judged_workspace):
+    # DVC removes reports/convert.json when an input is missing.
+    judged_workspace.report_path("convert").unlink()
+    model_input = judged_workspace.resolve(str(judged_workspace.root.parent / "inputs" / "model"))
+    model_input.unlink()
+    code, rows = summary(judged_workspace)
+    assert code == 1
+    assert rows["convert"].startswith("not run")
+    assert (
+        rows["parity"].startswith("stale") and "is missing since the parity ran" in rows["parity"]
+    )
+    assert rows["gate"].startswith("stale") and "rests on convert" in rows["gate"]
+
+
+def test_a_params_change_makes_the_gate_stale(judged_workspace):
+    text = judged_workspace.params_path.read_text()
+    judged_workspace.params_path.write_text(
+        text.replace("max_peak_memory_mb: 450", "max_peak_memory_mb: 100")
+    )
+    code, rows = summary(judged_workspace)
+    assert code == 1
+    assert rows["gate"] == (
+        "stale    params.yaml gate.max_peak_memory_mb changed since the gate ran"
+    )
+    assert rows["convert"].startswith("PASSED") and rows["parity"].startswith("PASSED")
