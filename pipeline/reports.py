@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pipeline.metrics import compact, limits, limits_path, metrics_path, stages_with_limits
+
 
 def measure(value: float, threshold: float, passed: bool, rule: str) -> dict[str, Any]:
     """One judged figure; `rule` says how value and threshold compare (e.g. "<=")."""
@@ -35,6 +37,10 @@ def write_verdict(workspace, stage: str, verdict: dict[str, Any]) -> None:
     form DVC and people read it) is added here, once, for every stage.
     """
     write_json(workspace.report_path(stage), verdict)
+    # What DVC reads as metrics: the few figures a person compares (pipeline/metrics.py).
+    write_json(metrics_path(workspace.reports_dir, stage), compact(stage, verdict))
+    if stage in stages_with_limits():
+        write_json(limits_path(workspace.reports_dir, stage), limits(stage, verdict))
 
 
 def read_json(path: Path) -> Any:
