@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from matplotlib.image import imread
 from scipy import ndimage
 
@@ -298,3 +299,14 @@ def test_the_page_renders_its_table_and_five_charts_in_chromium(workspace, tmp_p
         inside = image[top + 3 : bottom - 3, left + 3 : right - 3]
         coloured = (inside.max(axis=2) - inside.min(axis=2) > 60).mean()
         assert coloured > 0.004, f"chart at {(top, left)} looks blank ({coloured:.2%} coloured)"
+
+
+def test_the_pipeline_workflow_puts_the_report_in_the_step_summary_and_uploads_the_page():
+    workflow = yaml.safe_load((REPO_ROOT / ".github/workflows/pipeline.yml").read_text())
+    steps = workflow["jobs"]["gates"]["steps"]
+    report_step = next(step for step in steps if "pipeline.report" in step.get("run", ""))
+    assert report_step["if"] == "always()"
+    assert 'base="origin/$BASE_REF"' in report_step["run"]
+    assert 'cat reports/release.md >> "$GITHUB_STEP_SUMMARY"' in report_step["run"]
+    uploads = [step["with"]["path"] for step in steps if "upload-artifact" in step.get("uses", "")]
+    assert any("reports/release.html" in path or "reports/" in path for path in uploads)
