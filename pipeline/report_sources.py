@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,8 +98,10 @@ def base_reports(workspace: Workspace, ref: str) -> Reports:
         shown = git(workspace.root, "show", f"{commit}:{prefix}reports/{name}")
         return shown.stdout if shown.returncode == 0 else None
 
+    # A full commit id, as promotion and CI pass, is shown as its short form.
+    name = ref[:8] if re.fullmatch(r"[0-9a-f]{40}", ref) else ref
     return Reports(
-        name=ref,
+        name=name,
         verdicts={
             stage: parse_verdict(show(f"{stage}.json"), f"{ref}:reports/{stage}.json")
             for stage in STAGES
