@@ -1,11 +1,15 @@
 """Compact metrics: the few figures a person compares, in the files DVC reads as metrics.
 
 Each gate stage's full verdict (reports/<stage>.json) holds everything, for the tools. DVC
-prints one column per key across all its metrics files, so the files it reads hold only:
+prints one column per key across all its metrics files, and `dvc exp show` prefixes a key
+that is in two files with the file's path; so the metrics files hold few keys, each in one
+file only (`passed` aside, which shows only when a verdict flips):
 
-- reports/metrics/<stage>.json: `passed`, the candidate's short sha and each key figure;
-- reports/limits/<stage>.json: the same keys with the rule and threshold ("<= 450"), so
-  `dvc metrics show` prints each stage's limits as a row under its values.
+- reports/metrics/<stage>.json: `passed`, each key figure; convert's also the candidate's
+  short `sha`, the gate's the recommended `plan`;
+- reports/limits/<stage>.json: the same figure keys with rule and threshold ("<= 450"), an
+  output rather than a metric (the keys would collide); `dvc metrics show -R reports/metrics
+  reports/limits` prints the limits as rows under the values.
 
 Probability differences are in parts per million (`_ppm`): DVC rounds to 5 decimals, which
 prints a difference of 3.9e-06 as 0.0; in ppm it is 3.93. Every value keeps 3 significant
@@ -80,9 +84,9 @@ def _scaled(value: Any, scale: float) -> Any:
 
 
 def compact(stage: str, verdict: dict[str, Any]) -> dict[str, Any]:
-    """The figures a person compares for one stage: passed, short sha, key figures."""
+    """The figures a person compares for one stage: passed, key figures, sha (convert)."""
     figures: dict[str, Any] = {"passed": bool(verdict.get("passed"))}
-    if verdict.get("candidate_sha256"):
+    if stage == "convert" and verdict.get("candidate_sha256"):
         figures["sha"] = str(verdict["candidate_sha256"])[:SHORT_SHA]
     for _, key, scale, measure in _key_measures(stage, verdict):
         figures[key] = _scaled(measure.get("value"), scale)

@@ -45,7 +45,7 @@ def gate_verdict(**extra) -> dict:
 
 def test_compact_keeps_significant_digits_where_dvc_rounds_to_five_decimals():
     figures = compact("parity", parity_verdict())
-    assert figures == {"passed": True, "sha": "5e4bcfba", "diff_ppm": 3.93, "agree": 1.0}
+    assert figures == {"passed": True, "diff_ppm": 3.93, "agree": 1.0}
     assert limits("parity", parity_verdict()) == {"diff_ppm": "<= 100", "agree": ">= 0.99"}
     assert significant(4.3250106820380554e-08) == 4.33e-08
 
@@ -81,28 +81,41 @@ def dvc_project(tmp_path) -> Path:
     return tmp_path
 
 
-def test_dvc_metrics_show_fits_a_terminal_with_limits_under_values(dvc_project):
+def dvc_metrics_show(project: Path, *targets: str) -> list[str]:
+    completed = subprocess.run(
+        [Path(sys.executable).parent / "dvc", "metrics", "show", *targets],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return completed.stdout.splitlines()
+
+
+def test_dvc_metrics_show_fits_a_terminal_and_prints_the_limits_on_request(dvc_project):
     workspace = Workspace(dvc_project)
     write_verdict(workspace, "convert", {"passed": True, "candidate_sha256": SHA256})
     write_verdict(workspace, "parity", parity_verdict())
     fit = {"target_rps": 5, "plans": [], "recommended": {"plan": "standard", "workers": 4}}
     write_verdict(workspace, "gate", gate_verdict(plan_fit=fit))
-    completed = subprocess.run(
-        [Path(sys.executable).parent / "dvc", "metrics", "show"],
-        cwd=dvc_project,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    lines = completed.stdout.splitlines()
-    assert max(map(len, lines)) <= 120, completed.stdout
+    lines = dvc_metrics_show(dvc_project)
+    assert max(map(len, lines)) <= 120, "\n".join(lines)
     table = columns(lines)
+    assert set(table) == {
+        f"reports/metrics/{stage}.json" for stage in ("convert", "parity", "gate")
+    }
+    assert table["reports/metrics/convert.json"]["sha"] == "5e4bcfba"
     assert table["reports/metrics/gate.json"]["peak_mb"] == "60.4"
-    assert table["reports/limits/gate.json"]["peak_mb"] == "<= 450"
     assert table["reports/metrics/gate.json"]["plan"] == "standard"
     assert table["reports/metrics/parity.json"]["diff_ppm"] == "3.93"
-    assert table["reports/limits/parity.json"]["agree"] == ">= 0.99"
-    assert table["reports/metrics/convert.json"]["passed"] == "True"
+    # Each figure's name is in one metrics file only: `dvc exp show` prints it bare.
+    names = [name for row in table.values() for name, cell in row.items() if cell != "-"]
+    assert sorted(set(names) - {"passed"}) == sorted(name for name in names if name != "passed")
+    lines = dvc_metrics_show(dvc_project, "-R", "reports/metrics", "reports/limits")
+    assert max(map(len, lines)) <= 120, "\n".join(lines)
+    with_limits = columns(lines)
+    assert with_limits["reports/limits/gate.json"]["peak_mb"] == "<= 450"
+    assert with_limits["reports/limits/parity.json"]["agree"] == ">= 0.99"
 
 
 def columns(lines: list[str]) -> dict[str, dict[str, str]]:
