@@ -1,6 +1,6 @@
 """The release report: every gate's verdict and key figure, base -> candidate, for a reviewer.
 
-    python -m pipeline.report [--base REF] [--out-dir DIR]
+    python -m pipeline.report [--base REF] [--out-dir DIR] [--screenshot PNG]
 
 Writes release.md (GitHub-flavoured markdown for a step summary or a pull-request comment)
 and release.html (one self-contained page with the same tables and the charts) under
@@ -140,10 +140,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out-dir", type=Path, help="where to write the two files (default: reports/)"
     )
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="PNG",
+        help="also draw release.html in headless Chromium into this PNG (the README's picture)",
+    )
     args = parser.parse_args(argv)
     workspace = Workspace.from_env()
     try:
         paths = write_report(workspace, args.out_dir or workspace.reports_dir, args.base)
+        if args.screenshot:
+            from pipeline.report_screenshot import crop_to_content, screenshot
+
+            screenshot(paths[1], args.screenshot)
+            crop_to_content(args.screenshot)
+            paths = (*paths, args.screenshot)
     except ReportError as error:
         print(f"report failed: {error}", file=sys.stderr)
         return 2

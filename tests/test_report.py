@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from matplotlib.image import imread
 from scipy import ndimage
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.report_html import CHART_FRAME, TABLE_RULE
+from pipeline.report_screenshot import read_rgb, screenshot
 from pipeline.reports import at_least, at_most, write_verdict
 from service.bundle import sha256_of
 
@@ -230,42 +230,6 @@ def test_the_page_is_self_contained_and_says_which_chart_data_is_missing(workspa
     assert "the gate&#x27;s verdict has no latency histogram" in page
 
 
-def chromium() -> str:
-    """Debian's chromium (make system-deps installs it), or a Chrome the machine already has."""
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if path := shutil.which(name):
-            return path
-    pytest.fail("no chromium: run `make system-deps` (Debian package `chromium`)")
-
-
-def screenshot(page: Path, png: Path, profile: Path) -> np.ndarray:
-    """The page as headless Chromium draws it, as an RGB array of 0-255."""
-    completed = subprocess.run(
-        [
-            chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--force-device-scale-factor=1",
-            f"--user-data-dir={profile}",
-            f"--screenshot={png}",
-            "--window-size=1200,2600",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 0 and png.is_file(), completed.stderr[-2000:]
-    return np.rint(imread(png)[:, :, :3] * 255).astype(int)
-
-
 def boxes_of_colour(image: np.ndarray, colour: str, min_width: int, min_height: int):
     """Bounding boxes (top, bottom, left, right) of connected areas drawn in `colour`."""
     rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
@@ -282,9 +246,9 @@ def boxes_of_colour(image: np.ndarray, colour: str, min_width: int, min_height: 
 def test_the_page_renders_its_table_and_five_charts_in_chromium(workspace, tmp_path):
     write_reports(workspace, verdicts(candidate_sha256(workspace), peak_mb=75.2))
     markdown(workspace, "--base", "main")
-    image = screenshot(
-        workspace.reports_dir / "release.html", tmp_path / "page.png", tmp_path / "profile"
-    )
+    png = tmp_path / "page.png"
+    screenshot(workspace.reports_dir / "release.html", png)
+    image = read_rgb(png)
     # The figures table: one grid of cell rules, wide and tall, with dark text inside.
     tables = boxes_of_colour(image, TABLE_RULE, min_width=600, min_height=300)
     assert tables, "no rendered figures table in the screenshot"
