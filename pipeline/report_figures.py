@@ -41,7 +41,9 @@ def fmt_change(base: Any, candidate: Any) -> str:
         return "0"
     text = f"{change:+.3g}"
     if base != 0:
-        text += f" ({change / abs(base):+.1%})"
+        ratio = candidate / base
+        # Past ten times, a percentage (+12602.3%) reads worse than the factor (127x).
+        text += f" ({ratio:.3g}x)" if abs(ratio) >= 10 else f" ({change / abs(base):+.1%})"
     return text
 
 
