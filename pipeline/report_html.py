@@ -54,6 +54,8 @@ def html_table(table: tables.Table, numeric: set[str] = frozenset()) -> str:
         cells = []
         for name, value in zip(table.headers, row, strict=True):
             classes = [WORD_CLASSES.get(value, "")] + (["num"] if name in numeric else [])
+            if failed and name == "candidate":
+                classes.append("FAILED")
             class_attr = " ".join(c for c in classes if c)
             cells.append(
                 f'<td class="{class_attr}">{escape(value)}</td>'
