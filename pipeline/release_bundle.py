@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.model_inputs import InputPaths
 from pipeline.paths import Workspace
-from pipeline.report import write_report
+from pipeline.report import write_release_report
 from pipeline.reports import read_json, write_json
 from pipeline.versions import tool_versions
 from service.bundle import MANIFEST_NAME, MODEL_NAME, sha256_of
@@ -113,7 +113,7 @@ def write_release(
         "bytes": (release_dir / GOLDEN_NAME).stat().st_size,
     }
     # Why it shipped: the release report against what the branch shipped before this release.
-    for path in write_report(workspace, release_dir, base_ref=source_commit):
+    for path in write_release_report(workspace, release_dir, source_commit):
         manifest["files"][path.name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
     write_json(release_dir / MANIFEST_NAME, manifest)
     return manifest

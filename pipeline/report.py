@@ -24,6 +24,7 @@ from pipeline.report_sources import (
     base_reports,
     candidate_reports,
     git,
+    resolve_ref,
 )
 from pipeline.summary import verdict_rows
 
@@ -124,6 +125,17 @@ def write_report(
     write_text(markdown_path, render_markdown(report))
     write_text(html_path, render_html(report))
     return markdown_path, html_path
+
+
+def write_release_report(workspace: Workspace, release_dir: Path, source_commit: str):
+    """The report promotion stores in release/, against the commit it promotes onto."""
+    # That commit holds the verdicts of what the branch shipped before; a workspace outside
+    # git (as in some tests) has no such commit, and its report stands alone.
+    try:
+        resolve_ref(workspace, source_commit)
+    except ReportError:
+        return write_report(workspace, release_dir)
+    return write_report(workspace, release_dir, base_ref=source_commit)
 
 
 def main(argv: list[str] | None = None) -> int:
