@@ -82,7 +82,8 @@ def render_html(report: ReleaseReport) -> str:
     base_name = report.base.name if report.base else ""
     parts = [
         f'<header class="banner {overall}"><h1>{escape(tables.title(report))}</h1>',
-        f"<div>{escape(tables.subtitle(report))}</div></header>",
+        f"<div>{escape(tables.subtitle(report))}</div>",
+        f"<div><b>{escape(tables.movement(report))}</b></div></header>",
         "<h2>Verdicts</h2>",
         html_table(tables.verdict_table(report)),
     ]

@@ -27,6 +27,8 @@ def table(table: tables.Table) -> list[str]:
 def render_markdown(report: ReleaseReport) -> str:
     mark = {"PASSED": "✅", "FAILED": "❌"}.get(report.overall, "⚠️")
     lines = [f"## {mark} {tables.title(report)}", "", tables.subtitle(report), ""]
+    if tables.movement(report):
+        lines += [f"**{tables.movement(report)}**", ""]
     lines += table(tables.verdict_table(report))
     if report.failures:
         lines += ["", "### Why it failed", ""]

@@ -34,6 +34,19 @@ def subtitle(report: ReleaseReport) -> str:
     return f"{candidate}, {against}. Generated {report.generated_at}."
 
 
+def movement(report: ReleaseReport) -> str:
+    """One line: how many judged figures moved toward their limit, away, or are past it."""
+    counts: dict[str, int] = {}
+    for row in report.figures:
+        if row.direction:
+            counts[row.direction] = counts.get(row.direction, 0) + 1
+    if not counts:
+        return ""
+    order = ("past limit", "toward limit", "away from limit", "unchanged")
+    parts = [f"{counts[word]} {word}" for word in order if counts.get(word)]
+    return "Judged figures: " + ", ".join(parts) + "."
+
+
 def verdict_table(report: ReleaseReport) -> Table:
     table = Table(["stage", "verdict", "detail"] + ([report.base.name] if report.base else []))
     for line in report.verdicts:

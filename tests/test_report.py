@@ -156,6 +156,7 @@ def test_a_passing_candidate_against_main_shows_each_figure_and_its_direction(wo
     text = markdown(workspace, "--base", "main")
     assert text.startswith("## ✅ Release report: PASSED\n")
     assert f"Candidate {candidate_sha256(workspace)[:12]}, against main (" in text
+    assert "**Judged figures: 2 toward limit, 1 away from limit, 3 unchanged.**" in text
     assert "| stage | figure | limit | main | candidate | change | vs limit |" in text
     assert "| gate | peak_memory_mb | ≤ 450 | 58 | 75.2 | +17.2 (+29.7%) | toward limit |" in text
     assert (
@@ -176,6 +177,7 @@ def test_a_failing_candidate_says_why_and_marks_the_figure_past_its_limit(worksp
     assert text.startswith("## ❌ Release report: FAILED\n")
     assert "| gate | ❌ FAILED |" in text
     assert "### Why it failed" in text
+    assert "**Judged figures: 1 past limit, " in text
     assert "- **gate**: the kernel OOM-killed 2 process(es) at a peak of 530 MB" in text
     assert "- **gate**: peak_memory_mb 530 (needs <= 450)" in text
     assert "| gate | peak_memory_mb | ≤ 450 | 58 | ❌ 530 | +472 (+813.8%) | past limit |" in text
