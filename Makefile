@@ -9,7 +9,7 @@ RUN := PATH="$(BIN):$$PATH"
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT ?= 8000
 
-.PHONY: help install system-deps demo test lint serve bench bench-latency quantization docs clean
+.PHONY: help install system-deps demo test lint serve bench bench-latency quantization docs report clean
 
 help:
 	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model"
@@ -19,12 +19,16 @@ help:
 	@echo "make bench-latency - in-process latency benchmarks (pytest-benchmark)"
 	@echo "make quantization - every quantization mode side by side (reports/quantization.md)"
 	@echo "make docs    - copy the generated tables (reports/*.md) into README.md, the chart into docs/"
+	@echo "make report  - reports/release.md and release.html for the candidate (BASE=main to compare)"
 
-# System packages: git-lfs for promotion, python3-venv where Debian split it off.
+# System packages: git-lfs for promotion, python3-venv where Debian split it off, and a
+# headless browser for the release page's test (Debian's chromium; a Chrome already there does).
 system-deps:
 	@missing=""; \
 	command -v git-lfs >/dev/null 2>&1 || missing="$$missing git-lfs"; \
 	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		command -v google-chrome >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing system packages:$$missing"; \
 		$(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
@@ -69,6 +73,10 @@ quantization: install
 
 docs: install
 	$(RUN) python -m pipeline.generated_docs
+
+# The release report; BASE is a git ref whose committed reports to compare against.
+report: install
+	$(RUN) python -m pipeline.report $(if $(BASE),--base $(BASE))
 
 clean:
 	rm -rf build/.candidate.partial build/bench build/quantization .pytest_cache .ruff_cache

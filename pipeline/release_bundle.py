@@ -1,4 +1,5 @@
-"""What a release holds: the candidate, every verdict that blessed it, and a golden set."""
+"""What a release holds: the candidate, every verdict that blessed it, a golden set, and the
+release report (release.md, release.html) that says why it shipped."""
 
 import json
 import shutil
@@ -12,6 +13,7 @@ import numpy as np
 
 from pipeline.model_inputs import InputPaths
 from pipeline.paths import Workspace
+from pipeline.report import write_release_report
 from pipeline.reports import read_json, write_json
 from pipeline.summary import FAILED, NOT_RUN, STALE, stage_verdicts
 from pipeline.versions import tool_versions
@@ -147,5 +149,8 @@ def write_release(
         "sha256": manifest["golden"]["sha256"],
         "bytes": (release_dir / GOLDEN_NAME).stat().st_size,
     }
+    # Why it shipped: the release report against what the branch shipped before this release.
+    for path in write_release_report(workspace, release_dir, source_commit):
+        manifest["files"][path.name] = {"sha256": sha256_of(path), "bytes": path.stat().st_size}
     write_json(release_dir / MANIFEST_NAME, manifest)
     return manifest

@@ -10,6 +10,7 @@ from pipeline.fingerprint import inputs_fingerprint
 
 # The stages that judge the candidate, in pipeline order: each writes reports/<stage>.json.
 GATE_STAGES = ("convert", "parity", "gate")
+from pipeline.metrics import compact, limits, limits_path, metrics_path, stages_with_limits
 
 
 def measure(value: float, threshold: float, passed: bool, rule: str) -> dict[str, Any]:
@@ -43,11 +44,16 @@ def write_verdict(workspace, stage: str, verdict: dict[str, Any]) -> None:
     """
     verdict = {**verdict, "inputs_fingerprint": inputs_fingerprint(workspace, stage)}
     write_json(workspace.report_path(stage), verdict)
+    # What DVC reads as metrics: the few figures a person compares (pipeline/metrics.py).
+    write_json(metrics_path(workspace.reports_dir, stage), compact(stage, verdict))
+    if stage in stages_with_limits():
+        write_json(limits_path(workspace.reports_dir, stage), limits(stage, verdict))
     if not verdict.get("passed") and stage in GATE_STAGES:
         # DVC stops at a failed stage and would leave the later ones' old PASSED in place for
         # `dvc metrics show` to print; a failure upstream leaves them nothing to speak for.
         for later in GATE_STAGES[GATE_STAGES.index(stage) + 1 :]:
             workspace.report_path(later).unlink(missing_ok=True)
+            metrics_path(workspace.reports_dir, later).unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> Any:

@@ -105,8 +105,15 @@ def test_metrics_show_lists_the_verdicts(reproduced):
     completed = dvc(reproduced, "metrics", "show", "--json")
     assert completed.returncode == 0, completed.stderr
     metrics = json.loads(completed.stdout)[""]["data"]
-    for report in ("reports/convert.json", "reports/parity.json", "reports/gate.json"):
-        assert metrics[report]["data"]["passed"] is True
+    for stage in ("convert", "parity", "gate"):
+        assert metrics[f"reports/metrics/{stage}.json"]["data"]["passed"] is True
+    assert len(metrics["reports/metrics/convert.json"]["data"]["sha"]) == 8
+
+
+def test_metrics_show_fits_a_terminal(reproduced):
+    completed = dvc(reproduced, "metrics", "show")
+    assert completed.returncode == 0, completed.stderr
+    assert max(map(len, completed.stdout.splitlines())) <= 120, completed.stdout
 
 
 def test_an_experiment_with_float16_converts_and_passes_parity(reproduced):

@@ -167,6 +167,12 @@ def test_the_release_commit_carries_the_verdicts_a_pull_request_compares_against
     clone = fresh_clone(remote, tmp_path / "clone", "model-v1")
     committed = json.loads((clone / "reports" / "gate.json").read_text())
     assert committed["candidate_sha256"] == sha256_of(workspace.candidate_dir / "model.tflite")
+    # The release says why it shipped: its report against what the branch held before.
+    report = (clone / "release" / "release.md").read_text()
+    assert report.startswith("## ✅ Release report: PASSED")
+    assert "| gate | peak_memory_mb | ≤ 450 | 120 | 120 | 0 | unchanged |" in report
+    assert "| parity | max_abs_diff | ≤ 0.0001 | new |" in report
+    assert (clone / "release" / "release.html").read_text().startswith("<!doctype html>")
     assert git(root, "status", "--porcelain", "--untracked-files=no") == ""
 
 
