@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.fingerprint import inputs_fingerprint
+from pipeline.metrics import compact, limits, limits_path, metrics_path, stages_with_limits
 
 # The stages that judge the candidate, in pipeline order: each writes reports/<stage>.json.
 GATE_STAGES = ("convert", "parity", "gate")
-from pipeline.metrics import compact, limits, limits_path, metrics_path, stages_with_limits
 
 
 def measure(value: float, threshold: float, passed: bool, rule: str) -> dict[str, Any]:
