@@ -32,13 +32,13 @@ def refs(repository) -> str:
 def test_a_params_change_since_the_gate_ran_is_refused(release_repo):
     workspace, remote = release_repo
     params = yaml.safe_load(workspace.params_path.read_text())
-    params["gate"]["max_peak_memory_mb"] = 100
+    params["gate"]["plans"]["free"]["max_peak_memory_mb"] = 100
     workspace.params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     git(workspace.root, "commit", "-qam", "tighten the gate")
     reason = refuse(workspace, remote)
     assert (
-        "gate: params.yaml gate.max_peak_memory_mb changed since the gate ran; run dvc repro"
-        in reason
+        "gate: params.yaml gate.plans.free.max_peak_memory_mb changed since the gate ran; "
+        "run dvc repro" in reason
     )
 
 

@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+import yaml
 from conftest import make_workspace, run_stage
 
 from pipeline.paths import Workspace
@@ -72,20 +73,21 @@ def test_a_missing_input_and_removed_verdict_read_not_run_and_stale(judged_works
     code, rows = summary(judged_workspace)
     assert code == 1
     assert rows["convert"].startswith("not run")
+    # The user's files are one folder dependency (inputs.folder): a file gone changes it.
     assert (
-        rows["parity"].startswith("stale") and "is missing since the parity ran" in rows["parity"]
+        rows["parity"].startswith("stale")
+        and "inputs changed since the parity ran" in (rows["parity"])
     )
     assert rows["gate"].startswith("stale") and "rests on convert" in rows["gate"]
 
 
 def test_a_params_change_makes_the_gate_stale(judged_workspace):
-    text = judged_workspace.params_path.read_text()
-    judged_workspace.params_path.write_text(
-        text.replace("max_peak_memory_mb: 450", "max_peak_memory_mb: 100")
-    )
+    params = yaml.safe_load(judged_workspace.params_path.read_text())
+    params["gate"]["plans"]["free"]["max_peak_memory_mb"] = 100
+    judged_workspace.params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     code, rows = summary(judged_workspace)
     assert code == 1
     assert rows["gate"] == (
-        "stale    params.yaml gate.max_peak_memory_mb changed since the gate ran"
+        "stale    params.yaml gate.plans.free.max_peak_memory_mb changed since the gate ran"
     )
     assert rows["convert"].startswith("PASSED") and rows["parity"].startswith("PASSED")
