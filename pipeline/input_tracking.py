@@ -24,9 +24,14 @@ def _git_tracked(root: Path, paths: list[Path]) -> set[Path]:
 
 def _dvc_outputs(root: Path) -> dict[Path, Path]:
     """Every DVC output in the repository (.dvc files and dvc.yaml stages) -> its DVC file."""
+    from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
 
-    with Repo(str(root)) as repo:
+    try:
+        repo = Repo(str(root))
+    except NotDvcRepoError:  # git alone: nothing is tracked by DVC
+        return {}
+    with repo:
         return {
             Path(out.fs_path).resolve(): Path(out.stage.dvcfile.path).resolve()
             for out in repo.index.outs

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.input_tracking import untracked_inputs
 from pipeline.model_inputs import InputPaths
 from pipeline.paths import Workspace
 from pipeline.report import write_release_report
@@ -76,6 +77,7 @@ def blessed_verdicts(workspace: Workspace) -> dict[str, dict]:
         raise PromotionRefused(f"there is no candidate at {workspace.candidate_dir}; run dvc repro")
     manifest = read_json(workspace.candidate_dir / MANIFEST_NAME)
     problems = [f"{change}; run dvc repro" for change in pipeline_changes(workspace)]
+    problems += untracked_inputs(workspace)
     if manifest["sha256"] != sha256_of(model_path):
         problems.append("the candidate's manifest names another model.tflite")
     verdicts = {}
@@ -87,9 +89,9 @@ def blessed_verdicts(workspace: Workspace) -> dict[str, dict]:
             problems.append(f"{stage}: failed ({verdict.detail})")
         elif stage == "gate" and report.get("enforced") is not True:
             problems.append(
-                "gate: the memory limit was not enforced by the kernel where the gate ran, so "
-                "its peak proves nothing about an OOM kill; run it where memory cgroups work "
-                "(these machines, or the promote workflow)"
+                "gate: the plan's memory and CPU limits were not both enforced by the kernel "
+                "where the gate ran, so its figures prove nothing about an OOM kill or the plan's "
+                "CPU share; run it where cgroups work (these machines, or the promote workflow)"
             )
         else:
             verdicts[stage] = report

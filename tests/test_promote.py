@@ -92,9 +92,12 @@ def make_release_repo(checked_workspace: Workspace, tmp_path: Path) -> tuple[Wor
     demo_workspace = checked_workspace
     remote = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", str(remote))
-    inputs = {key: str(demo_workspace.demo_dir / name) for key, name in DEMO_INPUT_FILES.items()}
-    workspace = make_workspace(tmp_path / "repo", inputs=inputs)
+    # The user's files live in the repository and are committed: promote refuses inputs that
+    # neither git nor DVC tracks, since CI could not rebuild the candidate from them.
+    inputs = {key: f"inputs/{name}" for key, name in DEMO_INPUT_FILES.items()}
+    workspace = make_workspace(tmp_path / "repo", inputs={**inputs, "folder": "inputs"})
     root = workspace.root
+    shutil.copytree(demo_workspace.demo_dir, root / "inputs")
     (root / ".gitignore").write_text("build/\n")
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.email", "release@example.com")
@@ -204,7 +207,20 @@ def test_a_failed_gate_is_refused(release_repo):
 def test_a_gate_that_was_not_enforced_by_the_kernel_is_refused(release_repo):
     workspace, remote = release_repo
     write_gate_verdict(workspace, enforced=False)
-    assert "gate: the memory limit was not enforced" in refuse(workspace, remote)
+    assert "gate: the plan's memory and CPU limits were not both enforced" in refuse(
+        workspace, remote
+    )
+
+
+def test_an_input_neither_git_nor_dvc_tracks_is_refused(release_repo):
+    workspace, remote = release_repo
+    # Committed without its labels: CI's `dvc repro` could not rebuild this candidate.
+    git(workspace.root, "rm", "-q", "--cached", "inputs/labels.txt")
+    (workspace.root / ".gitignore").write_text("build/\ninputs/labels.txt\n")
+    git(workspace.root, "commit", "-qam", "labels kept local")
+    reason = refuse(workspace, remote)
+    assert "inputs.labels inputs/labels.txt is tracked by neither git nor DVC" in reason
+    assert "python -m pipeline.init" in reason
 
 
 def test_a_stale_verdict_is_refused(release_repo):
