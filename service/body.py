@@ -1,0 +1,116 @@
+"""Read and decode a predict request's body, refusing what is malformed with a 4xx.
+
+The server (gunicorn's gevent worker) parses the body lazily: a bad chunk, a client that
+goes away mid-body or a body shorter than its Content-Length surfaces here, as an exception
+from wsgi.input.read() or as missing bytes, and becomes a 400 instead of a 500.
+"""
+
+import re
+
+import numpy as np
+import orjson
+
+from service.errors import HTTPError
+from service.limits import BodyLimits
+from service.predictor import Contract
+
+READ_CHUNK_BYTES = 256 << 10
+JSON_EXPECTED = 'a JSON object {"instances": [...]} with nested lists of numbers'
+# JSON's literals true/false outside a string: booleans, which numpy would turn into 1 and 0.
+BOOLEAN_LITERAL = re.compile(rb"(?<![\"\w])(?:true|false)(?![\"\w])")
+
+
+def parse_count(raw: str) -> int | None:
+    """`raw` as a non-negative integer if it is at most 18 plain ASCII digits, else None."""
+    # int() raises on what str.isdigit() alone lets through: superscripts such as "²" and
+    # strings over 4300 digits.
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
+
+
+def declared_length(environ: dict, limit: int) -> int | None:
+    """The Content-Length as a number (None when chunked), refused if bad or over `limit`."""
+    declared = environ.get("CONTENT_LENGTH") or ""
+    expected = f"a body of at most {limit} bytes for this content type"
+    if not declared:
+        return None
+    length = parse_count(declared.strip())
+    if length is None:
+        raise HTTPError(400, f"Content-Length {declared[:40]!r} is not a number", expected)
+    if length > limit:
+        raise HTTPError(413, f"body of {length} bytes is too large", expected)
+    return length
+
+
+def read_body(environ: dict, length: int | None, limit: int) -> bytearray:
+    """The whole body, at most `limit` bytes; 400 when it is cut short or badly chunked."""
+    stream = environ["wsgi.input"]
+    wanted = limit + 1 if length is None else length
+    body = bytearray()
+    try:
+        while len(body) < wanted:
+            chunk = stream.read(min(READ_CHUNK_BYTES, wanted - len(body)))
+            if not chunk:
+                break
+            body += chunk
+    except Exception as error:  # gunicorn's InvalidChunkSize, NoMoreData, a reset socket...
+        raise HTTPError(
+            400,
+            f"the request body could not be read ({type(error).__name__})",
+            "a body that matches its Content-Length or valid chunked encoding",
+        ) from None
+    if length is not None and len(body) < length:
+        raise HTTPError(
+            400,
+            f"the body ended after {len(body)} of the {length} bytes its Content-Length declares",
+            "the whole body",
+        )
+    if len(body) > limit:
+        raise HTTPError(413, "body is too large", f"a body of at most {limit} bytes")
+    if not body:
+        raise HTTPError(
+            400, "the request body is empty", 'JSON {"instances": [...]} or raw float32 bytes'
+        )
+    return body
+
+
+def json_instances(body: bytearray, limits: BodyLimits) -> np.ndarray:
+    """The 'instances' of a JSON body as float32, refusing structure that cannot be a batch."""
+    problem = limits.json_structure_problem(body)
+    if problem:
+        raise HTTPError(413, problem, JSON_EXPECTED)
+    has_literal = b"true" in body or b"false" in body  # fast scan first; the regex rarely runs
+    if has_literal and BOOLEAN_LITERAL.search(body):
+        raise HTTPError(
+            400, "'instances' holds true or false; booleans are not numbers", JSON_EXPECTED
+        )
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise HTTPError(400, f"invalid JSON: {error}", JSON_EXPECTED) from None
+    if not isinstance(document, dict) or "instances" not in document:
+        raise HTTPError(400, "the JSON body has no 'instances' key", JSON_EXPECTED)
+    instances = document.pop("instances")
+    del document
+    try:
+        values = np.asarray(instances)
+    except (ValueError, TypeError):
+        raise HTTPError(
+            400, "'instances' is ragged: rows of different lengths", JSON_EXPECTED
+        ) from None
+    del instances
+    if values.dtype.kind not in "iuf":  # strings, booleans, objects, nulls
+        raise HTTPError(400, "'instances' holds values that are not numbers", JSON_EXPECTED)
+    return values
+
+
+def float32_instances(body: bytearray, contract: Contract) -> np.ndarray:
+    """Raw little-endian float32 samples as a (n, *sample_shape) array."""
+    if len(body) % contract.sample_bytes:
+        dims = " x ".join(str(d) for d in contract.sample_shape)
+        raise HTTPError(
+            400,
+            f"float32 body of {len(body)} bytes is not whole samples",
+            f"a multiple of {contract.sample_bytes} bytes ({dims} little-endian float32"
+            " per sample)",
+        )
+    return np.frombuffer(body, dtype="<f4").reshape(-1, *contract.sample_shape)
