@@ -32,6 +32,7 @@ interpreter, from the model's bytes in memory (the file on disk may change under
 
 import logging
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -79,7 +80,7 @@ def worker_memory_mb() -> float:
 
 def yield_to_other_requests() -> None:
     # Under the gevent worker time.sleep is patched to gevent.sleep: sleep(0) lets health
-    # checks and other clients run between two inferences. Under threads it is a no-op yield.
+    # checks and other clients run before the next inference. Under threads: a plain yield.
     time.sleep(0)
 
 
@@ -110,6 +111,8 @@ class ServiceApp:
         )
         self.admission = Admission(limits)
         self.large_parses = LargeParses(limits.large_parses)
+        # A gevent lock under the gevent worker (gunicorn patches threading before the app).
+        self.inference_slot = threading.Lock()
         routes = {
             "/api/health": {"GET": self.health, "HEAD": self.health},
             "/api/predict": {"POST": self.predict},
@@ -245,10 +248,14 @@ class ServiceApp:
             batch = self._read_batch(environ, predictor, is_json, length, limit)
             self.admission.adjust(reserved, len(batch))
             reserved = len(batch)
-            outputs = predictor.predict(batch[:1], top_k=top_k)
-            for index in range(1, len(batch)):  # yield between samples: health never waits
-                yield_to_other_requests()
-                outputs.extend(predictor.predict(batch[index : index + 1], top_k=top_k))
+            outputs = []
+            for index in range(len(batch)):
+                # Take the inference slot, then let every other ready request run (health
+                # checks, parsing) before this sample's invoke(): the others wait parked on
+                # the slot, so a health check waits for at most one inference, never a queue.
+                with self.inference_slot:
+                    yield_to_other_requests()
+                    outputs.extend(predictor.predict(batch[index : index + 1], top_k=top_k))
         except InputError as error:
             raise HTTPError(400, str(error), predictor.contract.describe()) from None
         finally:
