@@ -28,7 +28,7 @@ from benchmarks.traffic import (
     tree_cpu_seconds,
     tree_rss_mb,
 )
-from pipeline.gate import free_port
+from pipeline.gate import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT
 
 CANDIDATES = {
@@ -36,10 +36,9 @@ CANDIDATES = {
         "gunicorn service.app:app --bind 127.0.0.1:{port} --workers 1 --worker-class gthread"
         " --threads 4 --timeout 30 --keep-alive 5 --no-control-socket"
     ),
-    "gunicorn gevent": (
-        "gunicorn service.app:app --bind 127.0.0.1:{port} --workers 1 --worker-class gevent"
-        " --worker-connections 1000 --timeout 30 --keep-alive 5 --no-control-socket"
-    ),
+    # The choice: render.yaml's own command (gunicorn, gevent worker answering its own
+    # refusals in JSON), read from the file so this row is always what ships.
+    "gunicorn gevent (render.yaml)": RenderWebService.read(REPO_ROOT / "render.yaml").start_command,
     "waitress, 4 threads": (
         "waitress-serve --listen=127.0.0.1:{port} --threads=4 --connection-limit=1000"
         " --channel-timeout=30 --asyncore-use-poll service.app:app"
@@ -55,10 +54,9 @@ def start(command: str, env: dict, quota) -> tuple[subprocess.Popen, int, float]
     port = free_port()
     started = time.perf_counter()
     process = subprocess.Popen(
-        command.format(port=port),
-        shell=True,
+        ["bash", "-c", command.replace("{port}", str(port))],
         cwd=REPO_ROOT,
-        env=env,
+        env={**env, "PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=quota.join if quota else None,
@@ -175,6 +173,7 @@ def main() -> None:
     names = sys.argv[2:] or list(CANDIDATES)
     env = {
         **os.environ,
+        **RenderWebService.read(REPO_ROOT / "render.yaml").env,  # CPU_SHARE, MAX_BATCH, ...
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "MODEL_DIR": str(bundle.resolve()),
         "PYTHONPATH": str(REPO_ROOT),
