@@ -109,6 +109,7 @@ class ServiceApp:
         self.body_limits = (
             BodyLimits.for_contract(self.predictor.contract, limits) if self.predictor else None
         )
+        self.sample_bytes = self.predictor.contract.sample_bytes if self.predictor else 0
         self.admission = Admission(limits)
         self.large_parses = LargeParses(limits.large_parses)
         # A gevent lock under the gevent worker (gunicorn patches threading before the app).
@@ -239,7 +240,7 @@ class ServiceApp:
         length = declared_length(environ, limit)
         # Reserve the samples this body can hold at least, before reading it: past the bound
         # the answer is an immediate 503, not a place in an unbounded queue.
-        sample_bytes = predictor.contract.sample_bytes
+        sample_bytes = self.sample_bytes
         reserved = max(1, (length or 0) // (sample_bytes // 2 if is_json else sample_bytes))
         reserved = min(reserved, self.limits.max_batch)
         if not self.admission.try_admit(reserved):
@@ -253,6 +254,8 @@ class ServiceApp:
                 # Take the inference slot, then let every other ready request run (health
                 # checks, parsing) before this sample's invoke(): the others wait parked on
                 # the slot, so a health check waits for at most one inference, never a queue.
+                # Always yield, even when nothing seems to wait: requests that arrived meanwhile
+                # only become visible (parked, counted in flight) once they have run.
                 with self.inference_slot:
                     yield_to_other_requests()
                     outputs.extend(predictor.predict(batch[index : index + 1], top_k=top_k))
@@ -275,7 +278,7 @@ class ServiceApp:
             if is_json:
                 values = json_instances(body, self.body_limits)
             else:
-                values = float32_instances(body, predictor.contract)
+                values = float32_instances(body, predictor.contract, self.sample_bytes)
             batch = predictor.as_batch(values)
         finally:
             if large:

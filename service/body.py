@@ -120,14 +120,13 @@ def _quotes_at_most_two(body: bytearray) -> bool:
     return second < 0 or body.find(b'"', second + 1) < 0
 
 
-def float32_instances(body: bytearray, contract: Contract) -> np.ndarray:
+def float32_instances(body: bytearray, contract: Contract, sample_bytes: int) -> np.ndarray:
     """Raw little-endian float32 samples as a (n, *sample_shape) array."""
-    if len(body) % contract.sample_bytes:
+    if len(body) % sample_bytes:
         dims = " x ".join(str(d) for d in contract.sample_shape)
         raise HTTPError(
             400,
             f"float32 body of {len(body)} bytes is not whole samples",
-            f"a multiple of {contract.sample_bytes} bytes ({dims} little-endian float32"
-            " per sample)",
+            f"a multiple of {sample_bytes} bytes ({dims} little-endian float32 per sample)",
         )
     return np.frombuffer(body, dtype="<f4").reshape(-1, *contract.sample_shape)
