@@ -45,11 +45,13 @@ import numpy as np
 import orjson
 
 from service.body import (
+    close_instead_of_draining,
     declared_length,
     float32_instances,
     json_instances,
     parse_count,
     read_body,
+    yield_to_other_requests,
 )
 from service.bundle import BundleError
 from service.errors import HTTPError, loggable
@@ -76,12 +78,6 @@ def worker_memory_mb() -> float:
     import resource  # no /proc (macOS): peak RSS is the closest figure available
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def yield_to_other_requests() -> None:
-    # Under the gevent worker time.sleep is patched to gevent.sleep: sleep(0) lets health
-    # checks and other clients run before the next inference. Under threads: a plain yield.
-    time.sleep(0)
 
 
 class ServiceApp:
@@ -145,6 +141,7 @@ class ServiceApp:
                 )
             status, body = handler(environ)
         except HTTPError as refusal:
+            close_instead_of_draining(environ)
             status = refusal.status
             body = {"error": refusal.error, "expected": refusal.expected}
             headers.extend(refusal.headers)
@@ -297,6 +294,7 @@ class ServiceApp:
             503,
             f"the service is at capacity: {why}",
             f"the same request again after {retry_after} s (Retry-After)",
+            # Close rather than read and discard a body that may be megabytes long.
             headers=[("Retry-After", retry_after)],
         )
 

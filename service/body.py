@@ -6,6 +6,7 @@ from wsgi.input.read() or as missing bytes, and becomes a 400 instead of a 500.
 """
 
 import re
+import time
 
 import numpy as np
 import orjson
@@ -15,12 +16,21 @@ from service.limits import BodyLimits
 from service.predictor import Contract
 
 READ_CHUNK_BYTES = 256 << 10
+YIELD_SECONDS = 1e-6
 # Below this size a JSON body is parsed without counting its structure first: at worst
 # (`[[]],` repeated) its lists take about 45 bytes per body byte, some 23 MB.
 STRUCTURE_CHECK_BYTES = 512 << 10
 JSON_EXPECTED = 'a JSON object {"instances": [...]} with nested lists of numbers'
 # JSON's literals true/false outside a string: booleans, which numpy would turn into 1 and 0.
 BOOLEAN_LITERAL = re.compile(rb"(?<![\"\w])(?:true|false)(?![\"\w])")
+
+
+def yield_to_other_requests() -> None:
+    # Under the gevent worker time.sleep is gevent.sleep. Not sleep(0): that only requeues
+    # this greenlet among the loop's callbacks, and gevent polls sockets again only every 50
+    # callbacks, so a health check could wait out a whole batch. A timer, however short,
+    # makes the loop poll sockets first. Under threads: a plain yield.
+    time.sleep(YIELD_SECONDS)
 
 
 def parse_count(raw: str) -> int | None:
@@ -39,32 +49,62 @@ def declared_length(environ: dict, limit: int) -> int | None:
     length = parse_count(declared.strip())
     if length is None:
         raise HTTPError(400, f"Content-Length {declared[:40]!r} is not a number", expected)
-    if length > limit:
-        raise HTTPError(413, f"body of {length} bytes is too large", expected)
+    if length > limit:  # closed, not read and discarded
+        raise HTTPError(
+            413,
+            f"body of {length} bytes is too large",
+            expected,
+            headers=[("Connection", "close")],
+        )
     return length
+
+
+BODY_READ_KEY = "service.body_read"
+
+
+def close_instead_of_draining(environ: dict) -> None:
+    """After a refusal that left the body unread, have the server close the connection.
+
+    Otherwise gunicorn 27 drains the unread body before the next request on the
+    connection, 1 KiB at a time, copying its whole read-ahead buffer on each step: for a
+    shed 19 MB body that held the event loop (and health checks) for seconds. gunicorn
+    closes rather than drains a body marked `failed`, as after a malformed chunk.
+    """
+    declared = environ.get("CONTENT_LENGTH") or ""
+    has_body = declared not in ("", "0") or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "")
+    stream = environ.get("wsgi.input")
+    if has_body and not environ.get(BODY_READ_KEY) and hasattr(stream, "failed"):
+        stream.failed = True
 
 
 def read_body(environ: dict, length: int | None, limit: int) -> bytearray:
     """The whole body, at most `limit` bytes; 400 when it is cut short or badly chunked."""
     stream = environ["wsgi.input"]
     wanted = limit + 1 if length is None else length
-    body = bytearray()
+    # With a declared length the buffer is allocated once: growing it would copy it.
+    body = bytearray(length) if length is not None else bytearray()
+    received = 0
     try:
-        while len(body) < wanted:
-            chunk = stream.read(min(READ_CHUNK_BYTES, wanted - len(body)))
+        while received < wanted:
+            chunk = stream.read(min(READ_CHUNK_BYTES, wanted - received))
             if not chunk:
                 break
-            body += chunk
+            if length is None:
+                body += chunk
+            else:
+                body[received : received + len(chunk)] = chunk
+            received += len(chunk)
     except Exception as error:  # gunicorn's InvalidChunkSize, NoMoreData, a reset socket...
         raise HTTPError(
             400,
             f"the request body could not be read ({type(error).__name__})",
             "a body that matches its Content-Length or valid chunked encoding",
         ) from None
-    if length is not None and len(body) < length:
+    environ[BODY_READ_KEY] = received <= limit  # past the limit, bytes remain unread
+    if length is not None and received < length:
         raise HTTPError(
             400,
-            f"the body ended after {len(body)} of the {length} bytes its Content-Length declares",
+            f"the body ended after {received} of the {length} bytes its Content-Length declares",
             "the whole body",
         )
     if len(body) > limit:
@@ -87,6 +127,7 @@ def json_instances(body: bytearray, limits: BodyLimits) -> np.ndarray:
         problem = limits.json_structure_problem(body)
         if problem:
             raise HTTPError(413, problem, JSON_EXPECTED)
+        yield_to_other_requests()  # each long step of a large body lets health checks in
     only_numbers = _quotes_at_most_two(body) and body.find(b"u") < 0 and body.find(b"l") < 0
     try:
         document = orjson.loads(body)
@@ -96,6 +137,8 @@ def json_instances(body: bytearray, limits: BodyLimits) -> np.ndarray:
         raise HTTPError(400, "the JSON body has no 'instances' key", JSON_EXPECTED)
     instances = document.pop("instances")
     del document
+    if len(body) > STRUCTURE_CHECK_BYTES:
+        yield_to_other_requests()
     try:
         if only_numbers:
             return np.asarray(instances, dtype=np.float32)
