@@ -185,11 +185,12 @@ def saturate(
                 response = connection.getresponse()
                 response.read()
                 status = response.status
+                retry_after = response.getheader("Retry-After")
                 if response.getheader("Connection", "").lower() == "close":
                     connection.close()
                     connection = None
             except OSError:
-                status = 0
+                status, retry_after = 0, None
                 if connection is not None:
                     connection.close()
                 connection = None
@@ -197,8 +198,8 @@ def saturate(
                 statuses[status] += 1
                 if status == 200:
                     latencies.append(time.perf_counter() - started)
-            if status == 503:
-                time.sleep(0.05)  # a client that honours Retry-After a little
+            if status == 503:  # a client that honours Retry-After (at most 1 s here)
+                time.sleep(min(1.0, float(retry_after or 1)))
         if connection is not None:
             connection.close()
 

@@ -45,8 +45,8 @@ import numpy as np
 import orjson
 
 from service.body import (
-    close_instead_of_draining,
     declared_length,
+    finish_unread_body,
     float32_instances,
     json_instances,
     parse_count,
@@ -141,7 +141,7 @@ class ServiceApp:
                 )
             status, body = handler(environ)
         except HTTPError as refusal:
-            close_instead_of_draining(environ)
+            finish_unread_body(environ, self.limits.max_body_bytes)
             status = refusal.status
             body = {"error": refusal.error, "expected": refusal.expected}
             headers.extend(refusal.headers)

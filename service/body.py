@@ -62,18 +62,33 @@ def declared_length(environ: dict, limit: int) -> int | None:
 BODY_READ_KEY = "service.body_read"
 
 
-def close_instead_of_draining(environ: dict) -> None:
-    """After a refusal that left the body unread, have the server close the connection.
+def finish_unread_body(environ: dict, drain_limit: int) -> None:
+    """After a refusal that left the body unread, consume it cheaply or have it closed.
 
-    Otherwise gunicorn 27 drains the unread body before the next request on the
-    connection, 1 KiB at a time, copying its whole read-ahead buffer on each step: for a
-    shed 19 MB body that held the event loop (and health checks) for seconds. gunicorn
-    closes rather than drains a body marked `failed`, as after a malformed chunk.
+    gunicorn 27 drains an unread body before the next request on the connection 1 KiB at
+    a time, copying its whole read-ahead buffer on each step: for a shed 19 MB body that
+    held the event loop, and health checks, for seconds. A body of a declared length up to
+    `drain_limit` is read here in large steps and dropped, so the client gets its answer
+    and keeps its connection; a larger or unbounded (chunked) one is marked `failed`, which
+    makes gunicorn close the connection instead, as after a malformed chunk.
     """
-    declared = environ.get("CONTENT_LENGTH") or ""
-    has_body = declared not in ("", "0") or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "")
     stream = environ.get("wsgi.input")
-    if has_body and not environ.get(BODY_READ_KEY) and hasattr(stream, "failed"):
+    declared = parse_count((environ.get("CONTENT_LENGTH") or "").strip())
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if environ.get(BODY_READ_KEY) or stream is None or not (declared or chunked):
+        return
+    if declared is not None and declared <= drain_limit:
+        try:
+            remaining = declared
+            while remaining > 0:
+                chunk = stream.read(min(READ_CHUNK_BYTES, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+            return
+        except Exception:  # a client gone mid-body: nothing left to keep open
+            pass
+    if hasattr(stream, "failed"):
         stream.failed = True
 
 

@@ -124,6 +124,31 @@ def test_saturation_sheds_predictions_with_retry_after_and_health_still_answers(
     print(f"accepted p50 {latencies[len(latencies) // 2]:.3f} s, max {latencies[-1]:.3f} s")
 
 
+def test_full_json_batches_are_shed_while_one_is_parsed_and_health_still_answers(
+    quota_service, sample
+):
+    # Two clients loop 64-sample JSON batches (19 MB each): one is parsed, the other shed.
+    # A shed body is left unread; a server that drained it before the next request held
+    # health checks for seconds.
+    service = quota_service()
+    batch = orjson.dumps({"instances": np.repeat(sample[None], 64, axis=0).tolist()})
+    results: dict = {}
+
+    def load() -> None:
+        results["statuses"], _ = saturate(
+            service.port, batch, "application/json", clients=2, seconds=8
+        )
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    time.sleep(1)
+    probes = probe_health(service.port, 8, 0.5)
+    loader.join()
+    assert_render_sees_healthy(probes)
+    print(f"64-sample JSON statuses: {dict(results['statuses'])}")
+    assert set(results["statuses"]) <= {200, 503} and results["statuses"][200] > 0
+
+
 def test_expanding_json_bodies_are_refused_before_they_are_materialised(
     candidate_dir, sample, tmp_path
 ):
