@@ -55,7 +55,14 @@ from service.body import (
 )
 from service.bundle import BundleError
 from service.errors import HTTPError, loggable
-from service.limits import LARGE_BODY_BYTES, Admission, BodyLimits, LargeParses, Limits
+from service.limits import (
+    LARGE_BODY_BYTES,
+    Admission,
+    BodyLimits,
+    LargeParses,
+    Limits,
+    env_number,
+)
 from service.predictor import InputError, Predictor
 
 __all__ = ["HTTPError", "create_app", "parse_count"]
@@ -329,37 +336,14 @@ def create_app(
     return ServiceApp(Path(model_dir), num_threads, limits, default_top_k)
 
 
-def _env_number(name: str, default: float, kind: type = int) -> Any:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = 0
-    if not value > 0 or value != value or value == float("inf"):
-        kind_name = "integer" if kind is int else "number"
-        raise SystemExit(f"{name}={raw!r} must be a positive {kind_name}")
-    return value
-
-
 def _app_from_environment() -> ServiceApp:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")
     model_dir = Path(os.environ.get("MODEL_DIR") or "release")
-    defaults = Limits()
-    limits = Limits(
-        max_body_bytes=_env_number("MAX_BODY_BYTES", defaults.max_body_bytes),
-        max_batch=_env_number("MAX_BATCH", defaults.max_batch),
-        cpu_share=_env_number("CPU_SHARE", defaults.cpu_share, float),
-        sample_cpu_ms=_env_number("SAMPLE_CPU_MS", defaults.sample_cpu_ms, float),
-        latency_budget_ms=_env_number("LATENCY_BUDGET_MS", defaults.latency_budget_ms, float),
-        large_parses=_env_number("LARGE_PARSES", defaults.large_parses),
-    )
     return create_app(
         model_dir if model_dir.is_absolute() else REPO_ROOT / model_dir,
-        num_threads=_env_number("TFLITE_NUM_THREADS", 1),
-        limits=limits,
-        default_top_k=_env_number("DEFAULT_TOP_K", 3),
+        num_threads=env_number("TFLITE_NUM_THREADS", 1),
+        limits=Limits.from_environment(),
+        default_top_k=env_number("DEFAULT_TOP_K", 3),
     )
 
 

@@ -6,6 +6,7 @@ it is parsed when it cannot be a batch of at most MAX_BATCH samples of the contr
 """
 
 import math
+import os
 import threading
 from dataclasses import dataclass
 
@@ -23,6 +24,21 @@ MAX_JSON_OBJECTS = 4
 MAX_JSON_STRINGS = 16
 
 
+def env_number(name: str, default: float, kind: type = int):
+    """A positive number from the environment, its default when unset; exits naming it."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = 0
+    if not value > 0 or value != value or value == float("inf"):  # also NaN and infinity
+        kind_name = "integer" if kind is int else "number"
+        raise SystemExit(f"{name}={raw!r} must be a positive {kind_name}")
+    return value
+
+
 @dataclass(frozen=True)
 class Limits:
     """The service's request limits, from the environment's documented defaults."""
@@ -33,6 +49,19 @@ class Limits:
     sample_cpu_ms: float = 2.0
     latency_budget_ms: float = 1000.0
     large_parses: int = 1
+
+    @classmethod
+    def from_environment(cls) -> "Limits":
+        """The limits service/app.py documents, each from its variable or its default."""
+        defaults = cls()
+        return cls(
+            max_body_bytes=env_number("MAX_BODY_BYTES", defaults.max_body_bytes),
+            max_batch=env_number("MAX_BATCH", defaults.max_batch),
+            cpu_share=env_number("CPU_SHARE", defaults.cpu_share, float),
+            sample_cpu_ms=env_number("SAMPLE_CPU_MS", defaults.sample_cpu_ms, float),
+            latency_budget_ms=env_number("LATENCY_BUDGET_MS", defaults.latency_budget_ms, float),
+            large_parses=env_number("LARGE_PARSES", defaults.large_parses),
+        )
 
     @property
     def inflight_samples(self) -> int:
