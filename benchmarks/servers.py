@@ -152,7 +152,8 @@ def measure(name: str, command: str, env: dict, sample: np.ndarray) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| server | cold start s (0.1 CPU) | RSS MB | CPU ms/request, all processes, float32 / JSON "
+        "| server | cold start s (0.1 CPU) | RSS MB "
+        "| CPU ms/request, all processes, float32 / JSON "
         "| health with 100 idle + 8 slow clients, 0.1 CPU: ok, max s "
         "| health under 32 saturating clients, 0.1 CPU: ok, p99 s | predict statuses |",
         "|---|---|---|---|---|---|---|",
