@@ -9,13 +9,14 @@ RUN := PATH="$(BIN):$$PATH"
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT ?= 8000
 
-.PHONY: help install system-deps demo test lint serve bench bench-latency quantization docs report clean
+.PHONY: help install system-deps demo test lint serve bench bench-servers bench-latency quantization docs report clean
 
 help:
 	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model"
 	@echo "make test    - install everything the tests need and run the whole suite"
 	@echo "make serve   - serve build/candidate on http://127.0.0.1:$(PORT)"
-	@echo "make bench   - every serving path side by side under a 512 MB cgroup"
+	@echo "make bench   - every serving path side by side under 512 MB, and CPU per request"
+	@echo "make bench-servers - candidate WSGI servers side by side, hostile traffic at 0.1 CPU"
 	@echo "make bench-latency - in-process latency benchmarks (pytest-benchmark)"
 	@echo "make quantization - every quantization mode side by side (reports/quantization.md)"
 	@echo "make docs    - copy the generated tables (reports/*.md) into README.md, the chart into docs/"
@@ -56,11 +57,16 @@ test: install system-deps lint
 serve: install
 	@test -f build/candidate/manifest.json || $(RUN) dvc repro convert
 	$(RUN) MODEL_DIR=build/candidate gunicorn service.app:app --bind 127.0.0.1:$(PORT) \
-		--workers 1 --worker-class gthread --threads 4 --no-control-socket
+		--workers 1 --worker-class service.worker.JsonErrorGeventWorker \
+		--worker-connections 1000 --no-control-socket
 
 bench: install
 	$(RUN) dvc repro parity
 	$(RUN) python -m benchmarks.run
+
+bench-servers: install
+	@test -f build/candidate/manifest.json || $(RUN) dvc repro convert
+	$(RUN) python -m benchmarks.servers
 
 bench-latency: install
 	$(RUN) python -m pytest tests/test_latency_benchmarks.py --benchmark-enable \

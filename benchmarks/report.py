@@ -1,9 +1,8 @@
-"""The benchmark's outputs: JSON, a markdown table, a PNG chart, and the README's table."""
+"""The benchmark's outputs: JSON, a markdown table and a PNG chart (never the README)."""
 
-from pathlib import Path
-
+from benchmarks.cpu_per_request import markdown as cpu_markdown
 from pipeline.paths import Workspace
-from pipeline.reports import replace_between_markers, write_json
+from pipeline.reports import write_json
 
 
 def _cell(value, fmt: str = "{}") -> str:
@@ -46,7 +45,8 @@ def markdown_table(result: dict) -> str:
             f"| {_cell(row.get('p99_ms'))} | {_cell(row.get('throughput_per_s'))} | {http} "
             f"| {http_two} |"
         )
-    return "\n".join(lines + service_versus_bare(result)) + "\n"
+    cpu = cpu_markdown(result["cpu_per_request"]) if result.get("cpu_per_request") else []
+    return "\n".join(lines + service_versus_bare(result) + cpu) + "\n"
 
 
 def service_versus_bare(result: dict) -> list[str]:
@@ -115,8 +115,8 @@ def chart(result: dict, png_path) -> None:
     plt.close(figure)
 
 
-def write_outputs(workspace: Workspace, result: dict, readme_path: Path | None = None) -> str:
-    """reports/benchmark.{json,md,png}; the README table when the README has the markers."""
+def write_outputs(workspace: Workspace, result: dict) -> str:
+    """reports/benchmark.{json,md,png} and docs/benchmark.png; the README is left alone."""
     reports = workspace.reports_dir
     write_json(reports / "benchmark.json", result)
     table = markdown_table(result)
@@ -126,6 +126,5 @@ def write_outputs(workspace: Workspace, result: dict, readme_path: Path | None =
     docs_dir = workspace.root / "docs"
     docs_dir.mkdir(exist_ok=True)
     chart(result, docs_dir / "benchmark.png")
-    replace_between_markers(readme_path or workspace.root / "README.md", "benchmark", table)
     print(table)
     return table

@@ -3,7 +3,10 @@
 For each path: the kernel's peak memory and OOM kills with one and with two processes,
 cold start to first prediction, in-process latency percentiles and throughput; for the
 paths that serve, HTTP latency over loopback with gunicorn as render.yaml starts it.
-Writes reports/benchmark.{json,md,png} and the README's table between its markers.
+Then the service's worker CPU per request against a bare invoke(), both body formats,
+unthrottled and at the plan's CPU share (benchmarks/cpu_per_request.py).
+Writes reports/benchmark.{json,md,png} and docs/benchmark.png; it never edits the README
+(`make docs` copies the tables there).
 """
 
 import http.client
@@ -18,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from benchmarks import cpu_per_request
 from benchmarks.report import write_outputs
 from pipeline.cgroups import distribution_libraries, evict_from_page_cache, memory_limit
 from pipeline.gate import RenderWebService, free_port, lite_runtime_libraries
@@ -30,7 +34,13 @@ from service.bundle import MODEL_NAME
 # Each path's own libraries, evicted from the page cache before it runs so that every path
 # pays for reading them, as on a fresh host (numpy's stay cached: this process maps them).
 TENSORFLOW_DISTRIBUTIONS = ("tensorflow-cpu", "tensorflow", "keras")
-TFLITE_RUNTIME_PINS = ["tflite-runtime==2.14.0", "numpy<2", "gunicorn==27.0.1", "orjson==3.13.0"]
+# The service's own pins (server, worker class, JSON), with tflite-runtime for ai-edge-litert.
+SERVICE_PINS = [
+    line.strip()
+    for line in (REPO_ROOT / "service" / "requirements.txt").read_text().splitlines()
+    if line.split("==")[0] in ("gunicorn", "orjson", "gevent", "packaging")
+]
+TFLITE_RUNTIME_PINS = ["tflite-runtime==2.14.0", "numpy<2", *SERVICE_PINS]
 
 
 def log(message: str) -> None:
@@ -371,6 +381,10 @@ def run(workspace: Workspace) -> None:
                     converted["none"],
                 )
             )
+    cpu = None
+    if "none" in converted:
+        log(f"CPU per request, unthrottled and at {settings['cpu_share']} CPU")
+        cpu = cpu_per_request.measure(converted["none"], raw, settings, env)
     machine = {
         "date": time.strftime("%Y-%m-%d"),
         "cpus": os.cpu_count(),
@@ -382,6 +396,7 @@ def run(workspace: Workspace) -> None:
         "machine": machine,
         "settings": settings,
         "rows": rows,
+        "cpu_per_request": cpu,
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_outputs(workspace, result)

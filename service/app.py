@@ -4,21 +4,35 @@
 
     MODEL_DIR           the bundle to serve (default: release/, relative to the repo root)
     TFLITE_NUM_THREADS  interpreter threads per worker (default: 1)
-    MAX_BODY_BYTES      largest request body accepted, refused unread above it (default: 8 MiB)
-    MAX_BATCH           most samples in one request (default: 64)
+    MAX_BATCH           most samples in one request (default: 64); the body limits per format
+                        follow from it and the contract's sample size: float32
+                        MAX_BATCH x sample_bytes, JSON MAX_BATCH x sample_size x 26 bytes + 4 KiB
+    MAX_BODY_BYTES      a cap on both derived body limits (default: 32 MiB)
     DEFAULT_TOP_K       labels listed per answer when ?top_k= is absent (default: 3)
     LITE_RUNTIME        ai-edge-litert or tflite-runtime (default: the first one installed)
+    CPU_SHARE           the plan's CPU share (default: 0.1, Render free)
+    SAMPLE_CPU_MS       worker CPU one sample costs, measured by `make bench` (default: 2.0)
+    LATENCY_BUDGET_MS   how long an accepted request may wait for the CPU (default: 1000)
+                        -> samples in flight per worker: LATENCY_BUDGET_MS x CPU_SHARE /
+                        SAMPLE_CPU_MS (50 by default); past it, predictions answer 503 with
+                        Retry-After at once (an idle worker always admits one request)
+    LARGE_PARSES        JSON bodies over 1 MiB parsed at once per worker (default: 1); the
+                        next one is answered 503 with Retry-After
 
 A bad number stops the worker with the variable's name; a bad bundle does not stop anything:
 the service starts, /api/health/ answers 503 with the reason and /api/predict/ answers 503.
 PORT and WEB_CONCURRENCY are read by render.yaml's gunicorn command, not here.
 
-gunicorn reads `service.app:app` in each worker after fork (no --preload), so every worker
-builds its own interpreter; the predictor serialises invoke() under its own lock.
+render.yaml runs gunicorn's gevent worker: a slow or idle client holds a greenlet, not a
+thread, so /api/health/ answers while clients dribble bodies. A batch yields to the event
+loop between samples, so health never waits for more than one inference. gunicorn reads
+`service.app:app` in each worker after fork (no --preload), so every worker builds its own
+interpreter, from the model's bytes in memory (the file on disk may change under it).
 """
 
 import logging
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -30,28 +44,33 @@ from urllib.parse import parse_qs
 import numpy as np
 import orjson
 
+from service.body import (
+    declared_length,
+    finish_unread_body,
+    float32_instances,
+    json_instances,
+    parse_count,
+    read_body,
+    yield_to_other_requests,
+)
 from service.bundle import BundleError
+from service.errors import HTTPError, loggable
+from service.limits import (
+    LARGE_BODY_BYTES,
+    Admission,
+    BodyLimits,
+    LargeParses,
+    Limits,
+    env_number,
+)
 from service.predictor import InputError, Predictor
+
+__all__ = ["HTTPError", "create_app", "parse_count"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JSON_TYPE = "application/json"
 FLOAT32_TYPE = "application/octet-stream"
 log = logging.getLogger("service")
-
-
-class HTTPError(Exception):
-    """A request the service refuses: status, the problem, and what it expects instead."""
-
-    def __init__(self, status: int, error: str, expected: str = "", headers=()) -> None:
-        super().__init__(error)
-        self.status, self.error, self.expected, self.headers = status, error, expected, headers
-
-
-def parse_count(raw: str) -> int | None:
-    """`raw` as a non-negative integer if it is at most 18 plain ASCII digits, else None."""
-    # int() raises on what str.isdigit() alone lets through: superscripts such as "²" and
-    # strings over 4300 digits.
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 18 else None
 
 
 def worker_memory_mb() -> float:
@@ -72,18 +91,9 @@ class ServiceApp:
     """The WSGI callable: dispatch on path and method, JSON in and out, one log line each."""
 
     def __init__(
-        self,
-        model_dir: Path,
-        num_threads: int,
-        max_body_bytes: int,
-        max_batch: int,
-        default_top_k: int,
+        self, model_dir: Path, num_threads: int, limits: Limits, default_top_k: int
     ) -> None:
-        self.max_body_bytes, self.max_batch, self.default_top_k = (
-            max_body_bytes,
-            max_batch,
-            default_top_k,
-        )
+        self.limits, self.default_top_k = limits, default_top_k
         self.started = time.monotonic()
         self.predictor: Predictor | None = None
         self.not_ready_reason = ""
@@ -91,13 +101,22 @@ class ServiceApp:
             self.predictor = Predictor(model_dir, num_threads=num_threads)
         except BundleError as error:
             self.not_ready_reason = str(error)
-            log.error("predictor not ready: %s", error)
+            log.error("predictor not ready: %s", loggable(str(error), 2000))
         except Exception as error:  # a manifest of the wrong shape: still boot and say why
+            # The public reason names no path; the log keeps the details.
             self.not_ready_reason = (
-                f"the bundle in {model_dir} cannot be loaded ({type(error).__name__}: {error}); "
-                "rebuild it with this version of the pipeline"
+                f"the bundle cannot be loaded ({type(error).__name__}); rebuild it with this "
+                "version of the pipeline"
             )
             log.error("predictor not ready: %s\n%s", error, traceback.format_exc())
+        self.body_limits = (
+            BodyLimits.for_contract(self.predictor.contract, limits) if self.predictor else None
+        )
+        self.sample_bytes = self.predictor.contract.sample_bytes if self.predictor else 0
+        self.admission = Admission(limits)
+        self.large_parses = LargeParses(limits.large_parses)
+        # A gevent lock under the gevent worker (gunicorn patches threading before the app).
+        self.inference_slot = threading.Lock()
         routes = {
             "/api/health": {"GET": self.health, "HEAD": self.health},
             "/api/predict": {"POST": self.predict},
@@ -115,7 +134,7 @@ class ServiceApp:
             if methods is None:
                 raise HTTPError(
                     404,
-                    f"no such path {path!r}",
+                    f"no such path {path[:200]!r}",
                     "one of /api/health/, /api/predict/, /api/metadata/",
                 )
             handler = methods.get(method)
@@ -123,22 +142,34 @@ class ServiceApp:
                 allowed = ", ".join(methods)
                 raise HTTPError(
                     405,
-                    f"method {method} is not allowed on {path}",
+                    f"method {method[:20]!r} is not allowed on {path}",
                     f"one of {allowed}",
                     headers=[("Allow", allowed)],
                 )
             status, body = handler(environ)
         except HTTPError as refusal:
+            finish_unread_body(environ, self.limits.max_body_bytes)
             status = refusal.status
             body = {"error": refusal.error, "expected": refusal.expected}
             headers.extend(refusal.headers)
         except Exception:  # a bug of ours: say so without a traceback, keep serving
-            log.error("unhandled error on %s %s\n%s", method, path, traceback.format_exc())
+            log.error(
+                "unhandled error on %s %s\n%s",
+                loggable(method),
+                loggable(path),
+                traceback.format_exc(),
+            )
             status, body = 500, {"error": "internal error; see the service log", "expected": ""}
         payload = orjson.dumps(body)
         headers += [("Content-Type", JSON_TYPE), ("Content-Length", str(len(payload)))]
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
-        log.info("%s %s %d %.2fms", method, path, status, (time.perf_counter() - started) * 1000)
+        log.info(
+            "%s %s %d %.2fms",
+            loggable(method),
+            loggable(path),
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
         return [b"" if method == "HEAD" else payload]
 
     def _ready(self) -> Predictor:
@@ -171,6 +202,7 @@ class ServiceApp:
             "model_version": manifest.get("version"),
             "runtime": self.predictor.runtime.name,
             "runtime_version": self.predictor.runtime.version,
+            "samples_in_flight": self.admission.inflight,
             **common,
         }
 
@@ -186,6 +218,11 @@ class ServiceApp:
                 "float32": "little-endian float32 bytes, n x "
                 + " x ".join(str(d) for d in predictor.contract.sample_shape),
             },
+            "limits": {
+                "max_batch": self.limits.max_batch,
+                "max_json_bytes": self.body_limits.json_bytes,
+                "max_float32_bytes": self.body_limits.float32_bytes,
+            },
             "labels": list(predictor.contract.labels),
             "quantization": manifest.get("quantization"),
             "preprocessing": manifest["preprocessing"].get("kind"),
@@ -199,29 +236,74 @@ class ServiceApp:
         if content_type not in (JSON_TYPE, FLOAT32_TYPE):
             raise HTTPError(
                 415,
-                f"content type {content_type or 'none'!r} is not supported",
+                f"content type {content_type[:60] or 'none'!r} is not supported",
                 f"{JSON_TYPE} or {FLOAT32_TYPE}",
             )
-        body = self._read_body(environ)
-        if content_type == JSON_TYPE:
-            values = self._json_instances(body)
-        else:
-            values = self._float32_instances(body, predictor)
+        is_json = content_type == JSON_TYPE
+        limit = self.body_limits.json_bytes if is_json else self.body_limits.float32_bytes
+        length = declared_length(environ, limit)
+        # Reserve the samples this body can hold at least, before reading it: past the bound
+        # the answer is an immediate 503, not a place in an unbounded queue.
+        sample_bytes = self.sample_bytes
+        reserved = max(1, (length or 0) // (sample_bytes // 2 if is_json else sample_bytes))
+        reserved = min(reserved, self.limits.max_batch)
+        if not self.admission.try_admit(reserved):
+            raise self._shed(f"{self.admission.inflight} samples are being predicted")
         try:
-            batch = predictor.as_batch(values)
+            batch = self._read_batch(environ, predictor, is_json, length, limit)
+            self.admission.adjust(reserved, len(batch))
+            reserved = len(batch)
+            outputs = []
+            for index in range(len(batch)):
+                # Take the inference slot, then let every other ready request run (health
+                # checks, parsing) before this sample's invoke(): the others wait parked on
+                # the slot, so a health check waits for at most one inference, never a queue.
+                # Always yield, even when nothing seems to wait: requests that arrived meanwhile
+                # only become visible (parked, counted in flight) once they have run.
+                with self.inference_slot:
+                    yield_to_other_requests()
+                    outputs.extend(predictor.predict(batch[index : index + 1], top_k=top_k))
         except InputError as error:
             raise HTTPError(400, str(error), predictor.contract.describe()) from None
-        if len(batch) > self.max_batch:
-            raise HTTPError(
-                413,
-                f"{len(batch)} samples in one request",
-                f"at most {self.max_batch} samples per request",
-            )
+        finally:
+            self.admission.release(reserved)
         return 200, {
-            "predictions": predictor.predict(batch, top_k=top_k),
+            "predictions": outputs,
             "model_sha256": predictor.sha256,
             "model_version": predictor.manifest.get("version"),
         }
+
+    def _read_batch(self, environ, predictor, is_json, length, limit) -> np.ndarray:
+        large = is_json and (length is None or length > LARGE_BODY_BYTES)
+        if large and not self.large_parses.try_enter():
+            raise self._shed("another large JSON body is being parsed")
+        try:
+            body = read_body(environ, length, limit)
+            if is_json:
+                values = json_instances(body, self.body_limits)
+            else:
+                values = float32_instances(body, predictor.contract, self.sample_bytes)
+            batch = predictor.as_batch(values)
+        finally:
+            if large:
+                self.large_parses.leave()
+        if len(batch) > self.limits.max_batch:
+            raise HTTPError(
+                413,
+                f"{len(batch)} samples in one request",
+                f"at most {self.limits.max_batch} samples per request",
+            )
+        return batch
+
+    def _shed(self, why: str) -> HTTPError:
+        retry_after = str(self.admission.retry_after_seconds())
+        return HTTPError(
+            503,
+            f"the service is at capacity: {why}",
+            f"the same request again after {retry_after} s (Retry-After)",
+            # Close rather than read and discard a body that may be megabytes long.
+            headers=[("Retry-After", retry_after)],
+        )
 
     def _top_k(self, environ: dict, label_count: int) -> int:
         asked = parse_qs(environ.get("QUERY_STRING", "")).get("top_k")
@@ -231,82 +313,27 @@ class ServiceApp:
         top_k = parse_count(raw)
         if top_k is None or not 1 <= top_k <= label_count:
             raise HTTPError(
-                400, f"top_k={raw!r} is not usable", f"an integer from 1 to {label_count}"
+                400, f"top_k={raw[:40]!r} is not usable", f"an integer from 1 to {label_count}"
             )
         return top_k
-
-    def _read_body(self, environ: dict) -> bytes:
-        """The body, refused from its declared length before reading when it is too large."""
-        declared = environ.get("CONTENT_LENGTH") or ""
-        limit = f"a body of at most {self.max_body_bytes} bytes"
-        if declared:
-            length = parse_count(declared)
-            if length is None:
-                raise HTTPError(400, f"Content-Length {declared!r} is not a number", limit)
-            if length > self.max_body_bytes:
-                raise HTTPError(413, f"body of {length} bytes is too large", limit)
-            body = environ["wsgi.input"].read(length)
-        else:  # chunked or undeclared: read one byte past the limit to know it was exceeded
-            body = environ["wsgi.input"].read(self.max_body_bytes + 1)
-            if len(body) > self.max_body_bytes:
-                raise HTTPError(413, "body is too large", limit)
-        if not body:
-            raise HTTPError(
-                400, "the request body is empty", 'JSON {"instances": [...]} or raw float32 bytes'
-            )
-        return body
-
-    def _json_instances(self, body: bytes) -> np.ndarray:
-        expected = 'a JSON object {"instances": [...]} with nested lists of numbers'
-        try:
-            document = orjson.loads(body)
-        except orjson.JSONDecodeError as error:
-            raise HTTPError(400, f"invalid JSON: {error}", expected) from None
-        if not isinstance(document, dict) or "instances" not in document:
-            raise HTTPError(400, "the JSON body has no 'instances' key", expected)
-        try:
-            values = np.asarray(document["instances"])
-        except (ValueError, TypeError):
-            raise HTTPError(
-                400, "'instances' is ragged: rows of different lengths", expected
-            ) from None
-        if values.dtype.kind not in "iuf":  # strings, booleans, objects, nulls
-            raise HTTPError(400, "'instances' holds values that are not numbers", expected)
-        return values
-
-    def _float32_instances(self, body: bytes, predictor: Predictor) -> np.ndarray:
-        contract = predictor.contract
-        if len(body) % contract.sample_bytes:
-            dims = " x ".join(str(d) for d in contract.sample_shape)
-            raise HTTPError(
-                400,
-                f"float32 body of {len(body)} bytes is not whole samples",
-                f"a multiple of {contract.sample_bytes} bytes ({dims} little-endian float32"
-                " per sample)",
-            )
-        return np.frombuffer(body, dtype="<f4").reshape(-1, *contract.sample_shape)
 
 
 def create_app(
     model_dir: Path,
     *,
     num_threads: int = 1,
-    max_body_bytes: int = 8 << 20,
-    max_batch: int = 64,
+    limits: Limits | None = None,
     default_top_k: int = 3,
+    **limit_overrides: Any,
 ) -> ServiceApp:
-    """The service for the bundle in `model_dir`; it starts even if the bundle is unusable."""
-    return ServiceApp(Path(model_dir), num_threads, max_body_bytes, max_batch, default_top_k)
+    """The service for the bundle in `model_dir`; it starts even if the bundle is unusable.
 
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
-    value = parse_count(raw)
-    if not value:
-        raise SystemExit(f"{name}={raw!r} must be a positive integer")
-    return value
+    `limit_overrides` (max_batch=..., max_body_bytes=..., cpu_share=...) adjust `limits`.
+    """
+    limits = limits or Limits()
+    if limit_overrides:
+        limits = Limits(**{**limits.__dict__, **limit_overrides})
+    return ServiceApp(Path(model_dir), num_threads, limits, default_top_k)
 
 
 def _app_from_environment() -> ServiceApp:
@@ -314,10 +341,9 @@ def _app_from_environment() -> ServiceApp:
     model_dir = Path(os.environ.get("MODEL_DIR") or "release")
     return create_app(
         model_dir if model_dir.is_absolute() else REPO_ROOT / model_dir,
-        num_threads=_env_int("TFLITE_NUM_THREADS", 1),
-        max_body_bytes=_env_int("MAX_BODY_BYTES", 8 << 20),
-        max_batch=_env_int("MAX_BATCH", 64),
-        default_top_k=_env_int("DEFAULT_TOP_K", 3),
+        num_threads=env_number("TFLITE_NUM_THREADS", 1),
+        limits=Limits.from_environment(),
+        default_top_k=env_number("DEFAULT_TOP_K", 3),
     )
 
 

@@ -33,10 +33,10 @@ def is_lfs_pointer(path: Path) -> bool:
 def read_manifest(model_dir: Path) -> dict[str, Any]:
     """The bundle's manifest, checked for the fields the predictor relies on."""
     manifest_path = Path(model_dir) / MANIFEST_NAME
-    if not manifest_path.is_file():
+    if not manifest_path.is_file():  # messages name files relative to the bundle: public
         raise BundleError(
-            f"{manifest_path} is missing; point MODEL_DIR at a bundle written by the convert "
-            "stage or by promotion (model.tflite + manifest.json)"
+            f"{MANIFEST_NAME} is missing from the bundle folder; point MODEL_DIR at a bundle "
+            "written by the convert stage or by promotion (model.tflite + manifest.json)"
         )
     if is_lfs_pointer(manifest_path):
         raise BundleError(
@@ -47,7 +47,7 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BundleError(
-            f"{manifest_path} is not valid JSON ({error}); rebuild the bundle"
+            f"{MANIFEST_NAME} is not valid JSON ({error}); rebuild the bundle"
         ) from None
     missing = [
         key
@@ -55,27 +55,35 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
         if key not in manifest
     ]
     if missing:
-        raise BundleError(f"{manifest_path} lacks {', '.join(missing)}; rebuild the bundle")
+        raise BundleError(f"{MANIFEST_NAME} lacks {', '.join(missing)}; rebuild the bundle")
     if manifest["schema"] != MANIFEST_SCHEMA:
         raise BundleError(
-            f"{manifest_path} has schema {manifest['schema']}, this service reads schema "
+            f"{MANIFEST_NAME} has schema {manifest['schema']}, this service reads schema "
             f"{MANIFEST_SCHEMA}; rebuild the bundle with this version of the pipeline"
         )
     return manifest
 
 
-def check_model_file(model_path: Path, expected_sha256: str) -> None:
-    """Refuse a model that is absent, an LFS pointer, or not the file the manifest names."""
-    if not model_path.is_file():
-        raise BundleError(f"{model_path.name} is missing from {model_path.parent}")
-    if is_lfs_pointer(model_path):
+def read_model_bytes(model_path: Path, expected_sha256: str) -> bytes:
+    """The model's bytes, refused if absent, an LFS pointer, or not the file the manifest names.
+
+    Messages name the file relative to the bundle, never an absolute path: they are public.
+    """
+    try:
+        model_bytes = model_path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{model_path.name} is missing from the bundle folder") from None
+    except OSError as error:
+        raise BundleError(f"{model_path.name} cannot be read ({error.strerror})") from None
+    if model_bytes.startswith(LFS_POINTER_PREFIX):
         raise BundleError(
             f"{model_path.name} is a Git LFS pointer; the LFS object was not fetched at build "
             "time (run `git lfs pull` in the build command)"
         )
-    actual_sha256 = sha256_of(model_path)
+    actual_sha256 = hashlib.sha256(model_bytes).hexdigest()
     if actual_sha256 != expected_sha256:
         raise BundleError(
             f"{model_path.name} has sha256 {actual_sha256} but the manifest names "
             f"{expected_sha256}; the bundle is corrupt or mixed, promote it again"
         )
+    return model_bytes

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from service.bundle import BundleError, check_model_file, read_manifest
+from service.bundle import BundleError, read_manifest, read_model_bytes
 from service.runtime import LiteRuntime, select_runtime
 
 
@@ -95,21 +95,24 @@ class Predictor:
         model_dir = Path(model_dir)
         self.manifest = read_manifest(model_dir)
         self.model_path = model_dir / self.manifest["model_file"]
-        check_model_file(self.model_path, self.manifest["sha256"])
+        # The interpreter runs on these bytes, not on a mapping of the file: a file replaced or
+        # truncated under a running worker can then never crash it (SIGBUS on a mapped page).
+        model_bytes = read_model_bytes(self.model_path, self.manifest["sha256"])
         self.sha256: str = self.manifest["sha256"]
         self.contract = Contract.from_manifest(self.manifest)
         self._affine = _affine_from_manifest(self.manifest["preprocessing"], self.contract)
         self.runtime = runtime or select_runtime()
         try:
             self._interpreter = self.runtime.interpreter_class(
-                model_path=str(self.model_path), num_threads=num_threads
+                model_content=model_bytes, num_threads=num_threads
             )
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             raise BundleError(
                 f"{self.model_path.name} cannot be loaded by {self.runtime.name} "
-                f"{self.runtime.version}: {error}"
+                f"{self.runtime.version}: {str(error).splitlines()[0][:200]}"
             ) from None
+        self._model_bytes = model_bytes  # the interpreter reads from this buffer: keep it alive
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         expected_input = (1, *self.contract.sample_shape)
@@ -148,11 +151,18 @@ class Predictor:
         if self._affine is None:
             return batch
         scale, offset = self._affine
-        return batch * scale + offset
+        with np.errstate(over="ignore", invalid="ignore"):  # the caller checks finiteness
+            return batch * scale + offset
 
     def predict_proba(self, values: Any) -> np.ndarray:
         """The model's outputs, shape (n, classes), for raw (un-normalised) samples."""
         batch = self.normalise(self.as_batch(values))
+        # Finite raw values can overflow to infinity once scaled (3e38 x a scale > 1).
+        if not np.isfinite(batch).all():
+            raise InputError(
+                "input overflows float32 once normalised by the bundle's preprocessing; "
+                f"expected {self.contract.describe()} within the range the model was trained on"
+            )
         probabilities = np.empty((batch.shape[0], len(self.contract.labels)), dtype=np.float32)
         with self._lock:
             for row, sample in enumerate(batch):

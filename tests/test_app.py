@@ -4,6 +4,7 @@ import ast
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -129,23 +130,57 @@ def environment_app(monkeypatch):
     service_app.__dict__.pop("app", None)
 
 
-def test_the_module_level_app_reads_the_environment(environment_app, monkeypatch):
-    monkeypatch.setenv("MODEL_DIR", "no-such-release")
+@pytest.mark.slow
+def test_the_module_level_app_reads_the_environment(
+    environment_app, monkeypatch, candidate_dir, tmp_path
+):
+    # A relative MODEL_DIR is read from the repository root, whatever the working directory.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODEL_DIR", os.path.relpath(candidate_dir, REPO_ROOT))
     monkeypatch.setenv("MAX_BODY_BYTES", "1234")
     monkeypatch.setenv("MAX_BATCH", "7")
     monkeypatch.setenv("DEFAULT_TOP_K", "2")
+    monkeypatch.setenv("CPU_SHARE", "0.5")
+    monkeypatch.setenv("SAMPLE_CPU_MS", "2.5")
+    monkeypatch.setenv("LATENCY_BUDGET_MS", "300")
+    monkeypatch.setenv("LARGE_PARSES", "3")
     app = environment_app()
-    assert (app.max_body_bytes, app.max_batch, app.default_top_k) == (1234, 7, 2)
-    # A relative MODEL_DIR is read from the repository root, whatever the working directory.
-    assert str(REPO_ROOT / "no-such-release" / "manifest.json") in app.not_ready_reason
+    assert app.predictor is not None, app.not_ready_reason
+    assert (app.limits.max_body_bytes, app.limits.max_batch, app.default_top_k) == (1234, 7, 2)
+    assert (app.limits.cpu_share, app.limits.sample_cpu_ms, app.limits.large_parses) == (
+        0.5,
+        2.5,
+        3,
+    )
+    # 300 ms x 0.5 CPU / 2.5 ms per sample = 60 samples in flight before it sheds.
+    assert app.admission.capacity == 60
+    assert app.body_limits.float32_bytes == 1234 and app.body_limits.json_bytes == 1234
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "lots", "²"])
+def test_a_missing_bundle_is_named_relative_to_the_bundle(environment_app, monkeypatch):
+    monkeypatch.setenv("MODEL_DIR", "no-such-release")
+    reason = environment_app().not_ready_reason
+    assert reason.startswith("manifest.json is missing from the bundle folder"), reason
+    assert str(REPO_ROOT) not in reason
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_BODY_BYTES", "0"),
+        ("MAX_BATCH", "-1"),
+        ("LARGE_PARSES", "lots"),
+        ("MAX_BODY_BYTES", "²"),
+        ("CPU_SHARE", "nan"),
+        ("SAMPLE_CPU_MS", "inf"),
+        ("LATENCY_BUDGET_MS", "-5"),
+    ],
+)
 def test_a_bad_number_in_the_environment_stops_the_worker_with_its_name(
-    environment_app, monkeypatch, value
+    environment_app, monkeypatch, name, value
 ):
-    monkeypatch.setenv("MAX_BODY_BYTES", value)
-    with pytest.raises(SystemExit, match="MAX_BODY_BYTES"):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit, match=name):
         environment_app()
 
 
@@ -228,7 +263,15 @@ def test_metadata_describes_the_contract(demo_service, reference):
 BAD_REQUESTS = [
     ("wrong shape", dict(json={"instances": [[1.0, 2.0]]}), 400, "shape [1, 2]"),
     ("non-numeric", dict(json={"instances": [["a"] * 243] * 65}), 400, "not numbers"),
-    ("booleans", dict(json={"instances": [[True] * 243] * 65}), 400, "not numbers"),
+    ("booleans", dict(json={"instances": [[True] * 243] * 65}), 400, "booleans"),
+    ("one boolean", dict(json={"instances": [[1.0] * 242 + [False]] * 65}), 400, "booleans"),
+    ("nulls", dict(json={"instances": [[None] * 243] * 65}), 400, "not numbers"),
+    (
+        "overflow once normalised",
+        dict(json={"instances": [[3e38] * 243] * 65}),
+        400,
+        "overflows float32 once normalised",
+    ),
     ("ragged", dict(json={"instances": [[1.0] * 243, [1.0]]}), 400, "ragged"),
     ("no instances", dict(json={"data": []}), 400, "no 'instances' key"),
     (
@@ -255,7 +298,7 @@ BAD_REQUESTS = [
         "too many samples",
         dict(data=np.zeros((65, 65, 243), "<f4").tobytes(), headers=FLOAT32),
         413,
-        "65 samples",
+        "too large",
     ),
     ("top_k zero", dict(params={"top_k": "0"}, json={"instances": []}), 400, "top_k='0'"),
     ("top_k too large", dict(params={"top_k": "11"}, json={"instances": []}), 400, "top_k='11'"),
@@ -469,7 +512,10 @@ def test_under_gunicorn_the_service_never_imports_tensorflow_or_sklearn(
     assert {"service", "ai_edge_litert", "numpy", "orjson"} <= worker
     assert worker.isdisjoint(FORBIDDEN_MODULES), worker & set(FORBIDDEN_MODULES)
     # No --preload: the master never loaded the app, so each worker built its interpreter.
-    assert master.isdisjoint({"service", "ai_edge_litert", "numpy", *FORBIDDEN_MODULES})
+    # (It does load service.worker, the worker class render.yaml names.)
+    assert master.isdisjoint({"ai_edge_litert", "numpy", *FORBIDDEN_MODULES})
+    master_modules = set((tmp_path / "master").read_text().split())
+    assert "service.worker" in master_modules and "service.app" not in master_modules
 
 
 def test_service_code_never_loads_pickles():

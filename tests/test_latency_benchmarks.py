@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from service.app import create_app
+from service.body import json_instances
 
 pytestmark = pytest.mark.slow
 
@@ -64,5 +65,5 @@ def test_request_with_a_json_body(benchmark, app, samples):
 
 def test_json_decoding_alone(benchmark, app, samples):
     body = orjson.dumps({"instances": samples[0].tolist()})
-    decoded = benchmark(app._json_instances, body)
+    decoded = benchmark(json_instances, bytearray(body), app.body_limits)
     assert decoded.shape == (65, 243)

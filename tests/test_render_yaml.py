@@ -52,7 +52,13 @@ def test_start_command_runs_gunicorn_on_render_port_with_explicit_workers():
     start = web_service()["startCommand"]
     assert start.startswith("gunicorn service.app:app")
     assert "--bind 0.0.0.0:$PORT" in start
-    for option in ("--workers", "--worker-class gthread", "--threads", "--timeout"):
+    # gevent: slow and idle clients hold greenlets, not the few threads health needs.
+    for option in (
+        "--workers",
+        "--worker-class service.worker.JsonErrorGeventWorker",
+        "--worker-connections",
+        "--timeout",
+    ):
         assert option in start
     assert "--preload" not in start  # each worker must build its interpreter after fork
     # The gate runs this exact string with `bash -c`: one command, no pipes, lists or subshells.
@@ -67,10 +73,10 @@ def test_every_service_requirement_is_pinned_and_none_is_heavy():
 
 def test_the_service_extra_in_pyproject_matches_the_requirements():
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    assert pyproject["project"]["optional-dependencies"]["service"] == REQUIREMENTS[:4]
+    assert pyproject["project"]["optional-dependencies"]["service"] == REQUIREMENTS[:5]
 
 
 def test_the_tests_run_the_service_versions_that_ship():
-    for pin in REQUIREMENTS[:4]:
+    for pin in REQUIREMENTS[:5]:
         name, version = pin.split("==")
         assert importlib.metadata.version(name) == version, pin

@@ -1,0 +1,211 @@
+"""Hostile and ordinary traffic against a real server on loopback, and a CPU quota to run it in.
+
+Shared by the server comparison (benchmarks/servers.py), the CPU benchmark
+(benchmarks/cpu_per_request.py) and the hostile-traffic tests. Every loop here is bounded in
+count and in time; every socket goes to 127.0.0.1.
+"""
+
+import contextlib
+import http.client
+import os
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+CPU_V1_ROOT = Path("/sys/fs/cgroup/cpu")
+CFS_PERIOD_US = 100_000
+HEALTH_TIMEOUT_SECONDS = 5.0  # Render's health checker gives up after 5 s
+
+
+class CpuQuota:
+    """A cgroup v1 cpu group limited to `share` of one CPU (CFS quota over a 100 ms period)."""
+
+    def __init__(self, share: float, name: str) -> None:
+        self.path = CPU_V1_ROOT / name
+        self.path.mkdir()
+        (self.path / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
+        (self.path / "cpu.cfs_quota_us").write_text(str(int(share * CFS_PERIOD_US)))
+        self.share = share
+
+    def join(self) -> None:
+        """Move the calling process into the group: use as a Popen preexec_fn."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def throttled_periods(self) -> int:
+        for line in (self.path / "cpu.stat").read_text().splitlines():
+            if line.startswith("nr_throttled"):
+                return int(line.split()[1])
+        return 0
+
+    def close(self) -> None:
+        # A group with tasks cannot be removed: hand any left back to the root group first.
+        for _ in range(50):
+            pids = (self.path / "cgroup.procs").read_text().split()
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    (CPU_V1_ROOT / "cgroup.procs").write_text(pid)
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
+                return
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def cpu_quota(share: float | None, name: str) -> Iterator[CpuQuota | None]:
+    """A CpuQuota for the block, removed afterwards; None (no limit) when share is None."""
+    if share is None:
+        yield None
+        return
+    group = CpuQuota(share, f"{name}-{os.getpid()}-{time.monotonic_ns() % 10**9}")
+    try:
+        yield group
+    finally:
+        group.close()
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants (threads included), from /proc."""
+    total, pending, ticks = 0.0, [pid], os.sysconf("SC_CLK_TCK")
+    while pending:
+        current = pending.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pending.extend(int(child) for child in children)
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and its descendants, from /proc."""
+    total, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return round(total / 1024, 1)
+
+
+def health_probe(port: int, timeout: float = HEALTH_TIMEOUT_SECONDS) -> tuple[int, float]:
+    """One GET /api/health/ as Render's checker sends it: (status or 0 on failure, seconds)."""
+    started = time.perf_counter()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        connection.request("GET", "/api/health/")
+        response = connection.getresponse()
+        response.read()
+        connection.close()
+        return response.status, time.perf_counter() - started
+    except OSError:
+        return 0, time.perf_counter() - started
+
+
+def probe_health(port: int, count: int, interval: float) -> list[tuple[int, float]]:
+    """`count` health probes, `interval` seconds apart (bounded: count x (interval + 5 s))."""
+    results = []
+    for _ in range(count):
+        results.append(health_probe(port))
+        time.sleep(interval)
+    return results
+
+
+def open_idle_connections(port: int, count: int) -> list[socket.socket]:
+    """`count` connections that send nothing; the caller closes them."""
+    sockets = []
+    for _ in range(count):
+        with contextlib.suppress(OSError):
+            sockets.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+    return sockets
+
+
+class SlowBodyClients:
+    """Clients that send a predict header, then one body byte per second (slowloris)."""
+
+    def __init__(self, port: int, count: int, declared_bytes: int, seconds: float) -> None:
+        self.stop = threading.Event()
+        header = (
+            f"POST /api/predict/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {declared_bytes}\r\n\r\n"
+        ).encode()
+        self.threads = [
+            threading.Thread(target=self._drip, args=(port, header, seconds), daemon=True)
+            for _ in range(count)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _drip(self, port: int, header: bytes, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+                connection.sendall(header)
+                while not self.stop.wait(1.0) and time.monotonic() < deadline:
+                    connection.sendall(b"\0")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+
+def saturate(
+    port: int, body: bytes, content_type: str, clients: int, seconds: float
+) -> tuple[Counter, list[float]]:
+    """`clients` threads posting `body` back to back for `seconds`: statuses, latencies (s)."""
+    statuses: Counter = Counter()
+    latencies: list[float] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        connection = None
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                if connection is None:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                connection.request(
+                    "POST", "/api/predict/", body=body, headers={"Content-Type": content_type}
+                )
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+                retry_after = response.getheader("Retry-After")
+                if response.getheader("Connection", "").lower() == "close":
+                    connection.close()
+                    connection = None
+            except OSError:
+                status, retry_after = 0, None
+                if connection is not None:
+                    connection.close()
+                connection = None
+            with lock:
+                statuses[status] += 1
+                if status == 200:
+                    latencies.append(time.perf_counter() - started)
+            if status == 503:  # a client that honours Retry-After (at most 1 s here)
+                time.sleep(min(1.0, float(retry_after or 1)))
+        if connection is not None:
+            connection.close()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + 15)
+    return statuses, latencies
