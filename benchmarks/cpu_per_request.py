@@ -11,7 +11,6 @@ is the bare loop itself.
 """
 
 import http.client
-import os
 import subprocess
 import sys
 import time
@@ -20,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from benchmarks.traffic import cpu_quota, health_probe, tree_cpu_seconds
-from pipeline.gate import RenderWebService, free_port
+from benchmarks.traffic import cpu_group, start_server, tree_cpu_seconds
+from pipeline.cgroups import ResourceGroup
+from pipeline.gate import RenderWebService
 from pipeline.paths import REPO_ROOT
 
 FORMATS = {"float32": "application/octet-stream", "json": "application/json"}
@@ -50,65 +50,42 @@ def bare_loop(bundle: str, count: int) -> None:
     print((time.process_time() - started) * 1000 / count)
 
 
-def bare_cpu_ms(bundle: Path, count: int, env: dict, quota) -> float:
-    completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.cpu_per_request", "bare", str(bundle), str(count)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        preexec_fn=quota.join if quota else None,
-        check=True,
+def bare_cpu_ms(bundle: Path, count: int, env: dict, group: ResourceGroup) -> float:
+    argv = [sys.executable, "-m", "benchmarks.cpu_per_request", "bare", str(bundle), str(count)]
+    process = group.popen(
+        argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    return float(completed.stdout.strip().splitlines()[-1])
+    output, error = process.communicate(timeout=600)
+    if process.returncode != 0:
+        raise RuntimeError(f"the bare invoke() loop failed: {error.strip()[-2000:]}")
+    return float(output.strip().splitlines()[-1])
 
 
-def service_cpu_ms(bundle: Path, bodies: dict, count: int, env: dict, quota) -> dict:
+def service_cpu_ms(bundle: Path, bodies: dict, count: int, env: dict, group: ResourceGroup) -> dict:
     """Worker CPU ms per request for each body format, one keep-alive client."""
-    port = free_port()
     render = RenderWebService.read(REPO_ROOT / "render.yaml")
-    env = {**env, **render.env, "PORT": str(port), "MODEL_DIR": str(bundle)}
-    process = subprocess.Popen(
-        ["bash", "-c", render.start_command],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=quota.join if quota else None,
-        start_new_session=True,
-    )
+    env = {**env, **render.env, "MODEL_DIR": str(bundle)}
+    process, port, _ = start_server(group, render.start_command, env)
+    worker = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
     figures = {}
-    try:
-        deadline = time.monotonic() + 60
-        while health_probe(port, timeout=1)[0] != 200:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the service did not become healthy within 60 s")
-            time.sleep(0.05)
-        worker = int(
-            Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0]
-        )
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        for body_format, body in bodies.items():
-            headers = {"Content-Type": FORMATS[body_format]}
-            for index in range(count + 20):
-                if index == 20:  # the first 20 warm caches and the connection
-                    cpu_before, wall_before = tree_cpu_seconds(worker), time.perf_counter()
-                connection.request("POST", "/api/predict/", body=body, headers=headers)
-                response = connection.getresponse()
-                response.read()
-                if response.status != 200:
-                    raise RuntimeError(f"HTTP {response.status} from the service under test")
-            cpu = tree_cpu_seconds(worker) - cpu_before
-            wall = time.perf_counter() - wall_before
-            figures[body_format] = {
-                "cpu_ms": round(cpu * 1000 / count, 3),
-                "requests_per_s": round(count / wall, 1),
-            }
-        connection.close()
-    finally:
-        os.killpg(process.pid, 15)
-        process.wait(timeout=30)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for body_format, body in bodies.items():
+        headers = {"Content-Type": FORMATS[body_format]}
+        for index in range(count + 20):
+            if index == 20:  # the first 20 warm caches and the connection
+                cpu_before, wall_before = tree_cpu_seconds(worker), time.perf_counter()
+            connection.request("POST", "/api/predict/", body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status} from the service under test")
+        cpu = tree_cpu_seconds(worker) - cpu_before
+        wall = time.perf_counter() - wall_before
+        figures[body_format] = {
+            "cpu_ms": round(cpu * 1000 / count, 3),
+            "requests_per_s": round(count / wall, 1),
+        }
+    connection.close()
     return figures
 
 
@@ -126,9 +103,9 @@ def measure(bundle: Path, samples: Path, settings: dict, env: dict) -> dict:
         (f"{settings['cpu_share']} CPU", settings["cpu_share"]),
     ):
         count = settings["cpu_requests"] if share is None else settings["cpu_requests_quota"]
-        with cpu_quota(share, "bench-cpu") as quota:
-            bare = bare_cpu_ms(bundle, max(count, 200), env, quota)
-            served = service_cpu_ms(bundle, bodies, count, env, quota)
+        with cpu_group(share, "bench-cpu") as group:  # it stops the service as it closes
+            bare = bare_cpu_ms(bundle, max(count, 200), env, group)
+            served = service_cpu_ms(bundle, bodies, count, env, group)
         result["settings"][label] = {
             "bare_invoke_cpu_ms": round(bare, 3),
             **{

@@ -10,8 +10,8 @@ Writes reports/servers.json and reports/servers.md.
 import http.client
 import json
 import os
-import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,15 +20,15 @@ import orjson
 
 from benchmarks.traffic import (
     SlowBodyClients,
-    cpu_quota,
-    health_probe,
+    cpu_group,
     open_idle_connections,
     probe_health,
     saturate,
+    start_server,
     tree_cpu_seconds,
     tree_rss_mb,
 )
-from pipeline.gate import RenderWebService, free_port
+from pipeline.gate import RenderWebService
 from pipeline.paths import REPO_ROOT
 
 CANDIDATES = {
@@ -48,34 +48,6 @@ CANDIDATES = {
         " --blocking-threads 4 --no-access-log service.app:app"
     ),
 }
-
-
-def start(command: str, env: dict, quota) -> tuple[subprocess.Popen, int, float]:
-    port = free_port()
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        ["bash", "-c", command.replace("{port}", str(port))],
-        cwd=REPO_ROOT,
-        env={**env, "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=quota.join if quota else None,
-        start_new_session=True,
-    )
-    while time.perf_counter() - started < 60:
-        if health_probe(port, timeout=1)[0] == 200:
-            return process, port, time.perf_counter() - started
-        time.sleep(0.02)
-    raise RuntimeError(f"{command} was not healthy within 60 s")
-
-
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, 15)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait()
 
 
 def cpu_per_request_ms(pid: int, port: int, body: bytes, content_type: str, count: int) -> float:
@@ -106,8 +78,8 @@ def measure(name: str, command: str, env: dict, sample: np.ndarray) -> dict:
     float32_body = sample.astype("<f4").tobytes()
     json_body = orjson.dumps({"instances": sample.tolist()})
     row: dict = {"server": name}
-    process, port, row["cold_start_s"] = start(command, env, None)
-    try:
+    with cpu_group(None, "servers") as group:  # the group stops the server as it closes
+        process, port, row["cold_start_s"] = start_server(group, command, env)
         for _ in range(20):  # warm up
             cpu_per_request_ms(process.pid, port, float32_body, "application/octet-stream", 1)
         row["cpu_ms_float32"] = cpu_per_request_ms(
@@ -117,35 +89,28 @@ def measure(name: str, command: str, env: dict, sample: np.ndarray) -> dict:
             process.pid, port, json_body, "application/json", 200
         )
         row["rss_mb"] = tree_rss_mb(process.pid)
-    finally:
-        stop(process)
-    with cpu_quota(0.1, "servers") as quota:
-        process, port, row["cold_start_quota_s"] = start(command, env, quota)
-        try:
-            idle = open_idle_connections(port, 100)
-            slow = SlowBodyClients(port, 8, len(float32_body), seconds=20)
-            time.sleep(1)
-            row["health_idle_slow"] = seconds_summary(probe_health(port, 8, 0.5))
-            slow.close()
-            for connection in idle:
-                connection.close()
-            results: dict = {}
+    with cpu_group(0.1, "servers") as group:
+        process, port, row["cold_start_quota_s"] = start_server(group, command, env)
+        idle = open_idle_connections(port, 100)
+        slow = SlowBodyClients(port, 8, len(float32_body), seconds=20)
+        time.sleep(1)
+        row["health_idle_slow"] = seconds_summary(probe_health(port, 8, 0.5))
+        slow.close()
+        for connection in idle:
+            connection.close()
+        results: dict = {}
 
-            def load() -> None:
-                results["statuses"], results["latencies"] = saturate(
-                    port, float32_body, "application/octet-stream", 32, 8
-                )
+        def load() -> None:
+            results["statuses"], results["latencies"] = saturate(
+                port, float32_body, "application/octet-stream", 32, 8
+            )
 
-            import threading
-
-            loader = threading.Thread(target=load)
-            loader.start()
-            time.sleep(1)
-            row["health_saturated"] = seconds_summary(probe_health(port, 12, 0.4))
-            loader.join()
-            row["saturated_statuses"] = dict(results["statuses"])
-        finally:
-            stop(process)
+        loader = threading.Thread(target=load)
+        loader.start()
+        time.sleep(1)
+        row["health_saturated"] = seconds_summary(probe_health(port, 12, 0.4))
+        loader.join()
+        row["saturated_statuses"] = dict(results["statuses"])
     print(json.dumps(row), flush=True)
     return row
 

@@ -1,69 +1,70 @@
-"""Hostile and ordinary traffic against a real server on loopback, and a CPU quota to run it in.
+"""Hostile and ordinary traffic against a real server on loopback, in a real CPU group.
 
 Shared by the server comparison (benchmarks/servers.py), the CPU benchmark
-(benchmarks/cpu_per_request.py) and the hostile-traffic tests. Every loop here is bounded in
-count and in time; every socket goes to 127.0.0.1.
+(benchmarks/cpu_per_request.py) and the hostile-traffic tests; the CPU groups are
+pipeline.cgroups' own (any backend). Every loop here is bounded in count and in time; every
+socket goes to 127.0.0.1.
 """
 
 import contextlib
 import http.client
 import os
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-CPU_V1_ROOT = Path("/sys/fs/cgroup/cpu")
-CFS_PERIOD_US = 100_000
+from pipeline.cgroups import ResourceGroup, cpu_limit
+from pipeline.gate import free_port
+from pipeline.paths import REPO_ROOT
+
 HEALTH_TIMEOUT_SECONDS = 5.0  # Render's health checker gives up after 5 s
-
-
-class CpuQuota:
-    """A cgroup v1 cpu group limited to `share` of one CPU (CFS quota over a 100 ms period)."""
-
-    def __init__(self, share: float, name: str) -> None:
-        self.path = CPU_V1_ROOT / name
-        self.path.mkdir()
-        (self.path / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
-        (self.path / "cpu.cfs_quota_us").write_text(str(int(share * CFS_PERIOD_US)))
-        self.share = share
-
-    def join(self) -> None:
-        """Move the calling process into the group: use as a Popen preexec_fn."""
-        (self.path / "cgroup.procs").write_text(str(os.getpid()))
-
-    def throttled_periods(self) -> int:
-        for line in (self.path / "cpu.stat").read_text().splitlines():
-            if line.startswith("nr_throttled"):
-                return int(line.split()[1])
-        return 0
-
-    def close(self) -> None:
-        # A group with tasks cannot be removed: hand any left back to the root group first.
-        for _ in range(50):
-            pids = (self.path / "cgroup.procs").read_text().split()
-            for pid in pids:
-                with contextlib.suppress(OSError):
-                    (CPU_V1_ROOT / "cgroup.procs").write_text(pid)
-            with contextlib.suppress(OSError):
-                self.path.rmdir()
-                return
-            time.sleep(0.1)
+START_DEADLINE_SECONDS = 60.0
 
 
 @contextlib.contextmanager
-def cpu_quota(share: float | None, name: str) -> Iterator[CpuQuota | None]:
-    """A CpuQuota for the block, removed afterwards; None (no limit) when share is None."""
-    if share is None:
-        yield None
-        return
-    group = CpuQuota(share, f"{name}-{os.getpid()}-{time.monotonic_ns() % 10**9}")
-    try:
+def cpu_group(share: float | None, name_prefix: str) -> Iterator[ResourceGroup]:
+    """A group of `share` CPUs (None: unthrottled) that the kernel must enforce.
+
+    A run labelled 0.1 CPU that ran unthrottled would be a wrong figure, so a host where no
+    backend can hold a CPU quota is an error here, not the warning pipeline.cgroups gives.
+    """
+    with cpu_limit(share, name_prefix=name_prefix) as group:
+        if share is not None and not group.cpu_enforced:
+            raise RuntimeError(
+                f"the {share} CPU quota cannot be enforced here ({group.cpu_note}); run as root "
+                "(or with passwordless sudo) on a host with a cgroup v1 or v2 cpu controller"
+            )
         yield group
-    finally:
-        group.close()
+
+
+def start_server(
+    group: ResourceGroup, command: str, env: dict
+) -> tuple[subprocess.Popen, int, float]:
+    """Start `command` in `group` on a free loopback port ({port} in it, and $PORT, name it).
+
+    Returns the process, its port and the seconds to its first 200 on /api/health/; the group
+    stops it when it closes.
+    """
+    port = free_port()
+    started = time.perf_counter()
+    process = group.popen(
+        command.replace("{port}", str(port)),
+        cwd=REPO_ROOT,
+        env={**env, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while time.perf_counter() - started < START_DEADLINE_SECONDS:
+        if health_probe(port, timeout=1)[0] == 200:
+            return process, port, time.perf_counter() - started
+        if process.poll() is not None:
+            raise RuntimeError(f"{command} exited with {process.returncode} before it was healthy")
+        time.sleep(0.02)
+    raise RuntimeError(f"{command} was not healthy within {START_DEADLINE_SECONDS:.0f} s")
 
 
 def tree_cpu_seconds(pid: int) -> float:

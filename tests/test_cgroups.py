@@ -276,6 +276,10 @@ def test_a_process_that_is_not_root_joins_through_sudo(limit, marker, tmp_path, 
         assert process.pid in group.pids()
         assert process.wait(timeout=30) == 0
         assert group.peak_mb() >= 100
+        running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+        group.join(running.pid)  # a running process joins through sudo as well
+        assert running.pid in group.pids()
+    assert running.wait(timeout=5) == -signal.SIGTERM
 
 
 def group_parent_and_hierarchy(limit) -> tuple[Path, Path]:
@@ -322,6 +326,60 @@ def test_a_cpu_share_holds_a_busy_child_to_its_quota(limit, marker):
     assert cpu_seconds < 0.4
     assert throttled_periods > 0 and throttled_seconds > 0.3
     assert group.cpu_throttling() == (throttled_periods, throttled_seconds), "kept after close"
+
+
+def wait_for_children(pid: int, count: int) -> list[int]:
+    """The pids of `pid`'s children once it has `count` of them (5 s at most)."""
+    deadline = time.monotonic() + 5
+    while len(children := psutil.Process(pid).children()) < count:
+        assert time.monotonic() < deadline, f"{pid} did not start {count} children"
+        time.sleep(0.05)
+    return [child.pid for child in children]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", [None, "none"])
+def test_a_running_process_and_its_children_join_the_group_and_stop_with_it(limit, marker, backend):
+    sleeper = f"{sys.executable} -c 'import time; time.sleep(60)' {marker} & wait"
+    shell = subprocess.Popen(["bash", "-c", sleeper, marker], start_new_session=True)
+    try:
+        (child,) = wait_for_children(shell.pid, 1)
+        with limit(512, backend=backend) as group:
+            group.join(shell.pid)
+            assert sorted(group.pids()) == sorted([shell.pid, child])
+        assert shell.wait(timeout=5) == -signal.SIGTERM
+        assert not is_live(child)
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+            shell.wait()
+
+
+@pytest.mark.slow
+def test_a_cpu_only_group_holds_a_process_that_joins_it_to_its_share(limit, marker):
+    spin = "import time; end = time.monotonic() + 30\nwhile time.monotonic() < end: pass"
+    busy = subprocess.Popen([sys.executable, "-c", spin, marker])
+    try:
+        with limit(None, cpu_share=0.1) as group:
+            assert group.cpu_enforced, group.cpu_note
+            group.join(busy.pid)
+            before = group.cpu_seconds()
+            time.sleep(1.5)
+            cpu_seconds = group.cpu_seconds() - before
+            throttled_periods, _ = group.cpu_throttling()
+        assert busy.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        if busy.poll() is None:
+            busy.kill()
+            busy.wait()
+    assert cpu_seconds < 0.5 and throttled_periods > 0
+
+
+def test_a_process_that_is_not_running_cannot_join(limit):
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    with limit(64, backend="none") as group, pytest.raises(MemoryGroupError, match="not running"):
+        group.join(finished.pid)
 
 
 def kernel_like_mkdir(directory: Path, settings: dict, required: tuple) -> None:

@@ -25,12 +25,11 @@ import requests
 from benchmarks.traffic import (
     HEALTH_TIMEOUT_SECONDS,
     SlowBodyClients,
-    cpu_quota,
     open_idle_connections,
     probe_health,
     saturate,
 )
-from pipeline.cgroups import memory_limit
+from pipeline.cgroups import cpu_limit, memory_limit
 from pipeline.gate import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT
 
@@ -48,14 +47,12 @@ def sample(demo_workspace) -> np.ndarray:
 @pytest.fixture
 def quota_service(start_service, candidate_dir):
     """render.yaml's service moved, master and worker, into a 0.1 CPU group (Render free)."""
-    with cpu_quota(0.1, "hostile") as quota:
+    with cpu_limit(0.1, name_prefix="hostile") as group:
+        assert group.cpu_enforced, group.cpu_note
 
         def start(**env):
             service = start_service(candidate_dir, env=env)
-            master = service.process.pid
-            children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-            for pid in [master, *map(int, children)]:
-                (quota.path / "cgroup.procs").write_text(str(pid))
+            group.join(service.process.pid)  # the master and the worker it has forked
             return service
 
         yield start

@@ -16,7 +16,9 @@ a process's RSS nor the sum of RSS; and a host that sells "0.1 CPU" throttles a 
 They are tried in that order, except that where systemd is PID 1 systemd-run goes first: systemd
 must be the only writer of its tree. A backend counts only once a real process has joined it.
 Force one with `backend=` or $MEMORY_CGROUP_BACKEND. Every group is emptied and removed on exit,
-on success, failure and Ctrl-C alike; every wait has a deadline.
+on success, failure and Ctrl-C alike; every wait has a deadline. A group may limit memory alone
+(memory_limit), the CPU alone (cpu_limit) or both (resource_limit); processes start in it with
+popen(), or a running one joins it with join(pid).
 """
 
 import contextlib
@@ -59,6 +61,7 @@ __all__ = [
     "ResourceGroup",
     "SampledGroup",
     "SystemdScopeGroup",
+    "cpu_limit",
     "distribution_libraries",
     "evict_from_page_cache",
     "existing_groups",
@@ -105,7 +108,7 @@ def _candidates(backend: str | None) -> list[str]:
 
 
 def open_group(
-    limit_mb: float,
+    limit_mb: float | None,
     name_prefix: str,
     backend: str | None = None,
     term_grace_seconds: float = TERM_GRACE_SECONDS,
@@ -132,7 +135,7 @@ def open_group(
                 raise
             reasons.append(f"{candidate}: {error}")
             continue
-        if not group.enforced:
+        if limit_mb is not None and not group.enforced:
             logger.warning(
                 "WARNING: the %s MB memory limit is NOT enforced (%s); processes run unconfined "
                 "and their peak is sampled RSS, not what a kernel would count",
@@ -164,7 +167,7 @@ def _sigint_held() -> Iterator[None]:
 
 @contextlib.contextmanager
 def resource_limit(
-    limit_mb: float,
+    limit_mb: float | None,
     cpu_share: float | None = None,
     name_prefix: str = "memlimit",
     backend: str | None = None,
@@ -173,6 +176,7 @@ def resource_limit(
     """A fresh group of `limit_mb` (and `cpu_share` CPUs), emptied and removed however it ends.
 
     Args:
+        limit_mb: None leaves memory unlimited; the group still counts it (peak_mb() etc.).
         cpu_share: CPUs per CFS period (0.1 is Render free's); None leaves the CPU unlimited.
         backend: one of BACKENDS; default $MEMORY_CGROUP_BACKEND, else the best available.
         term_grace_seconds: how long processes get between SIGTERM and SIGKILL on exit.
@@ -199,6 +203,19 @@ def memory_limit(
 ):
     """resource_limit() with the memory limit alone (the benchmark's whole-CPU measurements)."""
     return resource_limit(limit_mb, None, name_prefix, backend, term_grace_seconds)
+
+
+def cpu_limit(
+    cpu_share: float | None,
+    name_prefix: str = "cpulimit",
+    backend: str | None = None,
+    term_grace_seconds: float = TERM_GRACE_SECONDS,
+):
+    """resource_limit() with the CPU share alone (benchmarks and the CPU-quota tests).
+
+    None limits nothing, so a caller measures unthrottled and throttled runs alike.
+    """
+    return resource_limit(None, cpu_share, name_prefix, backend, term_grace_seconds)
 
 
 def existing_groups(name_prefix: str) -> list[Path]:

@@ -35,7 +35,11 @@ class ResourceGroup:
     enforced = False
 
     def __init__(
-        self, limit_mb: float, name: str, term_grace_seconds: float, cpu_share: float | None = None
+        self,
+        limit_mb: float | None,
+        name: str,
+        term_grace_seconds: float,
+        cpu_share: float | None = None,
     ) -> None:
         self.limit_mb, self.name, self.term_grace_seconds = limit_mb, name, term_grace_seconds
         self.cpu_share = cpu_share
@@ -43,13 +47,13 @@ class ResourceGroup:
         self.cpu_backend = "none"
         self.cpu_note = "no CPU share was asked for" if cpu_share is None else ""
         self.processes: list[subprocess.Popen] = []
+        self.joined_pids: list[int] = []
         self._final_figures: dict[str, int] | None = None
         self._final_cpu: tuple[int, float] = (0, 0.0)
 
     def popen(self, command: str | list[str], **kwargs) -> subprocess.Popen:
         """Start `command` (a string runs through bash -c) inside the group, in its own session."""
-        if self._final_figures is not None:
-            raise MemoryGroupError(f"{self.name} is closed; open another group")
+        self._check_open()
         argv = ["bash", "-c", command] if isinstance(command, str) else list(command)
         try:
             process = subprocess.Popen(
@@ -59,6 +63,37 @@ class ResourceGroup:
             raise MemoryGroupError(f"{argv[0]} could not join {self.name}: {error}") from error
         self.processes.append(process)
         return process
+
+    def join(self, pid: int) -> None:
+        """Move a running process, and the children it has now, into the group.
+
+        Children it starts later are born in the group; on close they are all stopped with it.
+        Memory it already holds stays charged where it was (cgroup v1 moves no charges), so
+        start a process with popen() where its memory figures matter.
+        """
+        self._check_open()
+        if not is_live(pid):
+            raise MemoryGroupError(f"process {pid} is not running, so it cannot join {self.name}")
+        pending = [pid]
+        while pending:  # parents first: a child forked after its parent moved is born inside
+            current = pending.pop()
+            try:
+                self._move(current)
+            except (OSError, subprocess.SubprocessError) as error:
+                if current != pid and not is_live(current):
+                    continue  # a child that exited meanwhile
+                message = f"process {current} could not join {self.name}: {error}"
+                raise MemoryGroupError(message) from error
+            with contextlib.suppress(psutil.Error):
+                pending += [child.pid for child in psutil.Process(current).children()]
+        self.joined_pids.append(pid)
+
+    def _move(self, pid: int) -> None:
+        """Put one running process into the group (nothing to do where nothing is enforced)."""
+
+    def _check_open(self) -> None:
+        if self._final_figures is not None:
+            raise MemoryGroupError(f"{self.name} is closed; open another group")
 
     def _launcher(self, argv: list[str]) -> list[str]:
         return argv
@@ -70,9 +105,9 @@ class ResourceGroup:
     def pids(self) -> list[int]:
         """Every live process in the group."""
         pids = []
-        for process in self.processes:
+        for root_pid in [process.pid for process in self.processes] + self.joined_pids:
             with contextlib.suppress(psutil.Error):
-                root = psutil.Process(process.pid)
+                root = psutil.Process(root_pid)
                 pids += [root.pid, *(child.pid for child in root.children(recursive=True))]
         return [pid for pid in pids if is_live(pid)]
 
@@ -191,7 +226,7 @@ class CgroupDirGroup(ResourceGroup):
 
     def __init__(
         self,
-        limit_mb: float,
+        limit_mb: float | None,
         name: str,
         term_grace_seconds: float,
         directory: Path,
@@ -218,6 +253,17 @@ class CgroupDirGroup(ResourceGroup):
         join = f"echo $$ | sudo -n tee {targets} >/dev/null"
         script = f'{join} && shift {len(files) - 1} && exec "$@"'
         return ["sh", "-c", script, *(str(f) for f in files), *argv]
+
+    def _move(self, pid: int) -> None:
+        files = self.procs_files()
+        if self.join_with_sudo:
+            tee = ["sudo", "-n", "tee", *map(str, files)]
+            subprocess.run(
+                tee, input=f"{pid}".encode(), capture_output=True, check=True, timeout=10
+            )
+            return
+        for path in files:
+            path.write_text(str(pid))
 
     def pids(self) -> list[int]:
         return [int(pid) for pid in words(self.directory / "cgroup.procs")]

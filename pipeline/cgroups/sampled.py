@@ -13,7 +13,11 @@ class SampledGroup(ResourceGroup):
     """Processes run unconfined; the peak is the tree's RSS sampled at 20 Hz with psutil."""
 
     def __init__(
-        self, limit_mb: float, name: str, term_grace_seconds: float, cpu_share: float | None = None
+        self,
+        limit_mb: float | None,
+        name: str,
+        term_grace_seconds: float,
+        cpu_share: float | None = None,
     ) -> None:
         super().__init__(limit_mb, name, term_grace_seconds, cpu_share)
         if cpu_share is not None:

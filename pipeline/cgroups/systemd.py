@@ -54,7 +54,11 @@ class SystemdScopeGroup(CgroupDirGroup):
 
     @classmethod
     def create(
-        cls, limit_mb: float, name: str, term_grace_seconds: float, cpu_share: float | None = None
+        cls,
+        limit_mb: float | None,
+        name: str,
+        term_grace_seconds: float,
+        cpu_share: float | None = None,
     ) -> "SystemdScopeGroup":
         if not common.SYSTEMD_RUNTIME_DIR.is_dir() or shutil.which("systemd-run") is None:
             raise MemoryGroupError("systemd is not PID 1 here")
@@ -62,7 +66,11 @@ class SystemdScopeGroup(CgroupDirGroup):
         hierarchy = common.CGROUP_ROOT if v2 else common.V1_MEMORY_ROOT
         sudo, flags = _systemd_manager()
         run = [*sudo, "systemd-run", *flags, "--scope", "--quiet", "--collect", f"--unit={name}"]
-        properties = [f"MemoryMax={int(limit_mb * MB)}", "MemorySwapMax=0", "Delegate=yes"]
+        properties = ["Delegate=yes"]
+        if limit_mb is None:  # counted but not limited: the scope still gets a memory cgroup
+            properties.append("MemoryAccounting=yes")
+        else:
+            properties += [f"MemoryMax={int(limit_mb * MB)}", "MemorySwapMax=0"]
         if cpu_share is not None:
             properties.append(f"CPUQuota={round(cpu_share * 100)}%")
         # The holder keeps the scope alive until we close its stdin, or until this process dies.

@@ -39,18 +39,24 @@ class CgroupV1Group(CgroupDirGroup):
 
     @classmethod
     def create(
-        cls, limit_mb: float, name: str, term_grace_seconds: float, cpu_share: float | None = None
+        cls,
+        limit_mb: float | None,
+        name: str,
+        term_grace_seconds: float,
+        cpu_share: float | None = None,
     ) -> "CgroupV1Group":
         memory_root = common.V1_MEMORY_ROOT
         own = own_group("memory")
         if own is None or not (memory_root / "memory.limit_in_bytes").exists():
             raise MemoryGroupError("no cgroup v1 memory controller is mounted")
-        limit = str(int(limit_mb * MB))
-        settings = {"memory.limit_in_bytes": limit}
-        # No swapping out of trouble; but a memsw limit also stops memory.failcnt counting
-        # (measured on Linux 6.18), so it is set only where there is swap to stop.
-        if _swap_total_kb() > 0:
-            settings["memory.memsw.limit_in_bytes?"] = limit
+        settings = {}
+        if limit_mb is not None:  # else the group counts memory but does not limit it
+            limit = str(int(limit_mb * MB))
+            settings["memory.limit_in_bytes"] = limit
+            # No swapping out of trouble; but a memsw limit also stops memory.failcnt counting
+            # (measured on Linux 6.18), so it is set only where there is swap to stop.
+            if _swap_total_kb() > 0:
+                settings["memory.memsw.limit_in_bytes?"] = limit
         directory = memory_root / own.lstrip("/") / name
         make_group_dir(directory, settings, required=())
         cpu_directory, note = None, "no CPU share was asked for"

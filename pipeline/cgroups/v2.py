@@ -21,7 +21,11 @@ class CgroupV2Group(CgroupDirGroup):
 
     @classmethod
     def create(
-        cls, limit_mb: float, name: str, term_grace_seconds: float, cpu_share: float | None = None
+        cls,
+        limit_mb: float | None,
+        name: str,
+        term_grace_seconds: float,
+        cpu_share: float | None = None,
     ) -> "CgroupV2Group":
         mount, own = v2_mount(), own_group("")
         if mount is None or own is None:
@@ -40,7 +44,9 @@ class CgroupV2Group(CgroupDirGroup):
                 f"{own_dir} and its parent do not delegate the memory controller"
             )
         parent = usable[0]
-        settings = {"memory.max": str(int(limit_mb * MB)), "memory.swap.max?": "0"}
+        settings = {}
+        if limit_mb is not None:  # else memory.max stays "max": counted, not limited
+            settings = {"memory.max": str(int(limit_mb * MB)), "memory.swap.max?": "0"}
         cpu_note = "no CPU share was asked for"
         if cpu_share is not None:
             if "cpu" in words(parent / "cgroup.subtree_control"):
