@@ -44,13 +44,17 @@ while [ "$1" != -- ]; do
   case "$1" in
     --unit=*) scope="$FAKE_SYSTEMD_PARENT/${1#--unit=}.scope" ;;
     --property=MemoryMax=*) limit="${1#--property=MemoryMax=}" ;;
+    --property=MemoryAccounting=yes) accounting=yes ;;
     --property=CPUQuota=*) percent="${1#--property=CPUQuota=}"; quota=$((${percent%\\%} * 1000)) ;;
   esac
   shift
 done
 shift
+# Without memory accounting systemd makes the scope no memory cgroup to count it in.
+[ -n "$limit$accounting" ] || { echo "no memory accounting for $scope" >&2; exit 1; }
 mkdir "$scope" || exit 1
-if [ -e "$scope/memory.max" ]; then echo "$limit" > "$scope/memory.max"
+if [ -z "$limit" ]; then :
+elif [ -e "$scope/memory.max" ]; then echo "$limit" > "$scope/memory.max"
 else echo "$limit" > "$scope/memory.limit_in_bytes"; fi || exit 1
 if [ -n "$quota" ] && [ -e "$scope/cpu.max" ]; then echo "$quota 100000" > "$scope/cpu.max"
 elif [ -n "$quota" ]; then
@@ -291,7 +295,10 @@ def group_parent_and_hierarchy(limit) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_a_systemd_scope_holds_the_group_until_the_block_ends(limit, marker, tmp_path, monkeypatch):
+@pytest.mark.parametrize("limit_mb", [512, None])
+def test_a_systemd_scope_holds_the_group_until_the_block_ends(
+    limit, marker, tmp_path, monkeypatch, limit_mb
+):
     parent, hierarchy = group_parent_and_hierarchy(limit)
     tools = {"systemd_run": FAKE_SYSTEMD_RUN, "systemctl": FAKE_SYSTEMCTL}
     monkeypatch.setenv("PATH", fake_tools(tmp_path / "bin", **tools))
@@ -300,7 +307,7 @@ def test_a_systemd_scope_holds_the_group_until_the_block_ends(limit, marker, tmp
     monkeypatch.setenv("FAKE_CPU_ROOT", str(tmp_path / "cpu"))
     monkeypatch.setattr(common, "V1_CPU_ROOT", tmp_path / "cpu")
     monkeypatch.setattr(common, "SYSTEMD_RUNTIME_DIR", tmp_path)
-    with limit(512, cpu_share=0.5) as group:
+    with limit(limit_mb, cpu_share=0.5) as group:  # None: a CPU-only scope, memory counted
         assert group.backend == "systemd-run" and group.directory.name.endswith(".scope")
         assert group.cpu_enforced, group.cpu_note
         assert group.pids() == [], "the scope's holder is not one of the group's processes"
@@ -410,6 +417,18 @@ def test_cgroup_v2_writes_memory_max_and_cpu_max_where_delegated(
     else:
         assert not (tmp_path / "v2" / "cpu.max").exists()
         assert "does not delegate the cpu controller" in group.cpu_note
+
+
+def test_a_cpu_only_cgroup_v2_group_leaves_memory_max_alone(tmp_path, monkeypatch):
+    (tmp_path / "cgroup.controllers").write_text("cpu io memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    monkeypatch.setattr(common, "CGROUP_ROOT", tmp_path)
+    monkeypatch.setattr(cgroup_v2, "own_group", lambda controller: "/")
+    monkeypatch.setattr(cgroup_v2, "make_group_dir", kernel_like_mkdir)
+    group = CgroupV2Group.create(None, "v2", 1.0, cpu_share=0.1)
+    assert group.cpu_enforced and group.limit_mb is None
+    assert (tmp_path / "v2" / "cpu.max").read_text() == "10000 100000"
+    assert not (tmp_path / "v2" / "memory.max").exists(), "the kernel's default is max"
 
 
 def test_throttling_is_read_from_cpu_stat_in_either_version(tmp_path):
