@@ -280,7 +280,7 @@ class ServiceApp:
         try:
             body = read_body(environ, length, limit)
             if is_json:
-                values = json_instances(body, self.body_limits)
+                values = json_instances(body, self.body_limits, predictor.contract.sample_shape)
             else:
                 values = float32_instances(body, predictor.contract, self.sample_bytes)
             batch = predictor.as_batch(values)
