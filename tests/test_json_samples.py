@@ -41,6 +41,15 @@ def test_a_regular_batch_is_parsed_with_a_yield_after_each_sample():
     assert np.array_equal(parsed, samples) and len(yields) == 5
 
 
+def test_whitespace_json_does_not_allow_takes_the_checked_path():
+    body = batch_text(np.zeros((2, *SHAPE), dtype=np.float32))
+    for bad in (b"\x0b" + body, body + b"\x0c", body.replace(b":", b"\x0b:", 1)):
+        assert parse_samples(bytearray(bad), SHAPE, LIMITS, lambda: None) is None
+    assert (
+        parse_samples(bytearray(b" \r\n\t" + body + b"\n"), SHAPE, LIMITS, lambda: None) is not None
+    )
+
+
 def test_more_samples_than_the_batch_allows_take_the_checked_path():
     samples = np.zeros((6, *SHAPE), dtype=np.float32)
     assert parse_samples(bytearray(batch_text(samples)), SHAPE, LIMITS, lambda: None) is None
