@@ -25,51 +25,33 @@ PORT and WEB_CONCURRENCY are read by render.yaml's gunicorn command, not here.
 
 render.yaml runs gunicorn's gevent worker: a slow or idle client holds a greenlet, not a
 thread, so /api/health/ answers while clients dribble bodies. A batch yields to the event
-loop between samples, so health never waits for more than one inference. gunicorn reads
+loop between samples, and a large JSON body is parsed a sample at a time, so health never
+waits for more than one inference or one sample's parse (service/predict.py). gunicorn reads
 `service.app:app` in each worker after fork (no --preload), so every worker builds its own
 interpreter, from the model's bytes in memory (the file on disk may change under it).
 """
 
 import logging
 import os
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
-import numpy as np
 import orjson
 
-from service.body import (
-    declared_length,
-    finish_unread_body,
-    float32_instances,
-    json_instances,
-    parse_count,
-    read_body,
-    yield_to_other_requests,
-)
+from service.body import finish_unread_body, parse_count
 from service.bundle import BundleError
 from service.errors import HTTPError, loggable
-from service.limits import (
-    LARGE_BODY_BYTES,
-    Admission,
-    BodyLimits,
-    LargeParses,
-    Limits,
-    env_number,
-)
-from service.predictor import InputError, Predictor
+from service.limits import Admission, Limits, env_number
+from service.predict import JSON_TYPE, PredictHandler
+from service.predictor import Predictor
 
 __all__ = ["HTTPError", "create_app", "parse_count"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-JSON_TYPE = "application/json"
-FLOAT32_TYPE = "application/octet-stream"
 log = logging.getLogger("service")
 
 
@@ -109,14 +91,13 @@ class ServiceApp:
                 "version of the pipeline"
             )
             log.error("predictor not ready: %s\n%s", error, traceback.format_exc())
-        self.body_limits = (
-            BodyLimits.for_contract(self.predictor.contract, limits) if self.predictor else None
-        )
-        self.sample_bytes = self.predictor.contract.sample_bytes if self.predictor else 0
         self.admission = Admission(limits)
-        self.large_parses = LargeParses(limits.large_parses)
-        # A gevent lock under the gevent worker (gunicorn patches threading before the app).
-        self.inference_slot = threading.Lock()
+        self.predict_handler = (
+            PredictHandler(self.predictor, limits, self.admission, default_top_k)
+            if self.predictor
+            else None
+        )
+        self.body_limits = self.predict_handler.body_limits if self.predict_handler else None
         routes = {
             "/api/health": {"GET": self.health, "HEAD": self.health},
             "/api/predict": {"POST": self.predict},
@@ -230,92 +211,8 @@ class ServiceApp:
         }
 
     def predict(self, environ: dict) -> tuple[int, dict[str, Any]]:
-        predictor = self._ready()
-        top_k = self._top_k(environ, len(predictor.contract.labels))
-        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-        if content_type not in (JSON_TYPE, FLOAT32_TYPE):
-            raise HTTPError(
-                415,
-                f"content type {content_type[:60] or 'none'!r} is not supported",
-                f"{JSON_TYPE} or {FLOAT32_TYPE}",
-            )
-        is_json = content_type == JSON_TYPE
-        limit = self.body_limits.json_bytes if is_json else self.body_limits.float32_bytes
-        length = declared_length(environ, limit)
-        # Reserve the samples this body can hold at least, before reading it: past the bound
-        # the answer is an immediate 503, not a place in an unbounded queue.
-        sample_bytes = self.sample_bytes
-        reserved = max(1, (length or 0) // (sample_bytes // 2 if is_json else sample_bytes))
-        reserved = min(reserved, self.limits.max_batch)
-        if not self.admission.try_admit(reserved):
-            raise self._shed(f"{self.admission.inflight} samples are being predicted")
-        try:
-            batch = self._read_batch(environ, predictor, is_json, length, limit)
-            self.admission.adjust(reserved, len(batch))
-            reserved = len(batch)
-            outputs = []
-            for index in range(len(batch)):
-                # Take the inference slot, then let every other ready request run (health
-                # checks, parsing) before this sample's invoke(): the others wait parked on
-                # the slot, so a health check waits for at most one inference, never a queue.
-                # Always yield, even when nothing seems to wait: requests that arrived meanwhile
-                # only become visible (parked, counted in flight) once they have run.
-                with self.inference_slot:
-                    yield_to_other_requests()
-                    outputs.extend(predictor.predict(batch[index : index + 1], top_k=top_k))
-        except InputError as error:
-            raise HTTPError(400, str(error), predictor.contract.describe()) from None
-        finally:
-            self.admission.release(reserved)
-        return 200, {
-            "predictions": outputs,
-            "model_sha256": predictor.sha256,
-            "model_version": predictor.manifest.get("version"),
-        }
-
-    def _read_batch(self, environ, predictor, is_json, length, limit) -> np.ndarray:
-        large = is_json and (length is None or length > LARGE_BODY_BYTES)
-        if large and not self.large_parses.try_enter():
-            raise self._shed("another large JSON body is being parsed")
-        try:
-            body = read_body(environ, length, limit)
-            if is_json:
-                values = json_instances(body, self.body_limits)
-            else:
-                values = float32_instances(body, predictor.contract, self.sample_bytes)
-            batch = predictor.as_batch(values)
-        finally:
-            if large:
-                self.large_parses.leave()
-        if len(batch) > self.limits.max_batch:
-            raise HTTPError(
-                413,
-                f"{len(batch)} samples in one request",
-                f"at most {self.limits.max_batch} samples per request",
-            )
-        return batch
-
-    def _shed(self, why: str) -> HTTPError:
-        retry_after = str(self.admission.retry_after_seconds())
-        return HTTPError(
-            503,
-            f"the service is at capacity: {why}",
-            f"the same request again after {retry_after} s (Retry-After)",
-            # Close rather than read and discard a body that may be megabytes long.
-            headers=[("Retry-After", retry_after)],
-        )
-
-    def _top_k(self, environ: dict, label_count: int) -> int:
-        asked = parse_qs(environ.get("QUERY_STRING", "")).get("top_k")
-        if asked is None:  # a default above this model's label count is not the client's fault
-            return min(self.default_top_k, label_count)
-        raw = asked[-1]
-        top_k = parse_count(raw)
-        if top_k is None or not 1 <= top_k <= label_count:
-            raise HTTPError(
-                400, f"top_k={raw[:40]!r} is not usable", f"an integer from 1 to {label_count}"
-            )
-        return top_k
+        self._ready()
+        return self.predict_handler(environ)
 
 
 def create_app(
