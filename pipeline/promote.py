@@ -15,7 +15,13 @@ import sys
 from pipeline.git_repo import GitError, GitRepo
 from pipeline.params import load_params
 from pipeline.paths import Workspace
-from pipeline.release_bundle import GOLDEN_NAME, PromotionRefused, blessed_verdicts, write_release
+from pipeline.release_bundle import (
+    GOLDEN_NAME,
+    PromotionRefused,
+    blessed_verdicts,
+    tracked_inputs,
+    write_release,
+)
 from pipeline.release_steps import Journal, recover, scratch_dir
 from pipeline.release_transaction import checked, pipeline_changes, preflight, release
 from pipeline.rollback import rollback
@@ -53,7 +59,11 @@ def promote(workspace: Workspace, remote: str | None, dry_run: bool) -> str:
         landed = recover(repo, workspace)
         if landed and landed.action == "promote":
             return landed.tag
-    verdicts, branch = checked(lambda: blessed_verdicts(workspace), lambda: preflight(repo, remote))
+    verdicts, branch, _ = checked(
+        lambda: blessed_verdicts(workspace),
+        lambda: preflight(repo, remote),
+        lambda: tracked_inputs(workspace),
+    )
     sha256 = verdicts["convert"]["candidate_sha256"]
     done = already_promoted(repo, remote, branch, release_path, sha256)
     if done:

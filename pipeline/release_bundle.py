@@ -77,7 +77,6 @@ def blessed_verdicts(workspace: Workspace) -> dict[str, dict]:
         raise PromotionRefused(f"there is no candidate at {workspace.candidate_dir}; run dvc repro")
     manifest = read_json(workspace.candidate_dir / MANIFEST_NAME)
     problems = [f"{change}; run dvc repro" for change in pipeline_changes(workspace)]
-    problems += untracked_inputs(workspace)
     if manifest["sha256"] != sha256_of(model_path):
         problems.append("the candidate's manifest names another model.tflite")
     verdicts = {}
@@ -98,6 +97,13 @@ def blessed_verdicts(workspace: Workspace) -> dict[str, dict]:
     if problems:
         raise PromotionRefused("; ".join(problems))
     return verdicts
+
+
+def tracked_inputs(workspace: Workspace) -> None:
+    """Refuse inputs that neither git nor DVC tracks: CI could not rebuild the candidate."""
+    problems = untracked_inputs(workspace)
+    if problems:
+        raise PromotionRefused("; ".join(problems))
 
 
 def golden_set(workspace: Workspace, params: dict, candidate_sha256: str, count: int):

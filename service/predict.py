@@ -6,7 +6,6 @@ inference slot and yields to the event loop first, and a large JSON body is pars
 at a time (service/json_samples.py), so a health check waits for at most one step of either.
 """
 
-import threading
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,7 +20,14 @@ from service.body import (
     yield_to_other_requests,
 )
 from service.errors import HTTPError
-from service.limits import LARGE_BODY_BYTES, Admission, BodyLimits, LargeParses, Limits
+from service.limits import (
+    LARGE_BODY_BYTES,
+    Admission,
+    BodyLimits,
+    FairSlot,
+    LargeParses,
+    Limits,
+)
 from service.predictor import InputError, Predictor
 
 JSON_TYPE = "application/json"
@@ -40,7 +46,7 @@ class PredictHandler:
         self.sample_bytes = predictor.contract.sample_bytes
         self.large_parses = LargeParses(limits.large_parses)
         # A gevent lock under the gevent worker (gunicorn patches threading before the app).
-        self.inference_slot = threading.Lock()
+        self.inference_slot = FairSlot()
 
     def __call__(self, environ: dict) -> tuple[int, dict[str, Any]]:
         predictor = self.predictor
