@@ -70,7 +70,9 @@ def convert_worker(job: dict[str, Any]) -> None:
     representative = samples[: job["representative_samples"]]
     if preprocessing is not None:
         representative = preprocessing.apply(representative)
-    with tempfile.TemporaryDirectory() as saved_model_dir:
+    # Inside the stage's own scratch folder, which the parent removes however this process
+    # ends: a converter that crashes (SIGSEGV) would leave an export in /tmp.
+    with tempfile.TemporaryDirectory(prefix="saved-model-", dir=job["out_dir"]) as saved_model_dir:
         # Export with a fixed batch of 1: from_keras_model fails on Keras 3 LSTMs
         # (TensorListReserve needs a static element_shape), a static signature does not.
         model.export(

@@ -209,6 +209,26 @@ def reached_remote(repo: GitRepo, journal: Journal) -> bool:
     return branch_sha == journal.commit and (not journal.tag or tag_sha == journal.commit)
 
 
+def git_running_in(root: Path) -> bool:
+    """Whether a live git process works in `root` (read from /proc; False where there is none)."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")[0]
+            if Path(os.fsdecode(command)).name == "git" and Path(os.readlink(proc / "cwd")) == root:
+                return True
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return False
+
+
+def remove_stale_index_lock(repo: GitRepo) -> None:
+    """Remove the index.lock a git command killed with promote left (no git holds it now)."""
+    lock = Path(repo.run("rev-parse", "--absolute-git-dir").strip()) / "index.lock"
+    if lock.exists() and not git_running_in(repo.root.resolve()):
+        lock.unlink()
+        print(f"removed {lock}, left by a git command of the interrupted run")
+
+
 def recover(repo: GitRepo, workspace: Workspace) -> Journal | None:
     """Finish or undo a release a previous run left half-done; the journal if it had landed."""
     journal = Journal.load(workspace)
@@ -230,6 +250,7 @@ def recover(repo: GitRepo, workspace: Workspace) -> Journal | None:
             f"to {head[:12]} since (it started at {journal.old_head[:12]}); check `git log`, "
             "then delete that file and run again"
         )
+    remove_stale_index_lock(repo)
     restore_local(repo, journal)
     print(
         f"undid the local steps of an interrupted {journal.action} (step {journal.step!r}); "

@@ -1,6 +1,8 @@
 """The convert stage, for real: TensorFlow's converter in a child, judged on the lite runtime."""
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,8 +162,12 @@ def test_each_quantization_converts_or_fails_with_a_clear_reason(
     workspace = workspace_like(
         demo_workspace, tmp_path / "ws", convert={"quantization": quantization}
     )
+    exports_before = set(Path(tempfile.gettempdir()).glob("*/saved_model.pb"))
     completed = run_stage("pipeline.convert", workspace, check=False)
     report = read_json(workspace.report_path("convert"))
+    # Crashed or not, the converter's SavedModel export is gone with its scratch folder.
+    assert set(Path(tempfile.gettempdir()).glob("*/saved_model.pb")) <= exports_before
+    assert not (workspace.build_dir / ".candidate.partial").exists()
     if completed.returncode == 0:
         assert report["passed"] and report["quantization"] == quantization
         baseline = read_json(demo_workspace.report_path("convert"))

@@ -128,6 +128,9 @@ def test_kill_9_after_any_step_then_rerun_completes_one_release(release_repo, st
     assert killed.returncode == -9, killed.stderr
     if STEPS.index(step) < STEPS.index("push"):
         assert refs(remote) == before  # nothing on the remote names the release yet
+    if step == "write":
+        # As a kill in the middle of the commit's `git add` leaves it.
+        (workspace.root / ".git" / "index.lock").write_text("")
     rerun = promote(workspace)
     assert rerun.returncode == 0, rerun.stderr
     root = workspace.root
