@@ -172,8 +172,8 @@ def test_a_users_own_model_by_params_alone_never_trains_the_demo(tmp_path_factor
     assert "demo_model" not in completed.stdout
     assert not (clone / "data" / "demo").exists()
     metrics = json.loads(dvc(clone, "metrics", "show", "--json").stdout)[""]["data"]
-    for report in ("reports/convert.json", "reports/parity.json", "reports/gate.json"):
-        assert metrics[report]["data"]["passed"] is True
+    for stage in ("convert", "parity", "gate"):
+        assert metrics[f"reports/metrics/{stage}.json"]["data"]["passed"] is True
     manifest = json.loads((clone / "build" / "candidate" / "manifest.json").read_text())
     assert manifest["input"]["shape"] == [20]
     assert not git(clone, "diff", "--name-only", "dvc.yaml")
