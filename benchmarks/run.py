@@ -23,8 +23,9 @@ import orjson
 
 from benchmarks import cpu_per_request
 from benchmarks.report import write_outputs
+from benchmarks.traffic import start_server
 from pipeline.cgroups import distribution_libraries, evict_from_page_cache, memory_limit
-from pipeline.gate import RenderWebService, free_port, lite_runtime_libraries
+from pipeline.gate import RenderWebService, lite_runtime_libraries
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.reports import read_json
@@ -172,10 +173,9 @@ def over_http(
     libraries: list[Path],
 ) -> dict:
     """Serve with render.yaml's command and `workers` workers; HTTP latency for both bodies."""
-    port = free_port()
     render = RenderWebService.read(REPO_ROOT / "render.yaml")
     # As the gate does: render.yaml's envVars, then this measurement's port, bundle, workers.
-    env = {**env, **render.env, "PORT": str(port), "MODEL_DIR": str(bundle)}
+    env = {**env, **render.env, "MODEL_DIR": str(bundle)}
     env["WEB_CONCURRENCY"] = str(workers)
     with np.load(samples) as archive:
         raw = archive["X"].astype("<f4")
@@ -189,15 +189,8 @@ def over_http(
     figures: dict = {}
     evict_from_page_cache(bundle, *libraries)
     with memory_limit(limit_mb, name_prefix="bench") as group:
-        started = time.perf_counter()
-        group.popen(
-            render.start_command,
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        figures["cold_start_s"] = round(wait_for_health(port, started), 3)
+        _, port, cold_start_seconds = start_server(group, render.start_command, env)
+        figures["cold_start_s"] = round(cold_start_seconds, 3)
         for body_format, (content_type, encoded) in bodies.items():
             timed_posts(port, encoded, content_type, 20)  # warm the connection and caches
             began = time.perf_counter()
@@ -208,20 +201,6 @@ def over_http(
             )
         figures.update(peak_mb=round(group.peak_mb(), 1), oom_kills=group.oom_kills())
     return figures
-
-
-def wait_for_health(port: int, started: float, deadline_seconds: float = 60) -> float:
-    """Seconds from `started` to the first 200 on /api/health/."""
-    while time.perf_counter() - started < deadline_seconds:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            connection.request("GET", "/api/health/")
-            if connection.getresponse().status == 200:
-                return time.perf_counter() - started
-        except OSError:
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"the service on port {port} was not healthy within {deadline_seconds} s")
 
 
 def tflite_runtime_python(bench_dir: Path) -> tuple[str | None, str]:
