@@ -103,16 +103,7 @@ def promote(workspace: Workspace, remote: str | None, dry_run: bool) -> str:
         os.replace(partial, workspace.release_dir)
         return pipeline_changes(repo)
 
-    journal = Journal(
-        action="promote",
-        branch=branch,
-        remote=remote,
-        old_head=repo.head(),
-        tag=tag,
-        release_path=release_path,
-        index_tree=repo.run("write-tree").strip(),
-        restore_paths=[release_path, ".gitattributes"],
-    )
+    journal = Journal.begin(repo, "promote", branch, remote, tag, release_path)
     release(repo, workspace, journal, message, write_files, float(settings["push_timeout_seconds"]))
     print(f"promoted {tag}: {sha256} pushed to {remote}/{branch}")
     return tag

@@ -65,6 +65,29 @@ class Journal:
     commit: str | None = None
     step: str = "start"
 
+    @classmethod
+    def begin(
+        cls,
+        repo: GitRepo,
+        action: str,
+        branch: str,
+        remote: str,
+        tag: str | None,
+        release_path: str,
+        extra_restore_paths: tuple[str, ...] = (),
+    ) -> "Journal":
+        """A journal for a release starting now: HEAD and the index as they are."""
+        return cls(
+            action=action,
+            branch=branch,
+            remote=remote,
+            old_head=repo.head(),
+            tag=tag,
+            release_path=release_path,
+            index_tree=repo.run("write-tree").strip(),
+            restore_paths=[release_path, ".gitattributes", *extra_restore_paths],
+        )
+
     @staticmethod
     def path(workspace: Workspace) -> Path:
         return scratch_dir(workspace) / "journal.json"

@@ -52,16 +52,8 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
         repo.run(*LFS_FILTER, "checkout", tag, "--", *restored)  # stages them too
         return []
 
-    journal = Journal(
-        action="rollback",
-        branch=branch,
-        remote=remote,
-        old_head=repo.head(),
-        tag=None,
-        release_path=release_path,
-        index_tree=repo.run("write-tree").strip(),
-        restore_paths=[release_path, ".gitattributes", *[p.rstrip("/") for p in restored]],
-    )
+    restored_paths = tuple(path.rstrip("/") for path in restored)
+    journal = Journal.begin(repo, "rollback", branch, remote, None, release_path, restored_paths)
     timeout = float(params["promote"]["push_timeout_seconds"])
     release(repo, workspace, journal, message, write_files, timeout)
     sha256 = sha256_of(workspace.release_dir / MODEL_NAME)
