@@ -65,10 +65,3 @@ def untracked_inputs(workspace: Workspace) -> list[str]:
             "(or `dvc add` its folder) and commit the .dvc file"
         )
     return problems
-
-
-def require_tracked_inputs(workspace: Workspace) -> None:
-    """InputFileError naming every input file CI could not get; for promote's preflight."""
-    problems = untracked_inputs(workspace)
-    if problems:
-        raise InputFileError("; ".join(problems))
