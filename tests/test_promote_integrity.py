@@ -69,6 +69,10 @@ def test_a_missing_git_identity_is_refused_before_anything_changes(
     (tmp_path / "home").mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a fresh machine: no global config
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    # Nor an identity given through the environment (as a CI job may set one).
+    for variable in ("AUTHOR", "COMMITTER"):
+        monkeypatch.delenv(f"GIT_{variable}_NAME", raising=False)
+        monkeypatch.delenv(f"GIT_{variable}_EMAIL", raising=False)
     reason = refuse(workspace, remote)
     assert "git has no identity" in reason and "git config user.email" in reason
     assert not (workspace.build_dir / "promote" / "journal.json").exists()
