@@ -1,6 +1,6 @@
 """The gate, for real: render.yaml's command under a plan's memory and CPU limits, real requests.
 
-Services built to fail (slow to start, greedy on hostile bodies, unable to answer health while
+Services built to fail (slow to start, thrashing on page cache, unable to answer health while
 busy) are the real service wrapped by a small WSGI module, started by a render.yaml of the
 test's own. Every assertion is on what a user of the gate sees: exit status, the one-line
 reason, reports/gate.json, and nothing left behind.
@@ -63,7 +63,6 @@ end = time.process_time() + float(os.environ.get("TEST_APP_BURN_CPU_SECONDS", "0
 while time.process_time() < end:  # CPU work at import: a cold start the quota stretches
     pass
 real = _app_from_environment()
-bloat_mb = int(os.environ.get("TEST_APP_BLOAT_MB", "0"))
 serial_seconds = float(os.environ.get("TEST_APP_SERIAL_SECONDS", "0"))
 read_path = os.environ.get("TEST_APP_READ_FILE")
 json_limit = int(os.environ.get("TEST_APP_JSON_LIMIT_BYTES", "0"))
@@ -78,10 +77,6 @@ def app(environ, start_response):
         with open(read_path, "rb") as cached:  # page cache the kernel can reclaim, not kill for
             while cached.read(1 << 20):
                 pass
-    if bloat_mb and environ.get("CONTENT_TYPE", "").startswith("application/json"):
-        hog = bytearray(b"1") * (bloat_mb << 20)  # touched, so the kernel charges it
-        time.sleep(1.0)
-        del hog
     if serial_seconds:  # every request, health included, queues behind a slow prediction
         with one_at_a_time:
             if environ["PATH_INFO"].startswith("/api/predict"):
@@ -112,6 +107,12 @@ def gate(workspace, **env):
     )
 
 
+def default_sigint() -> None:
+    """In the child: SIGINT as a terminal delivers it, even where pytest inherited it ignored
+    (started in the background by a script), so Ctrl-C reaches the gate as a user's would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def gate_under_load(workspace) -> subprocess.Popen:
     """A gate running in the background, returned once its load has begun."""
     process = subprocess.Popen(
@@ -121,6 +122,7 @@ def gate_under_load(workspace) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     for line in process.stdout:  # progress lines mean the load has begun
         if line.startswith("gate load:"):
@@ -147,9 +149,17 @@ def serving_wrapped_app(workspace, tmp_path):
 
 
 def test_the_demo_on_render_free_reports_plan_limits_series_and_fit(checked_workspace, tmp_path):
-    # Health under saturation has its own test; at 0.1 CPU today's service answers it in 1 to
-    # 2 s (the README's figures), so this one, about the report, allows 4 s.
-    settings = {**QUICK, "plan": "free", "max_health_latency_seconds": 4.0}
+    # About the report, not about latency: health under saturation has its own tests (here and
+    # in test_hostile_traffic.py), so no wall-clock threshold may fail this one on a busy host.
+    settings = {
+        **QUICK,
+        "plan": "free",
+        "max_cold_start_seconds": 600,
+        "max_health_latency_seconds": 600,
+        "max_latency_p95_ms": 600_000,
+        "max_latency_p99_ms": 600_000,
+        "min_throughput_rps": 0,
+    }
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
     completed = gate(workspace)
     assert completed.returncode == 0, completed.stderr
@@ -212,24 +222,29 @@ def test_a_service_slower_to_start_than_the_plan_allows_fails_naming_the_figure(
     assert leftovers(workspace) == ([], [])
 
 
-def test_a_worst_case_mix_over_the_budget_fails_and_the_log_is_the_services_own(
+def test_a_worst_case_that_exceeds_the_group_is_oom_killed_and_fails_on_oom_kills(
     checked_workspace, tmp_path
 ):
-    # Each JSON request holds 100 MB for a second: four at once cannot fit in 300 MB.
-    plans = {"small": {**PLANS["roomy"], "memory_mb": 300, "max_peak_memory_mb": 250}}
+    # The converted demo, served as render.yaml says, with the service's own limits opened up:
+    # eight 20 MB JSON bodies parsed at once (LARGE_PARSES) and admitted together (a latency
+    # budget of 100 s). Typical requests fit in 150 MB; the worst case cannot, and the kernel
+    # OOM-kills the worker (about 125 MB with one parse at a time, several hundred with eight).
+    plans = {"small": {**PLANS["roomy"], "memory_mb": 150, "max_peak_memory_mb": 130}}
     settings = {
         **QUICK,
         "plan": "small",
         "plans": plans,
-        "service_env": {**QUICK["service_env"], "TEST_APP_BLOAT_MB": "100"},
+        "service_env": {"LARGE_PARSES": "8", "LATENCY_BUDGET_MS": "100000"},
     }
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
-    reason = failure_line(gate(serving_wrapped_app(workspace, tmp_path)))
-    assert "worst_case_memory_mb" in reason and "in a 300 MB group" in reason
+    reason = failure_line(gate(workspace))
+    assert "OOM-killed" in reason and "in a 150 MB group" in reason
     report = read_json(workspace.report_path("gate"))
+    oom_kills = report["measures"]["oom_kills"]
+    assert oom_kills["passed"] is False and oom_kills["value"] > 0, oom_kills
     assert report["measures"]["peak_memory_mb"]["passed"], "typical requests fit"
     assert report["measures"]["worst_case_memory_mb"]["passed"] is False
-    assert report["plan_fit"]["recommended"] is None
+    assert report["passed"] is False and report["plan_fit"]["recommended"] is None
     assert not any("Handling signal: term" in line for line in report["service_log_tail"])
     assert leftovers(workspace) == ([], [])
 

@@ -91,8 +91,11 @@ def test_a_service_serving_another_model_fails_naming_both_sha256s(
     (other / "manifest.json").write_text(json.dumps(promoted))
     completed = smoke(service.url, other / "manifest.json", deadline=2)
     assert completed.returncode == 1
-    assert f"still serving {live_sha256}, waiting for {'b' * 64}" in completed.stdout
-    assert completed.stdout.count("still serving") >= 2  # said on every attempt
+    attempts = [line for line in completed.stdout.splitlines() if line.startswith("attempt ")]
+    # Said on every attempt, however few a busy machine fits into the deadline.
+    assert attempts and all(
+        f"still serving {live_sha256}, waiting for {'b' * 64}" in line for line in attempts
+    ), completed.stdout
 
 
 def test_a_service_that_becomes_healthy_after_a_while_passes(release_dir):
@@ -121,10 +124,8 @@ def test_a_service_with_an_lfs_pointer_fails_naming_the_cause(start_service, rel
         "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1\n"
     )
     service = start_service(pointer_release)
-    started = time.monotonic()
-    completed = smoke(service.url, release_dir / "manifest.json", deadline=3)
+    completed = smoke(service.url, release_dir / "manifest.json", deadline=3)  # or TimeoutExpired
     assert completed.returncode == 1
-    assert time.monotonic() - started < 30
     assert "model.tflite is a Git LFS pointer" in completed.stdout
 
 
@@ -134,7 +135,7 @@ def test_a_service_that_is_down_fails_at_the_deadline(release_dir):
     elapsed = time.monotonic() - started
     assert completed.returncode == 1
     assert "not healthy within 3 s" in completed.stdout
-    assert 3 <= elapsed < 30
+    assert elapsed >= 3, "it waited for the deadline (smoke()'s timeout bounds it from above)"
 
 
 def test_a_missing_manifest_is_a_usage_error(tmp_path):
