@@ -56,7 +56,7 @@ def promote(workspace: Workspace, remote: str | None, dry_run: bool) -> str:
     repo = GitRepo.containing(workspace.root)
     release_path = os.path.relpath(workspace.release_dir, repo.root)
     if not dry_run:
-        landed = recover(repo, workspace)
+        landed = recover(repo, workspace, float(settings["push_timeout_seconds"]))
         if landed and landed.action == "promote":
             return landed.tag
     verdicts, branch, _ = checked(

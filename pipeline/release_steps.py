@@ -10,7 +10,7 @@ it is undone locally alone. Scratch lives in build/promote/ (ignored), cleaned o
 import json
 import os
 import shutil
-import signal
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,9 +19,8 @@ from pipeline.paths import Workspace
 from service.bundle import LFS_POINTER_PREFIX, sha256_of
 
 STEPS = ("write", "commit", "tag", "upload", "verify", "push")
-# Fault injection for the crash tests: SIGKILL promote itself right after this step (name or
-# 1-based number), as a power cut or `kill -9` would.
-KILL_AFTER_ENV = "PROMOTE_KILL_AFTER_STEP"
+# Lock files git leaves when it is killed mid-command, relative to the git directory.
+GIT_LOCK_PATTERNS = ("index.lock", "HEAD.lock", "packed-refs.lock", "refs/**/*.lock")
 
 
 # Git LFS's filters for promote's own git commands, so nothing depends on a global or system
@@ -110,12 +109,9 @@ def scratch_dir(workspace: Workspace) -> Path:
 
 
 def checkpoint(workspace: Workspace, journal: Journal, step: str) -> None:
-    """Record that `step` is done; the fault-injection hook kills us here when asked."""
+    """Record that `step` is done."""
     journal.step = step
     journal.save(workspace)
-    wanted = os.environ.get(KILL_AFTER_ENV, "")
-    if wanted in (step, str(STEPS.index(step) + 1)):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def clean_scratch(workspace: Workspace, keep_journal: bool) -> None:
@@ -244,20 +240,40 @@ def git_running_in(root: Path) -> bool:
     return False
 
 
-def remove_stale_index_lock(repo: GitRepo) -> None:
-    """Remove the index.lock a git command killed with promote left (no git holds it now)."""
-    lock = Path(repo.run("rev-parse", "--absolute-git-dir").strip()) / "index.lock"
-    if lock.exists() and not git_running_in(repo.root.resolve()):
-        lock.unlink()
-        print(f"removed {lock}, left by a git command of the interrupted run")
+def wait_for_git_of_the_interrupted_run(repo: GitRepo, wait_seconds: float) -> None:
+    """Wait until no git works in the repository: a push of a killed promote may still be in
+    flight and land on the remote; deciding before it ends would undo a release that lands."""
+    root = repo.root.resolve()
+    deadline = time.monotonic() + wait_seconds
+    if git_running_in(root):
+        print("a git command of the interrupted run is still running; waiting for it to end")
+    while git_running_in(root):
+        if time.monotonic() > deadline:
+            raise GitError(
+                f"a git command still runs in {root} after {wait_seconds:.0f} s "
+                "(promote.push_timeout_seconds); let it finish or stop it, then run again"
+            )
+        time.sleep(0.2)
 
 
-def recover(repo: GitRepo, workspace: Workspace) -> Journal | None:
+def remove_stale_git_locks(repo: GitRepo) -> None:
+    """Remove the lock files a git command killed with promote left (no git holds them now)."""
+    git_dir = Path(repo.run("rev-parse", "--absolute-git-dir").strip())
+    if git_running_in(repo.root.resolve()):
+        return
+    for pattern in GIT_LOCK_PATTERNS:
+        for lock in git_dir.glob(pattern):
+            lock.unlink(missing_ok=True)
+            print(f"removed {lock}, left by a git command of the interrupted run")
+
+
+def recover(repo: GitRepo, workspace: Workspace, wait_seconds: float) -> Journal | None:
     """Finish or undo a release a previous run left half-done; the journal if it had landed."""
     journal = Journal.load(workspace)
     clean_scratch(workspace, keep_journal=journal is not None)
     if journal is None:
         return None
+    wait_for_git_of_the_interrupted_run(repo, wait_seconds)
     if reached_remote(repo, journal):
         print(
             f"an interrupted {journal.action} ({journal.tag or journal.branch}) had reached "
@@ -273,7 +289,7 @@ def recover(repo: GitRepo, workspace: Workspace) -> Journal | None:
             f"to {head[:12]} since (it started at {journal.old_head[:12]}); check `git log`, "
             "then delete that file and run again"
         )
-    remove_stale_index_lock(repo)
+    remove_stale_git_locks(repo)
     restore_local(repo, journal)
     print(
         f"undid the local steps of an interrupted {journal.action} (step {journal.step!r}); "

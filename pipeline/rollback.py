@@ -25,7 +25,7 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
     if tag not in repo.tags(tag):
         raise PromotionRefused(f"there is no tag {tag!r}; see `git tag --list 'model-v*'`")
     if not dry_run:
-        recover(repo, workspace)
+        recover(repo, workspace, float(params["promote"]["push_timeout_seconds"]))
     # A rollback rewrites dvc.lock and reports/ too: uncommitted pipeline output would be lost.
     branch = preflight(repo, remote, owned_may_change=False)
     restored = [

@@ -150,6 +150,54 @@ def checked_workspace(demo_workspace) -> Workspace:
     return demo_workspace
 
 
+# A real gate run kept quick: two whole CPUs, few requests, a small body limit.
+QUICK_GATE = {
+    "plan": "roomy",
+    "plans": {
+        "roomy": {
+            "memory_mb": 512,
+            "cpu_share": 2.0,
+            "price_usd_month": 99,
+            "max_instances": 100,
+            "max_peak_memory_mb": 450,
+        }
+    },
+    "requests": 40,
+    "concurrency": 4,
+    "cold_start_deadline_seconds": 30,
+    "target_rps": 5,
+    "service_env": {"MAX_BODY_BYTES": str(256 * 1024)},
+}
+
+
+@pytest.fixture(scope="session")
+def gated_workspace(checked_workspace, tmp_path_factory) -> Workspace:
+    """A copy of the checked workspace after a real gate run that passed: a real verdict."""
+    workspace = workspace_like(
+        checked_workspace, tmp_path_factory.mktemp("gated") / "ws", gate=QUICK_GATE
+    )
+    completed = run_stage("pipeline.gate", workspace, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return workspace
+
+
+def drift_bundle(source: Path, destination: Path, noise: float = 1.0) -> str:
+    """Copy the bundle at `source` with its weights drifted (tests/drifted_model.py); sha256."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("drifted_model.py")),
+            str(source),
+            str(destination),
+            f"--noise={noise}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return completed.stdout.split()[-1]
+
+
 def workspace_like(source: Workspace, root: Path, **overrides: dict) -> Workspace:
     """A new workspace on `source`'s demo files, with a copy of its build/ and any overrides."""
     inputs = {key: str(source.demo_dir / name) for key, name in DEMO_INPUT_FILES.items()}

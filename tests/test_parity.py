@@ -4,12 +4,20 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import run_stage, workspace_like
+from conftest import drift_bundle, run_stage, workspace_like
 
 from pipeline.reports import read_json
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
+# The measures every quantization mode has a threshold for (parity.thresholds.<mode>).
+PARITY_MEASURES = (
+    "max_abs_diff",
+    "mean_abs_diff",
+    "top1_agreement",
+    "min_class_agreement",
+    "accuracy_drop",
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +30,7 @@ def test_demo_passes_with_every_measure_judged(parity_workspace):
     report = read_json(parity_workspace.report_path("parity"))
     assert report["passed"] is True
     assert report["candidate_sha256"] == sha256_of(parity_workspace.candidate_dir / "model.tflite")
-    assert set(report["measures"]) == {
-        "max_abs_diff",
-        "mean_abs_diff",
-        "top1_agreement",
-        "min_class_agreement",
-        "accuracy_drop",
-        "accuracy",  # parity.min_accuracy is set
-    }
+    assert set(report["measures"]) == {*PARITY_MEASURES, "accuracy"}  # min_accuracy is set
     for measure in report["measures"].values():
         assert {"value", "threshold", "rule", "passed"} <= set(measure)
     assert report["measures"]["max_abs_diff"]["value"] < 1e-4
@@ -52,27 +53,32 @@ def test_writes_plots_and_the_predictions_the_gate_checks_against(parity_workspa
         )
 
 
-def test_a_threshold_below_the_measured_difference_fails_naming_it(demo_workspace, tmp_path):
-    strict = {
-        "thresholds": {
-            "none": {
-                "max_abs_diff": 0.0,
-                "mean_abs_diff": 1.0,
-                "min_top1_agreement": 0.0,
-                "min_class_agreement": 0.0,
-                "max_accuracy_drop": 1.0,
-            }
-        }
-    }
-    workspace = workspace_like(demo_workspace, tmp_path / "ws", parity=strict)
+def drifted_candidate(workspace, noise: float) -> str:
+    """Replace the workspace's candidate by its own network with drifted weights; its sha256."""
+    drifted = workspace.build_dir / "drifted"
+    sha256 = drift_bundle(workspace.candidate_dir, drifted, noise)
+    shutil.rmtree(workspace.candidate_dir)
+    drifted.rename(workspace.candidate_dir)
+    return sha256
+
+
+def test_a_candidate_that_drifts_fails_every_measure_naming_each(demo_workspace, tmp_path):
+    # The demo's own network with noise of its weights' size: the shape, labels and source
+    # model are the candidate's, its answers are not.
+    workspace = workspace_like(demo_workspace, tmp_path / "ws")
+    sha256 = drifted_candidate(workspace, noise=1.0)
     completed = run_stage("pipeline.parity", workspace, check=False)
     assert completed.returncode != 0
     last_line = completed.stderr.strip().splitlines()[-1]
     assert last_line.startswith("parity failed for none: max_abs_diff")
     report = read_json(workspace.report_path("parity"))
-    assert report["passed"] is False
-    assert report["measures"]["max_abs_diff"]["passed"] is False
-    assert report["measures"]["top1_agreement"]["passed"] is True
+    assert report["passed"] is False and report["candidate_sha256"] == sha256
+    for name in PARITY_MEASURES:
+        assert report["measures"][name]["passed"] is False, (name, report["measures"][name])
+        assert f"{name} " in last_line, name
+    # Its predictions are saved under its own sha256: nothing downstream can mistake them.
+    with np.load(workspace.parity_predictions_path) as predictions:
+        assert str(predictions["candidate_sha256"]) == sha256
 
 
 def test_a_candidate_from_another_model_is_refused(demo_workspace, tmp_path):
