@@ -150,8 +150,15 @@ def checked_workspace(demo_workspace) -> Workspace:
     return demo_workspace
 
 
-# A real gate run kept quick: two whole CPUs, few requests, a small body limit.
+# A real gate run kept quick: two whole CPUs, few requests, a small body limit. Its verdict is
+# what promote and smoke tests start from, so wall-clock thresholds that a busy machine flips
+# are wide here; the gate's own tests hold them to params.yaml's figures.
 QUICK_GATE = {
+    "max_cold_start_seconds": 600,
+    "max_health_latency_seconds": 600,
+    "max_latency_p95_ms": 600_000,
+    "max_latency_p99_ms": 600_000,
+    "min_throughput_rps": 0,
     "plan": "roomy",
     "plans": {
         "roomy": {
@@ -242,7 +249,7 @@ class RunningService:
             try:
                 requests.get(f"{self.url}/api/health/", timeout=1)
                 return time.perf_counter() - self.started
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a busy host answers late
                 time.sleep(0.02)
         raise RuntimeError(f"service did not answer: {self.log_path.read_text()[-2000:]}")
 

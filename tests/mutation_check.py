@@ -1,13 +1,15 @@
 """Mutation check: each guard, replaced in turn by one that always passes, must fail a test.
 
-    python tests/mutation_check.py [--only NAME ...] [--skip-baseline] [--list]
+    python tests/mutation_check.py [--only NAME ...] [--list]
 
 Works on a copy of the repository (git's tracked and unignored files) in a temporary folder,
-so the checkout is never touched. First the tests named below must pass on the copy as it is
-(the baseline); then, for each mutation, one guard's source is rewritten so that it can no
-longer refuse, and its tests run against it. A mutation whose tests still pass survived: the
-suite would not notice that guard broken. Exit status 0 only when every mutation was caught.
-docs/guards.md lists the same guards with the tests that catch each.
+so the checkout is never touched. One pytest session runs the tests named below: each test
+runs as it is (it must pass), then once per mutation that names it, with that guard's source
+rewritten on disk so that it can no longer refuse. Every guard runs in a process the test
+starts (a stage, promote, the smoke check), so it reads the rewritten file; the session's
+fixtures (the demo model, its conversion, parity and gate runs) are built once. A mutation
+none of whose tests fails survived: the suite would not notice that guard broken. Exit status
+0 only when every mutation was caught. docs/guards.md lists the same guards and tests.
 """
 
 import argparse
@@ -16,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,74 +176,107 @@ def copy_of_repository(destination: Path) -> Path:
     return destination
 
 
-def run_tests(copy: Path, tests: tuple[str, ...]) -> tuple[int, float, str]:
-    """pytest on `tests` inside the copy: (exit status, seconds, last lines of its output)."""
-    started = time.monotonic()
-    completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
-        cwd=copy,
-        # The copy's code, never a stale compiled copy of a mutated module.
-        env={**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"},
-        capture_output=True,
-        text=True,
+def names(item_id: str, test: str) -> bool:
+    """Whether pytest's node id `item_id` is `test` or one of its parameters."""
+    return item_id == test or item_id.startswith(test + "[")
+
+
+# The pytest plugin (`-p mutation_check`): loaded into the session the script starts.
+CHOSEN_ENV = "MUTATION_CHECK_ONLY"
+outcomes: dict[str, list[str]] = {}  # mutation name -> outcome of each of its test runs
+baseline_failures: list[str] = []
+
+
+def chosen_mutations() -> list[Mutation]:
+    words = [word for word in os.environ.get(CHOSEN_ENV, "").split(",") if word]
+    return [m for m in MUTATIONS if not words or any(word in m.name for word in words)]
+
+
+def run_mutated(item, mutation: Mutation) -> str:
+    """Run `item` once with `mutation` applied on disk: failed, passed or error."""
+    from _pytest.runner import runtestprotocol
+
+    path = Path(item.config.rootpath) / mutation.path
+    original = path.read_text()
+    if original.count(mutation.original) != 1:
+        return f"error: {mutation.path} does not hold the guard's text exactly once"
+    path.write_text(original.replace(mutation.original, mutation.mutated))
+    try:
+        item._initrequest()  # fresh function-scoped fixtures, as a rerun plugin does
+        reports = runtestprotocol(item, nextitem=item, log=False)
+    finally:
+        path.write_text(original)
+    if any(report.failed and report.when == "call" for report in reports):
+        return "failed"
+    if any(report.failed for report in reports):
+        return "error: " + next(r.longreprtext for r in reports if r.failed)[-300:]
+    return "passed"
+
+
+def pytest_runtest_protocol(item, nextitem):
+    """Each mutation that names this test first, then the test as it is (logged as usual)."""
+    for mutation in chosen_mutations():
+        if any(names(item.nodeid, test) for test in mutation.tests):
+            outcome = run_mutated(item, mutation)
+            outcomes.setdefault(mutation.name, []).append(outcome)
+            print(f"\n{mutation.name} / {item.nodeid}: {outcome}", flush=True)
+            item._initrequest()
+    return None  # pytest's own protocol runs the test unmutated
+
+
+def pytest_runtest_logreport(report):
+    if report.failed:
+        baseline_failures.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter):
+    write = terminalreporter.write_line
+    survived = []
+    for mutation in chosen_mutations():
+        results = outcomes.get(mutation.name, ["not run: no test of it was collected"])
+        caught = "failed" in results
+        if not caught:
+            survived.append(mutation.name)
+        write(f"{'caught' if caught else 'SURVIVED':>8}  {mutation.name}: {', '.join(results)}")
+    if baseline_failures:
+        write(f"unmutated, these failed (fix them first): {', '.join(baseline_failures)}")
+    total = len(chosen_mutations())
+    write(
+        f"mutation check: {total - len(survived)} of {total} mutations caught"
+        + (f"; not caught: {', '.join(survived)}" if survived else "")
     )
-    tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-3:])
-    return completed.returncode, time.monotonic() - started, tail
+    if survived:
+        terminalreporter.config._mutation_survivors = survived
 
 
-def apply(copy: Path, mutation: Mutation) -> str:
-    """Rewrite the guard in the copy; the original text, to put back."""
-    path = copy / mutation.path
-    text = path.read_text()
-    count = text.count(mutation.original)
-    if count != 1:
-        raise SystemExit(
-            f"{mutation.name}: {mutation.path} holds the guard's text {count} times, not once; "
-            "update tests/mutation_check.py to the code as it is"
-        )
-    path.write_text(text.replace(mutation.original, mutation.mutated))
-    return text
+def pytest_sessionfinish(session, exitstatus):
+    if getattr(session.config, "_mutation_survivors", None) and exitstatus == 0:
+        session.exitstatus = 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", nargs="+", help="mutations whose name contains one of these")
-    parser.add_argument("--skip-baseline", action="store_true", help="do not run unmutated first")
     parser.add_argument("--list", action="store_true", help="list the mutations and their tests")
     args = parser.parse_args(argv)
-    chosen = [m for m in MUTATIONS if not args.only or any(word in m.name for word in args.only)]
+    os.environ[CHOSEN_ENV] = ",".join(args.only or [])
+    chosen = chosen_mutations()
     if args.list:
         for mutation in chosen:
             print(f"{mutation.name}: {mutation.path}\n  " + "\n  ".join(mutation.tests))
         return 0
+    tests = list(dict.fromkeys(test for mutation in chosen for test in mutation.tests))
     with tempfile.TemporaryDirectory(prefix="mutation-check-") as scratch:
         copy = copy_of_repository(Path(scratch) / "repo")
-        if not args.skip_baseline:
-            tests = tuple(dict.fromkeys(test for m in chosen for test in m.tests))
-            status, seconds, tail = run_tests(copy, tests)
-            print(f"baseline: {len(tests)} tests, exit {status} in {seconds:.0f} s", flush=True)
-            if status != 0:
-                print(f"the tests fail without any mutation; fix them first:\n{tail}")
-                return 2
-        survived = []
-        for mutation in chosen:
-            original = apply(copy, mutation)
-            try:
-                status, seconds, tail = run_tests(copy, mutation.tests)
-            finally:
-                (copy / mutation.path).write_text(original)
-            # pytest exits 1 when tests fail; anything else (0, or a usage or collection error)
-            # does not show that a test caught the mutation.
-            verdict = "caught" if status == 1 else "SURVIVED" if status == 0 else f"error {status}"
-            print(f"{verdict:>9}  {mutation.name} ({seconds:.0f} s)", flush=True)
-            if status != 1:
-                survived.append(mutation.name)
-                print("    " + tail.replace("\n", "\n    "))
-    print(
-        f"mutation check: {len(chosen) - len(survived)} of {len(chosen)} mutations caught"
-        + (f"; not caught: {', '.join(survived)}" if survived else "")
-    )
-    return 1 if survived else 0
+        # The copy's code, never a compiled copy of a mutated module.
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{copy}{os.pathsep}{copy / 'tests'}",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        command = [sys.executable, "-m", "pytest", "-p", "mutation_check", "-p"]
+        command += ["no:cacheprovider", "-q", "--tb=short", *tests]
+        return subprocess.run(command, cwd=copy, env=env).returncode
 
 
 if __name__ == "__main__":

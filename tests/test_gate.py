@@ -8,6 +8,7 @@ reason, reports/gate.json, and nothing left behind.
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -86,6 +87,19 @@ def app(environ, start_response):
 """
 
 
+# The groups the gate makes (pipeline/gate_service.py, gate_preflight.py): other programs on a
+# shared machine may make groups whose names merely start with "gate-".
+GATE_GROUP_NAME = re.compile(r"gate-(baseline-)?[0-9a-f]{10}")
+groups_before_the_test: set = set()
+
+
+@pytest.fixture(autouse=True)
+def gate_groups_before():
+    """The gate groups that exist before a test: another gate's, never this test's to answer for."""
+    groups_before_the_test.clear()
+    groups_before_the_test.update(existing_groups("gate"))
+
+
 def leftovers(workspace) -> tuple[list, list[int]]:
     """Gate groups and service processes still present after a run: both must be empty."""
     serving = []
@@ -93,7 +107,12 @@ def leftovers(workspace) -> tuple[list, list[int]]:
         environ = process.info.get("environ") or {}
         if environ.get("MODEL_DIR") == str(workspace.candidate_dir):
             serving.append(process.info["pid"])
-    return existing_groups("gate"), serving
+    groups = [
+        group
+        for group in existing_groups("gate")
+        if GATE_GROUP_NAME.fullmatch(group.name) and group not in groups_before_the_test
+    ]
+    return groups, serving
 
 
 def gate(workspace, **env):

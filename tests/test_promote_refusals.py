@@ -48,10 +48,10 @@ def test_a_model_file_other_than_the_one_judged_is_refused_by_every_verdict(rele
     for name in ("model.tflite", "manifest.json"):
         shutil.copy(tmp_path / "other" / name, workspace.candidate_dir / name)
     reason = refuse(workspace, remote)
-    for stage in GATE_STAGES:
-        assert f"{stage}: it judged candidate {judged[:12]} but the candidate is {other[:12]}" in (
-            reason
-        ), stage
+    assert f"convert: it judged candidate {judged[:12]} but the candidate is {other[:12]}" in reason
+    # Parity and the gate read the candidate: their inputs fingerprints name it too.
+    for stage in ("parity", "gate"):
+        assert f"{stage}: build/candidate changed since the {stage} ran" in reason, stage
 
 
 @pytest.mark.parametrize("stage", GATE_STAGES)
@@ -79,6 +79,9 @@ def test_parity_predictions_for_another_candidate_are_refused(release_repo):
         predictions = {key: saved[key] for key in saved.files}
     predictions["candidate_sha256"] = np.array("d" * 64)
     np.savez_compressed(workspace.parity_predictions_path, **predictions)
+    # The gate's fingerprint names the predictions file: a gate verdict written after they
+    # changed (its own check of them aside) leaves promote's check of them the last word.
+    write_verdict(workspace, "gate", read_json(workspace.report_path("gate")))
     reason = refuse(workspace, remote)
     assert "parity's saved predictions are for another candidate" in reason
     assert "nothing was pushed" in reason

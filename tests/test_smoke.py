@@ -142,7 +142,9 @@ class QuietHandler(WSGIRequestHandler):
 
 def test_a_service_that_answers_a_malformed_request_with_200_fails(release_dir):
     manifest = json.loads((release_dir / "manifest.json").read_text())
-    server = make_server("127.0.0.1", 0, answers_malformed_with_200(manifest), QuietHandler)
+    server = make_server(
+        "127.0.0.1", 0, answers_malformed_with_200(manifest), handler_class=QuietHandler
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
