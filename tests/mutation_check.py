@@ -202,8 +202,9 @@ def run_mutated(item, mutation: Mutation) -> str:
         return f"error: {mutation.path} does not hold the guard's text exactly once"
     path.write_text(original.replace(mutation.original, mutation.mutated))
     try:
-        item._initrequest()  # fresh function-scoped fixtures, as a rerun plugin does
-        reports = runtestprotocol(item, nextitem=item, log=False)
+        item._initrequest()  # fresh function-scoped fixtures
+        # Tear down the test's own fixtures after it, keeping its module's and the session's.
+        reports = runtestprotocol(item, nextitem=item.parent, log=False)
     finally:
         path.write_text(original)
     if any(report.failed and report.when == "call" for report in reports):
@@ -229,29 +230,36 @@ def pytest_runtest_logreport(report):
         baseline_failures.append(report.nodeid)
 
 
-def pytest_terminal_summary(terminalreporter):
-    write = terminalreporter.write_line
-    survived = []
+def verdicts() -> list[tuple[str, Mutation, list[str]]]:
+    """(caught | UNSURE | SURVIVED, mutation, outcome of each of its runs) per mutation."""
+    rows = []
     for mutation in chosen_mutations():
         results = outcomes.get(mutation.name, ["not run: no test of it was collected"])
-        caught = "failed" in results
-        if not caught:
-            survived.append(mutation.name)
-        write(f"{'caught' if caught else 'SURVIVED':>8}  {mutation.name}: {', '.join(results)}")
-    if baseline_failures:
-        write(f"unmutated, these failed (fix them first): {', '.join(baseline_failures)}")
-    total = len(chosen_mutations())
-    write(
-        f"mutation check: {total - len(survived)} of {total} mutations caught"
-        + (f"; not caught: {', '.join(survived)}" if survived else "")
-    )
-    if survived:
-        terminalreporter.config._mutation_survivors = survived
+        # A failure counts only where the same test passes unmutated.
+        unsure = any(names(f, test) for f in baseline_failures for test in mutation.tests)
+        caught = "failed" in results and not unsure
+        rows.append(("caught" if caught else "UNSURE" if unsure else "SURVIVED", mutation, results))
+    return rows
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if getattr(session.config, "_mutation_survivors", None) and exitstatus == 0:
+    if any(verdict != "caught" for verdict, _, _ in verdicts()) and exitstatus == 0:
         session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    rows = verdicts()
+    for verdict, mutation, results in rows:
+        terminalreporter.write_line(f"{verdict:>8}  {mutation.name}: {', '.join(results)}")
+    if baseline_failures:
+        terminalreporter.write_line(
+            f"unmutated, these failed (fix them first): {', '.join(baseline_failures)}"
+        )
+    missed = [mutation.name for verdict, mutation, _ in rows if verdict != "caught"]
+    terminalreporter.write_line(
+        f"mutation check: {len(rows) - len(missed)} of {len(rows)} mutations caught"
+        + (f"; not caught: {', '.join(missed)}" if missed else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
