@@ -188,21 +188,37 @@ def gated_workspace(checked_workspace, tmp_path_factory) -> Workspace:
     return workspace
 
 
-def drift_bundle(source: Path, destination: Path, noise: float = 1.0) -> str:
-    """Copy the bundle at `source` with its weights drifted (tests/drifted_model.py); sha256."""
-    completed = subprocess.run(
+@pytest.fixture(scope="session")
+def drifted_candidate_dir(candidate_dir, tmp_path_factory) -> Path:
+    """The demo candidate with noise of its weights' size added (tests/drifted_model.py): the
+    same shape, labels and source model, other answers. Made once: it needs TensorFlow."""
+    destination = tmp_path_factory.mktemp("drifted") / "candidate"
+    subprocess.run(
         [
             sys.executable,
             str(Path(__file__).with_name("drifted_model.py")),
-            str(source),
+            str(candidate_dir),
             str(destination),
-            f"--noise={noise}",
+            "--noise=1.0",
         ],
         capture_output=True,
-        text=True,
         check=True,
     )
-    return completed.stdout.split()[-1]
+    return destination
+
+
+def swap_model(bundle_dir: Path, drifted_dir: Path) -> str:
+    """Put the drifted model into the bundle at `bundle_dir`, its manifest naming it; sha256."""
+    import json
+
+    shutil.copy(drifted_dir / "model.tflite", bundle_dir / "model.tflite")
+    drifted = json.loads((drifted_dir / "manifest.json").read_text())
+    manifest_path = bundle_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sha256"] = drifted["sha256"]
+    manifest["files"]["model.tflite"] = drifted["files"]["model.tflite"]
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    return drifted["sha256"]
 
 
 def workspace_like(source: Workspace, root: Path, **overrides: dict) -> Workspace:

@@ -4,7 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import drift_bundle, run_stage, workspace_like
+from conftest import run_stage, swap_model, workspace_like
 
 from pipeline.reports import read_json
 from service.bundle import sha256_of
@@ -53,20 +53,13 @@ def test_writes_plots_and_the_predictions_the_gate_checks_against(parity_workspa
         )
 
 
-def drifted_candidate(workspace, noise: float) -> str:
-    """Replace the workspace's candidate by its own network with drifted weights; its sha256."""
-    drifted = workspace.build_dir / "drifted"
-    sha256 = drift_bundle(workspace.candidate_dir, drifted, noise)
-    shutil.rmtree(workspace.candidate_dir)
-    drifted.rename(workspace.candidate_dir)
-    return sha256
-
-
-def test_a_candidate_that_drifts_fails_every_measure_naming_each(demo_workspace, tmp_path):
+def test_a_candidate_that_drifts_fails_every_measure_naming_each(
+    demo_workspace, drifted_candidate_dir, tmp_path
+):
     # The demo's own network with noise of its weights' size: the shape, labels and source
     # model are the candidate's, its answers are not.
     workspace = workspace_like(demo_workspace, tmp_path / "ws")
-    sha256 = drifted_candidate(workspace, noise=1.0)
+    sha256 = swap_model(workspace.candidate_dir, drifted_candidate_dir)
     completed = run_stage("pipeline.parity", workspace, check=False)
     assert completed.returncode != 0
     last_line = completed.stderr.strip().splitlines()[-1]

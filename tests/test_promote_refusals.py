@@ -3,11 +3,9 @@ model file, parity's saved predictions, and each stage's verdict. The verdicts s
 real ones of a real pipeline run; each test changes one thing, and every refusal leaves both
 repositories exactly as they were."""
 
-import shutil
-
 import numpy as np
 import pytest
-from conftest import drift_bundle
+from conftest import swap_model
 from test_promote import make_release_repo, refuse
 
 from pipeline.reports import GATE_STAGES, read_json, write_json, write_verdict
@@ -40,13 +38,13 @@ def test_a_manifest_that_names_another_model_file_is_refused(release_repo):
     assert "the candidate's manifest names another model.tflite" in refuse(workspace, remote)
 
 
-def test_a_model_file_other_than_the_one_judged_is_refused_by_every_verdict(release_repo, tmp_path):
+def test_a_model_file_other_than_the_one_judged_is_refused_by_every_verdict(
+    release_repo, drifted_candidate_dir
+):
     # A model of the same shape, its manifest consistent with it: only the verdicts can tell.
     workspace, remote = release_repo
     judged = sha256_of(workspace.candidate_dir / "model.tflite")
-    other = drift_bundle(workspace.candidate_dir, tmp_path / "other")
-    for name in ("model.tflite", "manifest.json"):
-        shutil.copy(tmp_path / "other" / name, workspace.candidate_dir / name)
+    other = swap_model(workspace.candidate_dir, drifted_candidate_dir)
     reason = refuse(workspace, remote)
     assert f"convert: it judged candidate {judged[:12]} but the candidate is {other[:12]}" in reason
     # Parity and the gate read the candidate: their inputs fingerprints name it too.

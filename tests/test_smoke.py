@@ -12,7 +12,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 import yaml
-from conftest import RunningService, drift_bundle, free_port, workspace_like
+from conftest import RunningService, free_port, swap_model, workspace_like
 
 from pipeline.paths import REPO_ROOT
 from pipeline.release_bundle import write_release
@@ -93,12 +93,13 @@ def test_a_service_serving_another_model_fails_naming_both_sha256s(
 
 
 def test_a_service_serving_a_different_model_of_the_same_shape_fails_the_golden_set(
-    start_service, release_dir, tmp_path
+    start_service, release_dir, drifted_candidate_dir, tmp_path
 ):
     # release/ with its model swapped for one of the same shape (the manifest names the new
     # file, so health and sha256 pass): only the golden answers can tell.
     swapped = tmp_path / "swapped-release"
-    drift_bundle(release_dir, swapped)
+    shutil.copytree(release_dir, swapped)
+    swap_model(swapped, drifted_candidate_dir)
     service = start_service(swapped)
     completed = smoke(service.url, swapped / "manifest.json")
     assert completed.returncode == 1, completed.stdout + completed.stderr
