@@ -22,7 +22,7 @@ from conftest import workspace_like
 
 from pipeline.cgroups import evict_from_page_cache, existing_groups
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
-from pipeline.reports import read_json
+from pipeline.verdicts import read_json
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,7 @@ def app(environ, start_response):
 """
 
 
-# The groups the gate makes (pipeline/gate_service.py, gate_preflight.py): other programs on a
+# The groups the gate makes (pipeline/gate/run.py, gate_preflight.py): other programs on a
 # shared machine may make groups whose names merely start with "gate-".
 GATE_GROUP_NAME = re.compile(r"gate-(baseline-)?[0-9a-f]{10}")
 groups_before_the_test: set = set()
@@ -117,7 +117,7 @@ def leftovers(workspace) -> tuple[list, list[int]]:
 
 def gate(workspace, **env):
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.gate"],
+        [sys.executable, "-m", "pipeline.stages.gate"],
         cwd=REPO_ROOT,
         env={**os.environ, WORKSPACE_ENV: str(workspace.root), **env},
         capture_output=True,
@@ -135,7 +135,7 @@ def default_sigint() -> None:
 def gate_under_load(workspace) -> subprocess.Popen:
     """A gate running in the background, returned once its load has begun."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.gate"],
+        [sys.executable, "-m", "pipeline.stages.gate"],
         cwd=REPO_ROOT,
         env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
         stdout=subprocess.PIPE,

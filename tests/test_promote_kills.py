@@ -17,7 +17,7 @@ import pytest
 from test_promote import build_candidate, git, make_release_repo, promote
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
-from pipeline.release_steps import STEPS
+from pipeline.release.steps import STEPS
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow

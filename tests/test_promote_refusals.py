@@ -8,7 +8,7 @@ import pytest
 from conftest import swap_model
 from test_promote import make_release_repo, refuse
 
-from pipeline.reports import GATE_STAGES, read_json, write_json, write_verdict
+from pipeline.verdicts import GATE_STAGES, read_json, write_json, write_verdict
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow

@@ -15,8 +15,8 @@ import yaml
 from conftest import RunningService, free_port, swap_model, workspace_like
 
 from pipeline.paths import REPO_ROOT
-from pipeline.release_bundle import write_release
-from pipeline.reports import write_verdict
+from pipeline.release.bundle import write_release
+from pipeline.verdicts import write_verdict
 
 pytestmark = pytest.mark.slow
 
