@@ -25,18 +25,21 @@ MAX_JSON_OBJECTS = 4
 MAX_JSON_STRINGS = 16
 
 
-def env_number(name: str, default: float, kind: type = int):
-    """A positive number from the environment, its default when unset; exits naming it."""
+def env_number(name: str, default: float, kind: type = int, zero_allowed: bool = False):
+    """A positive number (or 0 if `zero_allowed`) from the environment, its default when
+    unset; exits naming it."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
         value = kind(raw)
     except ValueError:
-        value = 0
-    if not value > 0 or value != value or value == float("inf"):  # also NaN and infinity
+        value = -1
+    too_small = value < 0 if zero_allowed else not value > 0
+    if too_small or value != value or value == float("inf"):  # also NaN and infinity
         kind_name = "integer" if kind is int else "number"
-        raise SystemExit(f"{name}={raw!r} must be a positive {kind_name}")
+        sign = "non-negative" if zero_allowed else "positive"
+        raise SystemExit(f"{name}={raw!r} must be a {sign} {kind_name}")
     return value
 
 
@@ -50,6 +53,9 @@ class Limits:
     sample_cpu_ms: float = 2.0
     latency_budget_ms: float = 1000.0
     large_parses: int = 1
+    batch_max_wait_ms: float = 2.0
+    batch_idle_wait_ms: float = 0.0
+    batch_pad_fraction: float = 0.75
 
     @classmethod
     def from_environment(cls) -> "Limits":
@@ -62,6 +68,13 @@ class Limits:
             sample_cpu_ms=env_number("SAMPLE_CPU_MS", defaults.sample_cpu_ms, float),
             latency_budget_ms=env_number("LATENCY_BUDGET_MS", defaults.latency_budget_ms, float),
             large_parses=env_number("LARGE_PARSES", defaults.large_parses),
+            batch_max_wait_ms=env_number(
+                "BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms, float, zero_allowed=True
+            ),
+            batch_idle_wait_ms=env_number(
+                "BATCH_IDLE_WAIT_MS", defaults.batch_idle_wait_ms, float, zero_allowed=True
+            ),
+            batch_pad_fraction=env_number("BATCH_PAD_FRACTION", defaults.batch_pad_fraction, float),
         )
 
     @property

@@ -194,7 +194,7 @@ class RunningService:
             try:
                 requests.get(f"{self.url}/api/health/", timeout=1)
                 return time.perf_counter() - self.started
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a worker still booting
                 time.sleep(0.02)
         raise RuntimeError(f"service did not answer: {self.log_path.read_text()[-2000:]}")
 
