@@ -15,7 +15,10 @@
     LATENCY_BUDGET_MS   how long an accepted request may wait for the CPU (default: 1000)
                         -> samples in flight per worker: LATENCY_BUDGET_MS x CPU_SHARE /
                         SAMPLE_CPU_MS (50 by default); past it, predictions answer 503 with
-                        Retry-After at once (an idle worker always admits one request)
+                        Retry-After (an idle worker always admits one request)
+    SHED_HOLD_MS        how long a refused prediction is held, unread and at no CPU, before
+                        its 503 (default: 1000): a client that ignores Retry-After then costs
+                        at most one refusal a second, so a flood cannot starve health checks
     LARGE_PARSES        JSON bodies over 1 MiB parsed at once per worker (default: 1); the
                         next one is answered 503 with Retry-After
     BATCH_MAX_WAIT_MS   how long a batch waits for more samples while concurrent requests are

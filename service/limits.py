@@ -56,6 +56,7 @@ class Limits:
     batch_max_wait_ms: float = 2.0
     batch_idle_wait_ms: float = 0.0
     batch_pad_fraction: float = 0.75
+    shed_hold_ms: float = 1000.0
 
     @classmethod
     def from_environment(cls) -> "Limits":
@@ -75,6 +76,9 @@ class Limits:
                 "BATCH_IDLE_WAIT_MS", defaults.batch_idle_wait_ms, float, zero_allowed=True
             ),
             batch_pad_fraction=env_number("BATCH_PAD_FRACTION", defaults.batch_pad_fraction, float),
+            shed_hold_ms=env_number(
+                "SHED_HOLD_MS", defaults.shed_hold_ms, float, zero_allowed=True
+            ),
         )
 
     @property
@@ -131,7 +135,7 @@ class BodyLimits:
 
 
 class Admission:
-    """Samples in flight in this worker; past the bound, a request is shed at once."""
+    """Samples in flight in this worker; past the bound, a request is shed, never queued."""
 
     def __init__(self, limits: Limits) -> None:
         self.capacity = limits.inflight_samples

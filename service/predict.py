@@ -1,12 +1,13 @@
 """POST /api/predict/: admit the request, read and decode its body, predict in shared batches.
 
 Past the samples a worker admits at once (service/limits.py, `Admission`) a request is
-answered 503 with Retry-After before its body is read. Its samples join those of concurrent
-requests in the worker's batcher (service/batching.py), which yields to the event loop before
-each invoke, and a large JSON body is parsed a sample at a time (service/json_samples.py), so
-a health check waits for at most one step of either.
+answered 503 with Retry-After before its body is read, after a hold of SHED_HOLD_MS (no CPU).
+Its samples join those of concurrent requests in the worker's batcher (service/batching.py),
+which yields to the event loop before each invoke, and a large JSON body is parsed a sample
+at a time (service/json_samples.py), so a health check waits for at most one step of either.
 """
 
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -71,6 +72,10 @@ class PredictHandler:
         reserved = max(1, (length or 0) // (sample_bytes // 2 if is_json else sample_bytes))
         reserved = min(reserved, self.limits.max_batch)
         if not self.admission.try_admit(reserved):
+            # Held first, at no CPU: a client that ignores Retry-After and comes straight back
+            # then costs at most one refusal per hold, and the CPU stays with health checks and
+            # admitted requests. Its body stays unread until the answer.
+            time.sleep(self.limits.shed_hold_ms / 1000)
             raise self._shed(f"{self.admission.inflight} samples are being predicted")
         try:
             batch = self._read_batch(environ, is_json, length, limit)

@@ -17,6 +17,8 @@ from service.runtime import LiteRuntime, select_runtime
 # A batch-N invoke of the demo costs 0.67 to 0.73x N batch-1 invokes (benchmarks/batch_sweep.py):
 # padding a short group pays once it fills about three quarters of the batch.
 DEFAULT_PAD_FRACTION = 0.75
+# Up to this many labels, answers rank them with Python's sort rather than numpy's.
+FEW_LABELS = 64
 
 
 class InputError(ValueError):
@@ -192,13 +194,20 @@ class Predictor:
         return self.answers(self.predict_proba(values), top_k)
 
     def answers(self, outputs: np.ndarray, top_k: int) -> list[dict[str, Any]]:
-        """The answer for each row of outputs, top-k ranked for all rows at once."""
+        """The answer for each row of outputs: its labels ranked by value, highest first."""
         top_k = max(1, min(top_k, len(self.contract.labels)))
         key, labels = self.contract.value_key, self.contract.labels
-        ranked = np.argsort(-outputs, axis=1, kind="stable")[:, :top_k]
-        values = np.take_along_axis(outputs, ranked, axis=1).tolist()
+        positions = range(len(labels))
         answers = []
-        for row_ranks, row_values in zip(ranked.tolist(), values, strict=True):
-            top = [{"label": labels[i], key: v} for i, v in zip(row_ranks, row_values, strict=True)]
+        # Stable sorts (ties keep label order). For a few labels, plain floats and Python's sort
+        # cost a fraction of numpy's per-call overhead; for many, numpy sorts faster.
+        many = len(labels) > FEW_LABELS
+        rankings = np.argsort(-outputs, axis=1, kind="stable")[:, :top_k].tolist() if many else None
+        for index, row in enumerate(outputs.tolist()):
+            if many:
+                ranked = rankings[index]
+            else:
+                ranked = sorted(positions, key=row.__getitem__, reverse=True)[:top_k]
+            top = [{"label": labels[i], key: row[i]} for i in ranked]
             answers.append({"label": top[0]["label"], key: top[0][key], "top_k": top})
         return answers
