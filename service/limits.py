@@ -5,7 +5,6 @@ contract, never from the byte count alone: a JSON body is refused by its structu
 it is parsed when it cannot be a batch of at most MAX_BATCH samples of the contract's shape.
 """
 
-import collections
 import math
 import os
 import threading
@@ -162,38 +161,6 @@ class Admission:
     def retry_after_seconds(self) -> int:
         """Seconds until the work in flight is likely done at the plan's CPU share."""
         return max(1, math.ceil(self.inflight * self.seconds_per_sample))
-
-
-class FairSlot:
-    """One inference at a time, handed to waiters in arrival order.
-
-    A plain lock lets a request that arrives just as the slot is released take it before the
-    waiter that was woken for it, so under saturation a few requests lose that race again and
-    again and wait hundreds of ms; here release hands the slot straight to the oldest waiter.
-    Works with threads and with gevent's patched threading alike.
-    """
-
-    def __init__(self) -> None:
-        self._state = threading.Lock()
-        self._busy = False
-        self._waiters: collections.deque[threading.Event] = collections.deque()
-
-    def __enter__(self) -> "FairSlot":
-        with self._state:
-            if not self._busy:
-                self._busy = True
-                return self
-            turn = threading.Event()
-            self._waiters.append(turn)
-        turn.wait()  # the slot is ours once set: release never frees it in between
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        with self._state:
-            if self._waiters:
-                self._waiters.popleft().set()
-            else:
-                self._busy = False
 
 
 class LargeParses:

@@ -636,32 +636,3 @@ def test_the_service_boots_from_a_clean_venv_of_its_requirements_alone(
     freeze = subprocess.run([str(venv / "bin" / "pip"), "freeze"], capture_output=True, text=True)
     assert "tensorflow" not in freeze.stdout and "scikit-learn" not in freeze.stdout
     assert json.loads(health.text)["runtime"] == "ai-edge-litert"
-
-
-def test_the_inference_slot_serves_waiters_in_arrival_order():
-    # A plain lock let a request arriving at release time take the slot from the waiter that
-    # was woken for it: under saturation at 0.1 CPU the gate's p99 was 690 ms, 100 ms with this.
-    from service.limits import FairSlot
-
-    slot, served, arrived = FairSlot(), [], []
-
-    def wait_for_turn(name: str) -> None:
-        arrived.append(name)
-        with slot:
-            served.append(name)
-
-    slot.__enter__()
-    waiters = []
-    for name in ("first", "second", "third"):
-        waiter = threading.Thread(target=wait_for_turn, args=(name,))
-        waiter.start()
-        waiters.append(waiter)
-        deadline = time.monotonic() + 5
-        while len(slot._waiters) < len(waiters) and time.monotonic() < deadline:
-            time.sleep(0.001)
-    slot.__exit__(None, None, None)
-    # A newcomer arriving after the release queues behind every earlier waiter.
-    wait_for_turn("newcomer")
-    for waiter in waiters:
-        waiter.join(timeout=5)
-    assert served == ["first", "second", "third", "newcomer"]
