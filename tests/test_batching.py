@@ -5,6 +5,8 @@ answers are compared with every sample run alone through the batch-1 model, with
 tolerance for quantization `none`.
 """
 
+import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import yaml
 
 from pipeline.paths import REPO_ROOT
 from service.batching import Batcher
+from service.bundle import BundleError
 from service.predictor import InputError, Predictor
 
 pytestmark = pytest.mark.slow
@@ -166,3 +169,35 @@ def test_the_service_answers_concurrent_clients_as_batch_1_would(demo_service, p
         assert max(abs(served[label] - expected[index][i]) for i, label in enumerate(labels)) <= (
             TOLERANCE
         )
+
+
+def batch_1_only_bundle(candidate_dir: Path, folder: Path) -> Path:
+    """A copy of the candidate as bundles written before batched models: no `batched`."""
+    folder.mkdir()
+    shutil.copy2(candidate_dir / "model.tflite", folder / "model.tflite")
+    manifest = json.loads((candidate_dir / "manifest.json").read_text())
+    del manifest["batched"], manifest["files"]["model_batched.tflite"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_a_batch_1_only_bundle_still_serves_through_the_batcher(candidate_dir, samples, tmp_path):
+    predictor = Predictor(batch_1_only_bundle(candidate_dir, tmp_path / "old"))
+    assert predictor.batch_size == 1
+    batcher = Batcher(predictor, max_wait_seconds=0.05, samples_admitted=lambda: 6)
+    parts = [samples[:1], samples[1:4], samples[4:6]]
+    for part, outputs in zip(parts, submit_concurrently(batcher, parts), strict=True):
+        assert np.abs(outputs - alone(predictor, part)).max() <= TOLERANCE
+
+
+def test_a_batched_model_that_does_not_match_its_manifest_is_refused(candidate_dir, tmp_path):
+    folder = tmp_path / "mixed"
+    shutil.copytree(candidate_dir, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["batched"]["batch_size"] = 8  # the file takes batches of 4
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"model_batched.tflite takes input \(4, 65, 243\)"):
+        Predictor(folder)
+    (folder / "model_batched.tflite").write_bytes(b"not the model")
+    with pytest.raises(BundleError, match=r"model_batched\.tflite has sha256"):
+        Predictor(folder)
