@@ -2,7 +2,7 @@
 
 Each request hands its checked raw samples to the worker's `Batcher` and waits. One runner
 (a greenlet under the gevent worker, a thread elsewhere) is the only caller of the
-interpreters: it takes up to N queued samples in arrival order, across requests, normalises
+interpreters: it takes up to N queued samples, one per request in arrival order, normalises
 them as one array, runs them (service/interpreter.py decides batch-N, padded or batch-1) and
 hands each request its own rows. Before each invoke it yields to the event loop, so a health
 check waits for at most one invoke, and bodies that arrived meanwhile join the next batch.
@@ -74,6 +74,11 @@ class Batcher:
         self.batches = 0  # invokes of the router so far, for tests and the benchmark
         self.samples = 0
 
+    @property
+    def queued_samples(self) -> int:
+        """Samples waiting for a batch (not yet taken by the runner)."""
+        return self._queued_samples
+
     def outputs(self, samples: np.ndarray) -> np.ndarray:
         """The model's outputs (n, classes) for this request's raw float32 samples, in order.
 
@@ -123,19 +128,25 @@ class Batcher:
             wanted = self._wanted()
 
     def _take(self) -> list[tuple[PendingRequest, int, int]]:
-        """Up to batch_size queued rows, oldest first: (request, first row, row count)."""
-        parts, room = [], self.batch_size
+        """Up to batch_size queued rows: (request, first row, row count), oldest request first.
+
+        Rows are dealt one per request in turn, so a one-sample request that arrives behind a
+        64-sample one shares the next invoke instead of waiting for all 64.
+        """
+        counts: dict[PendingRequest, int] = {}
+        room = self.batch_size
         with self._queue_lock:
             while room and self._queue:
-                request = self._queue[0]
-                count = min(room, len(request.samples) - request.taken)
-                parts.append((request, request.taken, count))
-                request.taken += count
-                room -= count
-                if request.taken == len(request.samples):
-                    self._queue.popleft()
+                for request in list(self._queue):
+                    if not room:
+                        break
+                    counts[request] = counts.get(request, 0) + 1
+                    request.taken += 1
+                    room -= 1
+                    if request.taken == len(request.samples):
+                        self._queue.remove(request)
             self._queued_samples -= self.batch_size - room
-        return parts
+        return [(request, request.taken - count, count) for request, count in counts.items()]
 
     def _run_one_batch(self) -> None:
         # Let ready requests run first: health checks answer, and bodies read meanwhile join.

@@ -8,6 +8,7 @@ tolerance for quantization `none`.
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,28 +104,53 @@ def test_a_lone_request_is_not_padded_or_kept_waiting(predictor, samples):
 
 
 class FailsOnMarker(Predictor):
-    """The demo predictor, except that a batch holding MARKER fails as a runtime error would."""
+    """The demo predictor, except that a batch holding the marker fails as a runtime error
+    would, and the first batch waits for `release`: the test queues requests meanwhile."""
 
     MARKER = 12345.0
 
     def outputs(self, normalised, route="auto"):
-        if (self.normalise_marker == normalised[:, 0, 0]).any():
+        self.entered.set()
+        self.release.wait(timeout=30)
+        if (self.normalised_marker == normalised[:, 0, 0]).any():
             raise RuntimeError("invoke failed")
         return super().outputs(normalised, route)
 
 
 def test_a_failing_batch_fails_only_its_own_requests(candidate_dir, samples):
     predictor = FailsOnMarker(candidate_dir)
-    poisoned = samples[:4].copy()
-    poisoned[2, 0, 0] = FailsOnMarker.MARKER
-    predictor.normalise_marker = predictor.normalise(poisoned)[2, 0, 0]
+    poisoned = samples[1:2].copy()
+    poisoned[0, 0, 0] = FailsOnMarker.MARKER
+    predictor.normalised_marker = predictor.normalise(poisoned)[0, 0, 0]
+    predictor.entered, predictor.release = threading.Event(), threading.Event()
     batcher = Batcher(predictor, max_wait_seconds=0.0)
-    # Four samples each: batches of 4 never mix these requests.
-    healthy = [samples[4:8], samples[8:12], samples[12:16]]
-    results = submit_concurrently(batcher, [poisoned, *healthy])
-    assert isinstance(results[0], RuntimeError) and "invoke failed" in str(results[0])
-    for part, outputs in zip(healthy, results[1:], strict=True):
-        assert np.abs(outputs - alone(predictor, part)).max() <= TOLERANCE
+    # While the first request's batch is held, eight one-sample requests queue in order: the
+    # poisoned one and the next three share a batch of 4, the last four share the next.
+    bodies = [samples[:1], poisoned, *(samples[i : i + 1] for i in range(2, 9))]
+    results: list = [None] * len(bodies)
+
+    def one(index: int) -> None:
+        try:
+            results[index] = batcher.outputs(bodies[index])
+        except RuntimeError as error:
+            results[index] = error
+
+    threads = []
+    for index in range(len(bodies)):
+        threads.append(threading.Thread(target=one, args=(index,)))
+        threads[-1].start()
+        if index == 0:
+            assert predictor.entered.wait(timeout=10)  # the first batch holds request 0 alone
+        deadline = time.monotonic() + 10
+        while batcher.queued_samples < index and time.monotonic() < deadline:
+            time.sleep(0.001)  # in the queue before the next one comes
+    predictor.release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    failed = [index for index, result in enumerate(results) if isinstance(result, RuntimeError)]
+    assert failed == [1, 2, 3, 4], results
+    for index in (0, 5, 6, 7, 8):
+        assert np.abs(results[index] - alone(predictor, bodies[index])).max() <= TOLERANCE
     # The runner keeps serving after a failed batch.
     again = batcher.outputs(samples[16:17])
     assert np.abs(again - alone(predictor, samples[16:17])).max() <= TOLERANCE
