@@ -145,6 +145,10 @@ def test_the_module_level_app_reads_the_environment(
     monkeypatch.setenv("SAMPLE_CPU_MS", "2.5")
     monkeypatch.setenv("LATENCY_BUDGET_MS", "300")
     monkeypatch.setenv("LARGE_PARSES", "3")
+    monkeypatch.setenv("BATCH_MAX_WAIT_MS", "5")
+    monkeypatch.setenv("BATCH_IDLE_WAIT_MS", "0")  # zero is a wait too: none
+    monkeypatch.setenv("BATCH_PAD_FRACTION", "0.5")
+    monkeypatch.setenv("SHED_HOLD_MS", "0")
     app = environment_app()
     assert app.predictor is not None, app.not_ready_reason
     assert (app.limits.max_body_bytes, app.limits.max_batch, app.default_top_k) == (1234, 7, 2)
@@ -155,6 +159,10 @@ def test_the_module_level_app_reads_the_environment(
     )
     # 300 ms x 0.5 CPU / 2.5 ms per sample = 60 samples in flight before it sheds.
     assert app.admission.capacity == 60
+    batcher = app.predict_handler.batcher
+    assert (batcher.max_wait_seconds, batcher.idle_wait_seconds) == (0.005, 0.0)
+    assert app.predictor.router.pad_from == 2  # half of the batch of 4
+    assert app.limits.shed_hold_ms == 0
     assert app.body_limits.float32_bytes == 1234 and app.body_limits.json_bytes == 1234
 
 
@@ -175,6 +183,10 @@ def test_a_missing_bundle_is_named_relative_to_the_bundle(environment_app, monke
         ("CPU_SHARE", "nan"),
         ("SAMPLE_CPU_MS", "inf"),
         ("LATENCY_BUDGET_MS", "-5"),
+        ("BATCH_MAX_WAIT_MS", "-1"),
+        ("BATCH_IDLE_WAIT_MS", "soon"),
+        ("BATCH_PAD_FRACTION", "0"),
+        ("SHED_HOLD_MS", "nan"),
     ],
 )
 def test_a_bad_number_in_the_environment_stops_the_worker_with_its_name(
