@@ -43,9 +43,9 @@ def cpu_ms_per_sample(model_bytes: bytes, batch_size: int) -> float:
 
 def batch_sweep(workspace: Workspace, batch_sizes: list[int]) -> dict:
     """CPU ms per sample at batch 1 and each of `batch_sizes`, and each against batch 1."""
-    from pipeline.convert_worker import convert_at_batch
-    from pipeline.keras_model import load_keras_model
-    from pipeline.model_inputs import InputPaths
+    from pipeline.conversion.worker import convert_at_batch
+    from pipeline.inputs.files import InputPaths
+    from pipeline.inputs.keras_model import load_keras_model
     from pipeline.params import load_params
 
     params = load_params(workspace)
