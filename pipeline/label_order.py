@@ -16,7 +16,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Renaming:
-    """One cycle of the best renaming: answers named `answered[i]` look like `true[i]`."""
+    """One cycle of the best renaming: answers named `answered[i]` are mostly `true[i]`."""
 
     answered: list[str]
     true: list[str]
@@ -29,7 +29,10 @@ class Renaming:
         return self.right_if_renamed - self.right_as_named
 
     def in_words(self) -> str:
-        pairs = ", ".join(f"{a!r} looks like {t!r}" for a, t in zip(self.answered, self.true))
+        pairs = ", ".join(
+            f"answers named {a!r} are mostly {t!r}"
+            for a, t in zip(self.answered, self.true, strict=True)
+        )
         return (
             f"{pairs} ({self.right_if_renamed} answers right if renamed vs "
             f"{self.right_as_named} as named)"
@@ -74,7 +77,9 @@ def renamings(counts: np.ndarray, labels: list[str]) -> list[Renaming]:
         # One-sided sign test: an answer in these classes is right under one naming or the
         # other, never both; with no preference, each side wins half.
         trials = as_named + if_renamed
-        p_value = binomtest(if_renamed, trials, 0.5, alternative="greater").pvalue if trials else 1.0
+        p_value = (
+            binomtest(if_renamed, trials, 0.5, alternative="greater").pvalue if trials else 1.0
+        )
         found.append(
             Renaming(
                 answered=[labels[a] for a in cycle],

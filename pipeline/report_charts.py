@@ -3,6 +3,7 @@
 import base64
 import io
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,8 @@ def encode(figure) -> str:
 
 
 def floats(rows: list[dict[str, str]], column: str) -> list[float]:
-    return [float(row[column]) for row in rows]
+    """The column as numbers; an empty cell (a class with no samples) is NaN: no bar."""
+    return [float(row[column]) if row[column] != "" else math.nan for row in rows]
 
 
 def per_class_chart(report: ReleaseReport) -> Chart:
@@ -58,7 +60,9 @@ def per_class_chart(report: ReleaseReport) -> Chart:
     base_rows = {row[label]: row for row in (report.base.per_class or [])} if report.base else {}
     if base_rows and value in next(iter(base_rows.values())):
         shown = [
-            (i, float(base_rows[name][value])) for i, name in enumerate(labels) if name in base_rows
+            (i, float(base_rows[name][value]))
+            for i, name in enumerate(labels)
+            if name in base_rows and base_rows[name][value] != ""
         ]
         axes.plot(
             [v for _, v in shown], [i for i, _ in shown], "D", color=BASE, label=report.base.name

@@ -40,7 +40,8 @@ def test_two_swapped_names_of_twelve_are_caught_and_named(seed):
     assert len(convincing) == 1
     assert sorted(convincing[0].answered) == ["sign_03", "sign_07"]
     message = refusal(convincing, "my_labels.txt")
-    assert "'sign_07' looks like 'sign_03'" in message or "'sign_03' looks like 'sign_07'" in message
+    assert "answers named 'sign_07' are mostly 'sign_03'" in message
+    assert "answers named 'sign_03' are mostly 'sign_07'" in message
     assert "my_labels.txt" in message and "output order" in message
 
 
@@ -58,9 +59,7 @@ def test_weak_correctly_named_models_are_not_refused(near):
 def test_a_model_that_answers_one_class_is_not_refused():
     labels = ["a", "b", "c", "d"]
     truth = np.random.default_rng(1).integers(0, 4, 24)
-    measure, _ = judge_label_order(
-        *named(truth, np.full(24, 2), labels, labels), labels, RULE
-    )
+    measure, _ = judge_label_order(*named(truth, np.full(24, 2), labels, labels), labels, RULE)
     assert measure["passed"] is True and measure["value"] == 0.0
 
 
