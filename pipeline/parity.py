@@ -32,17 +32,19 @@ def per_class_rows(truth: np.ndarray, keras_labels: np.ndarray, tflite_labels: n
     for label in labels:
         members = truth == label
         count = int(members.sum())
-
-        def share(hits: np.ndarray) -> float | None:
-            return float(hits[members].mean()) if count else None
-
+        shares = {
+            "agreement": keras_labels == tflite_labels,
+            "keras_accuracy": keras_labels == label,
+            "tflite_accuracy": tflite_labels == label,
+        }
         rows.append(
             {
                 "label": label,
                 "samples": count,
-                "agreement": share(keras_labels == tflite_labels),
-                "keras_accuracy": share(keras_labels == label),
-                "tflite_accuracy": share(tflite_labels == label),
+                **{
+                    name: float(hits[members].mean()) if count else None
+                    for name, hits in shares.items()
+                },
             }
         )
     return rows
@@ -187,8 +189,11 @@ def write_plots(workspace: Workspace, rows, keras_probs, tflite_probs) -> None:
     lines = [f"label,{','.join(columns)},samples"]
     lines += [
         ",".join(
-            [row["label"], *("" if row[c] is None else f"{row[c]:.4f}" for c in columns)]
-            + [str(row["samples"])]
+            [
+                row["label"],
+                *("" if row[c] is None else f"{row[c]:.4f}" for c in columns),
+                str(row["samples"]),
+            ]
         )
         for row in rows
     ]
