@@ -35,8 +35,8 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     # Small and quick: the same shapes as the real demo, fewer samples and epochs.
     params["demo_model"].update(train_samples=300, heldout_samples=60, epochs=3)
-    # That smaller demo is right about half the time (chance is 0.1); a wrong label order
-    # would still fall far below this.
+    # The optional accuracy floor, exercised: that smaller demo is right about half the time
+    # (chance is 0.1).
     params["parity"]["min_accuracy"] = 0.3
     for section, values in overrides.items():
         params.setdefault(section, {}).update(values)

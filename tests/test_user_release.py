@@ -20,6 +20,7 @@ from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
 GESTURES = ["fist", "palm", "point", "pinch", "thumb", "wave"]
+UNSEEN = GESTURES.index("wave")
 
 
 def python(clone: Path, module: str, *args: str) -> subprocess.CompletedProcess:
@@ -59,6 +60,8 @@ def users_repository(base: Path, bare: Path) -> None:
     git(work, "commit", "-qam", "a shorter gate on an unthrottled plan for the test")
 
     samples, class_ids = class_signal_samples(120, len(GESTURES), shift=0.6, seed=1)
+    # No held-out sample of the last gesture: its per-class figures must stay empty.
+    samples, class_ids = samples[class_ids != UNSEEN], class_ids[class_ids != UNSEEN]
     files = write_user_files(
         base / "downloads",
         trained_dense_classifier(len(GESTURES), shift=0.6),
@@ -106,9 +109,22 @@ def test_a_users_model_from_a_fresh_clone_to_a_promoted_release(tmp_path_factory
     assert 0.2 <= parity["accuracy"]["keras"] <= 0.45
     assert parity["accuracy"]["tflite"] == parity["accuracy"]["keras"]
     assert parity["measures"]["label_order"]["passed"] is True
+    heldout_count = parity["samples"]
     per_class = (ci / "reports" / "parity_per_class.csv").read_text().splitlines()
     assert per_class[0] == "label,agreement,keras_accuracy,tflite_accuracy,samples"
-    assert sum(int(line.rsplit(",", 1)[1]) for line in per_class[1:]) == 120
+    assert sum(int(line.rsplit(",", 1)[1]) for line in per_class[1:]) == heldout_count
+    assert per_class[1 + UNSEEN] == "wave,,,,0"
+    # DVC still plots it: the class with no samples is there, with no value to draw.
+    plots = dvc(ci, "plots", "show", "--json", "reports/parity_per_class.csv")
+    assert plots.returncode == 0, plots.stderr
+    plot = json.loads(plots.stdout)["data"]["reports/parity_per_class.csv"][0]
+    assert plot["content"]["encoding"]["x"] == {
+        **plot["content"]["encoding"]["x"],
+        "field": "agreement",
+    }
+    rows = {row["label"]: row for row in plot["content"]["data"]["values"]}
+    assert rows["wave"]["agreement"] == "" and rows["wave"]["samples"] == "0"
+    assert float(rows["fist"]["agreement"]) == 1.0
 
     promoted = python(ci, "pipeline.promote")
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr

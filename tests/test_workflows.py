@@ -86,3 +86,11 @@ def test_every_setup_python_caches_pip():
             for step in job.get("steps", []):
                 if str(step.get("uses", "")).startswith("actions/setup-python"):
                     assert step["with"]["cache"] == "pip", path.name
+
+
+@pytest.mark.parametrize("name", ["pipeline.yml", "promote.yml"])
+def test_the_users_files_are_pulled_from_dvc_before_the_gates_rerun(name):
+    runs = [step.get("run", "") for job in load(name)["jobs"].values() for step in job["steps"]]
+    pull_at = next(i for i, run in enumerate(runs) if "dvc pull" in run)
+    repro_at = next(i for i, run in enumerate(runs) if "dvc repro" in run)
+    assert pull_at < repro_at
