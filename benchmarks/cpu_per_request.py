@@ -21,8 +21,8 @@ import orjson
 
 from benchmarks.traffic import cpu_group, start_server, tree_cpu_seconds
 from pipeline.cgroups import ResourceGroup
-from pipeline.gate import RenderWebService
 from pipeline.paths import REPO_ROOT
+from pipeline.stages.gate import RenderWebService
 
 FORMATS = {"float32": "application/octet-stream", "json": "application/json"}
 

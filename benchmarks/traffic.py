@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.cgroups import ResourceGroup, cpu_limit
-from pipeline.gate import free_port
 from pipeline.paths import REPO_ROOT
+from pipeline.stages.gate import free_port
 
 HEALTH_TIMEOUT_SECONDS = 5.0  # Render's health checker gives up after 5 s
 START_DEADLINE_SECONDS = 60.0

@@ -14,8 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.labels import load_labels
-from pipeline.model_inputs import (
+from pipeline.inputs.files import (
     KERAS_SUFFIXES,
     InputFileError,
     InputPaths,
@@ -23,6 +22,7 @@ from pipeline.model_inputs import (
     load_heldout,
     load_preprocessing,
 )
+from pipeline.inputs.labels import load_labels
 from pipeline.paths import Workspace
 from service.bundle import is_lfs_pointer
 
@@ -156,7 +156,7 @@ def load_sources(sources: dict[str, Path | None], allow_unsafe: bool) -> ModelSh
     """Load every file as the pipeline will: the model with its architecture, labels as many
     as its outputs, a per-feature normaliser, held-out samples of its shape with known labels.
     InputFileError (naming the user's own file) on the first that does not fit."""
-    from pipeline.keras_model import load_keras_model
+    from pipeline.inputs.keras_model import load_keras_model
 
     custom = sources["custom_objects"]
     paths = InputPaths(

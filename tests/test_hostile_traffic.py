@@ -31,8 +31,8 @@ from benchmarks.traffic import (
     saturate,
 )
 from pipeline.cgroups import cpu_limit, memory_limit
-from pipeline.gate import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT
+from pipeline.stages.gate import RenderWebService, free_port
 
 pytestmark = pytest.mark.slow
 FLOAT32 = "application/octet-stream"

@@ -16,7 +16,7 @@ import yaml
 from conftest import write_user_files
 
 from pipeline.init import main as init_main
-from pipeline.input_tracking import untracked_inputs
+from pipeline.inputs.tracking import untracked_inputs
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 
 pytestmark = pytest.mark.slow  # runs git and dvc

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.model_inputs import InputFileError, ModelShape, load_pickle, require_file
+from pipeline.inputs.files import InputFileError, ModelShape, load_pickle, require_file
 
 
 def _labels_from_json(path: Path) -> list:

@@ -22,7 +22,7 @@ import numpy as np
 import orjson
 import requests
 
-from pipeline.render_service import ServiceLimits
+from pipeline.gate.render_service import ServiceLimits
 
 JSON_TYPE = "application/json"
 FLOAT32_TYPE = "application/octet-stream"

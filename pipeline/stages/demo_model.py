@@ -25,7 +25,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from pipeline.params import load_params
 from pipeline.paths import Workspace
-from pipeline.reports import write_json
+from pipeline.verdicts import write_json
 
 # Ten sign-language words, as in the seed's classifier.
 DEMO_LABELS = (

@@ -10,10 +10,10 @@ import subprocess
 import sys
 import time
 
-from pipeline.convert import QUANTIZATIONS
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
-from pipeline.reports import read_json, write_json
 from pipeline.scratch import scratch_workspace
+from pipeline.stages.convert import QUANTIZATIONS
+from pipeline.verdicts import read_json, write_json
 
 
 def run_mode(workspace: Workspace, quantization: str) -> dict:

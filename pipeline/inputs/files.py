@@ -1,5 +1,5 @@
 """Load the files a user brings (normaliser, held-out set) and where they are, with errors
-that name the file and the fix. The labels: pipeline.labels; the model: pipeline.keras_model."""
+that name the file and the fix. The labels: pipeline.inputs.labels; the model: pipeline.inputs.keras_model."""
 
 import zipfile
 from dataclasses import dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.report_sources import ReportError
+from pipeline.report.sources import ReportError
 
 # Debian's package is `chromium` (make system-deps installs it); a Chrome already there works too.
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

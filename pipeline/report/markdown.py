@@ -1,7 +1,7 @@
 """release.md: the release report in GitHub-flavoured markdown (step summary, PR comment)."""
 
-from pipeline import report_tables as tables
-from pipeline.report import ReleaseReport
+from pipeline.report import tables as tables
+from pipeline.report.model import ReleaseReport
 
 MARKS = {"PASSED": "✅ PASSED", "FAILED": "❌ FAILED", "yes": "✅ yes", "no": "❌ no"}
 

@@ -14,13 +14,13 @@ import numpy as np
 # TensorFlow logs its start-up chatter at INFO; keep stage output to what matters.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline.keras_model import keras_outputs, load_keras_model
+from pipeline.inputs.files import InputFileError, InputPaths, load_heldout
+from pipeline.inputs.keras_model import keras_outputs, load_keras_model
+from pipeline.inputs.labels import load_labels
 from pipeline.label_order import judge_label_order, refusal
-from pipeline.labels import load_labels
-from pipeline.model_inputs import InputFileError, InputPaths, load_heldout
 from pipeline.params import load_params
 from pipeline.paths import Workspace
-from pipeline.reports import at_least, at_most, write_verdict
+from pipeline.verdicts import at_least, at_most, write_verdict
 from service.bundle import BundleError, sha256_of
 from service.predictor import Predictor
 

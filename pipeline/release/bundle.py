@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.input_tracking import untracked_inputs
-from pipeline.model_inputs import InputPaths
+from pipeline.inputs.files import InputPaths
+from pipeline.inputs.tracking import untracked_inputs
 from pipeline.paths import Workspace
 from pipeline.report import write_release_report
-from pipeline.reports import GATE_STAGES, read_json, write_json
 from pipeline.summary import FAILED, NOT_RUN, STALE, stage_verdicts
+from pipeline.verdicts import GATE_STAGES, read_json, write_json
 from pipeline.versions import tool_versions
 from service.bundle import MANIFEST_NAME, MODEL_NAME, sha256_of
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.paths import Workspace
-from pipeline.report_figures import FigureRow, failure_reasons, figure_rows
-from pipeline.report_sources import (
+from pipeline.report.figures import FigureRow, failure_reasons, figure_rows
+from pipeline.report.sources import (
     STAGES,
     ReportError,
     Reports,
@@ -117,8 +117,8 @@ def write_report(
 ) -> tuple[Path, Path]:
     """Write release.md and release.html into `out_dir`; their paths."""
     # Imported here: the charts need matplotlib, which only the HTML page uses.
-    from pipeline.report_html import render_html
-    from pipeline.report_markdown import render_markdown
+    from pipeline.report.html import render_html
+    from pipeline.report.markdown import render_markdown
 
     report = build_report(workspace, base_ref)
     markdown_path, html_path = out_dir / MARKDOWN_NAME, out_dir / HTML_NAME
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = write_report(workspace, args.out_dir or workspace.reports_dir, args.base)
         if args.screenshot:
-            from pipeline.report_screenshot import crop_to_content, screenshot
+            from pipeline.report.screenshot import crop_to_content, screenshot
 
             screenshot(paths[1], args.screenshot)
             crop_to_content(args.screenshot)

@@ -14,8 +14,8 @@ import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.git_repo import GitError, GitRepo
 from pipeline.paths import Workspace
+from pipeline.release.git_repo import GitError, GitRepo
 from service.bundle import LFS_POINTER_PREFIX, sha256_of
 
 STEPS = ("write", "commit", "tag", "upload", "verify", "push")

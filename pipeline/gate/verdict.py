@@ -5,10 +5,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.cgroups import workers_that_fit
-from pipeline.gate_service import ServiceRun, worst_case_concurrency
-from pipeline.load_driver import latency_histogram
-from pipeline.plan_fit import plan_fit, plan_row
-from pipeline.reports import at_least, at_most
+from pipeline.gate.load import latency_histogram
+from pipeline.gate.plan_fit import plan_fit, plan_row
+from pipeline.gate.run import ServiceRun, worst_case_concurrency
+from pipeline.verdicts import at_least, at_most
 
 MAX_SERIES_POINTS = 300  # issue 13 charts the series: the verdict stays small
 LATENCY_BINS = 30

@@ -20,14 +20,14 @@ import numpy as np
 # TensorFlow logs its start-up chatter at INFO; keep stage output to what matters.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline.keras_model import detect_output_kind, keras_outputs, load_keras_model
-from pipeline.labels import load_labels
-from pipeline.model_inputs import (
+from pipeline.inputs.files import (
     InputFileError,
     InputPaths,
     load_heldout,
     load_preprocessing,
 )
+from pipeline.inputs.keras_model import detect_output_kind, keras_outputs, load_keras_model
+from pipeline.inputs.labels import load_labels
 from pipeline.paths import Workspace
 from pipeline.versions import tool_versions
 

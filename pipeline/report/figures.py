@@ -4,7 +4,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.report_sources import STAGES, Reports
+from pipeline.report.sources import STAGES, Reports
 
 RULE_SYMBOLS = {"<=": "≤", ">=": "≥", "<": "<", ">": ">", "==": "="}
 

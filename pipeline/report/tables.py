@@ -3,8 +3,8 @@
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.report import ReleaseReport
-from pipeline.report_figures import fmt
+from pipeline.report.figures import fmt
+from pipeline.report.model import ReleaseReport
 
 
 @dataclass

@@ -5,10 +5,10 @@ rollback alike.
 
 from collections.abc import Callable
 
-from pipeline.git_repo import GitError, GitRepo, require_git_lfs
 from pipeline.paths import Workspace
-from pipeline.release_bundle import GOLDEN_NAME, PromotionRefused
-from pipeline.release_steps import (
+from pipeline.release.bundle import GOLDEN_NAME, PromotionRefused
+from pipeline.release.git_repo import GitError, GitRepo, require_git_lfs
+from pipeline.release.steps import (
     LFS_FILTER,
     Journal,
     ReleaseFailed,

@@ -18,22 +18,22 @@ from pathlib import Path
 import psutil
 
 from pipeline.cgroups import evict_from_page_cache, resource_limit
-from pipeline.load_driver import HealthProbe, LoadResult, drive_load
-from pipeline.paths import REPO_ROOT
-from pipeline.render_service import (
+from pipeline.gate.load import HealthProbe, LoadResult, drive_load
+from pipeline.gate.render_service import (
     RenderWebService,
     ServiceLimits,
     free_port,
     lite_runtime_libraries,
 )
-from pipeline.service_watch import (
+from pipeline.gate.watch import (
     GateFailure,
     MemorySampler,
     process_tree_figures,
     settled_process_tree_figures,
     wait_until_healthy,
 )
-from pipeline.worst_case import HostileResult, drive_hostile, hostile_kinds
+from pipeline.gate.worst_case import HostileResult, drive_hostile, hostile_kinds
+from pipeline.paths import REPO_ROOT
 
 LOG_TAIL_LINES = 15
 

@@ -4,7 +4,7 @@ by DVC (a committed `.dvc` file, or an output of a committed dvc.yaml stage)."""
 import subprocess
 from pathlib import Path
 
-from pipeline.model_inputs import InputFileError, InputPaths
+from pipeline.inputs.files import InputFileError, InputPaths
 from pipeline.params import load_params
 from pipeline.paths import Workspace
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.model_inputs import (
+from pipeline.inputs.files import (
     KERAS_SUFFIXES,
     InputFileError,
     InputPaths,

@@ -14,19 +14,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.cgroups import MemoryGroupError
-from pipeline.gate_preflight import BundleTooLarge, refuse_what_cannot_fit
-from pipeline.gate_service import GateFailure, observe_service, service_environment
-from pipeline.gate_verdict import verdict, verdict_without_a_run
-from pipeline.model_inputs import InputPaths
-from pipeline.params import load_params
-from pipeline.paths import REPO_ROOT, Workspace
-from pipeline.render_service import (
+from pipeline.gate.preflight import BundleTooLarge, refuse_what_cannot_fit
+from pipeline.gate.render_service import (
     RenderWebService,
     RenderYamlError,
     free_port,
     lite_runtime_libraries,
 )
-from pipeline.reports import read_json, write_verdict
+from pipeline.gate.run import GateFailure, observe_service, service_environment
+from pipeline.gate.verdict import verdict, verdict_without_a_run
+from pipeline.inputs.files import InputPaths
+from pipeline.params import load_params
+from pipeline.paths import REPO_ROOT, Workspace
+from pipeline.verdicts import read_json, write_verdict
 from service.bundle import MODEL_NAME, sha256_of
 from service.predictor import Contract
 

@@ -12,8 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display: the charts are files, even on a desktop
 import matplotlib.pyplot as plt
 
-from pipeline.report import ReleaseReport
-from pipeline.report_figures import dig, fmt, is_number
+from pipeline.report.figures import dig, fmt, is_number
+from pipeline.report.model import ReleaseReport
 
 WIDTH_PX, HEIGHT_PX, DPI = 540, 320, 100
 CANDIDATE, BASE, LIMIT, THRESHOLD, GOOD = "#1f6feb", "#8c959f", "#cf222e", "#bf8700", "#1a7f37"

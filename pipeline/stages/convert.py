@@ -1,6 +1,6 @@
 """Stage `convert`: the user's Keras model -> `build/candidate/` (model.tflite + manifest.json).
 
-The TensorFlow work runs in a child process (pipeline.convert_worker); this process judges
+The TensorFlow work runs in a child process (pipeline.conversion.worker); this process judges
 the result on the lite runtime the service uses and moves it into place only when it passed,
 so a failed run leaves `build/candidate/` absent rather than half-written.
 """
@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.convert_worker import ERROR_PREFIX
-from pipeline.model_inputs import InputFileError, InputPaths
+from pipeline.conversion.worker import ERROR_PREFIX
+from pipeline.inputs.files import InputFileError, InputPaths
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
-from pipeline.reports import read_json, write_json, write_verdict
+from pipeline.verdicts import read_json, write_json, write_verdict
 from service.bundle import MANIFEST_NAME, MANIFEST_SCHEMA, MODEL_NAME, BundleError, sha256_of
 from service.predictor import Predictor
 
@@ -37,7 +37,7 @@ def run_worker(job: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
     write_json(job_path, job)
     try:
         completed = subprocess.run(
-            [sys.executable, "-m", "pipeline.convert_worker", str(job_path)],
+            [sys.executable, "-m", "pipeline.conversion.worker", str(job_path)],
             cwd=REPO_ROOT,
             stderr=subprocess.PIPE,
             text=True,

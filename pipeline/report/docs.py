@@ -3,14 +3,14 @@
 `make quantization` and `make bench` write only under reports/ (ignored by git), so they never
 dirty a tracked file; this one explicit step puts their results where readers see them.
 
-    python -m pipeline.generated_docs
+    python -m pipeline.report.docs
 """
 
 import shutil
 import sys
 
 from pipeline.paths import Workspace
-from pipeline.reports import replace_between_markers
+from pipeline.verdicts import replace_between_markers
 
 # README marker name -> the generated markdown table under reports/
 TABLES = {"quantization": "quantization.md", "benchmark": "benchmark.md"}

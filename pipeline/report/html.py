@@ -2,9 +2,9 @@
 
 from html import escape
 
-from pipeline import report_tables as tables
-from pipeline.report import ReleaseReport
-from pipeline.report_charts import HEIGHT_PX, WIDTH_PX, Chart, all_charts
+from pipeline.report import tables as tables
+from pipeline.report.charts import HEIGHT_PX, WIDTH_PX, Chart, all_charts
+from pipeline.report.model import ReleaseReport
 
 # Charts sit in a frame of their own colour, which nothing else on the page uses: the test
 # finds the charts in a screenshot by it.

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from pipeline.cgroups import evict_from_page_cache, memory_limit
-from pipeline.render_service import lite_runtime_libraries
+from pipeline.gate.render_service import lite_runtime_libraries
 
 BASELINE_PROBE = (
     "import numpy; from service.runtime import select_runtime; select_runtime().interpreter_class"
