@@ -12,20 +12,24 @@ import sys
 from pipeline.paths import Workspace
 from pipeline.reports import replace_between_markers
 
-# README marker name -> the generated markdown table under reports/
-TABLES = {"quantization": "quantization.md", "benchmark": "benchmark.md"}
+# README marker name -> the generated markdown table under reports/ and the target writing it
+TABLES = {
+    "quantization": ("quantization.md", "quantization"),
+    "benchmark": ("benchmark.md", "bench"),
+    "bench-peers": ("bench/peers.md", "bench-peers"),
+}
 # picture under reports/ -> where the README shows it from
-PICTURES = {"benchmark.png": "docs/benchmark.png"}
+PICTURES = {"benchmark.png": "docs/benchmark.png", "bench/peers.png": "docs/bench-peers.png"}
 
 
 def generated_docs(workspace: Workspace) -> list[str]:
     """Copy every generated table and picture that exists; the tracked files it changed."""
     readme_path = workspace.root / "README.md"
     changed = []
-    for marker, name in TABLES.items():
+    for marker, (name, target) in TABLES.items():
         table_path = workspace.reports_dir / name
         if not table_path.is_file():
-            print(f"skipped the {marker} table: no reports/{name} (run `make {marker}` first)")
+            print(f"skipped the {marker} table: no reports/{name} (run `make {target}` first)")
             continue
         before = readme_path.read_text(encoding="utf-8") if readme_path.exists() else None
         if not replace_between_markers(readme_path, marker, table_path.read_text("utf-8")):
