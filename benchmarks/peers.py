@@ -14,11 +14,8 @@ kernel's peak memory for the whole service (its cgroup). Writes reports/bench/pe
 """
 
 import argparse
-import hashlib
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -30,15 +27,20 @@ import orjson
 
 from benchmarks.cpu_per_request import bare_cpu_ms
 from benchmarks.peer_load import Client, concurrent_clients, lone_client, warm_up
+from benchmarks.peer_setup import (
+    launch,
+    log,
+    peer_venv,
+    service_files,
+    site_packages_files,
+)
 from benchmarks.peers_report import write_outputs
 from benchmarks.traffic import cpu_group, start_server
 from pipeline.cgroups import evict_from_page_cache
-from pipeline.gate import RenderWebService, free_port
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
 from service.predictor import Predictor
 
-PEER_SOURCE_DIR = REPO_ROOT / "benchmarks" / "peer_servers"
 PRESSURE_PATH = Path("/proc/pressure/cpu")
 
 
@@ -104,95 +106,6 @@ SERVERS = {
         _bentoml_answer,
     ),
 }
-
-
-def log(message: str) -> None:
-    print(f"[bench-peers {time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def peer_venv(name: str, peers_dir: Path, timeout_seconds: float) -> tuple[Path, float | None]:
-    """The peer's venv, installed from its pinned requirements unless already installed.
-
-    Returns the venv and the seconds this run spent installing it (None: reused).
-    """
-    requirements = PEER_SOURCE_DIR / f"{name}-requirements.txt"
-    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
-    venv, stamp = peers_dir / f"{name}-venv", peers_dir / f"{name}-venv" / ".installed"
-    if stamp.is_file() and stamp.read_text() == digest:
-        return venv, None
-    shutil.rmtree(venv, ignore_errors=True)
-    log(f"installing {name} into {venv.relative_to(REPO_ROOT)} from {requirements.name}")
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(requirements)],
-        capture_output=True,
-        text=True,
-        timeout=timeout_seconds,
-    )
-    if install.returncode != 0:
-        raise RuntimeError(f"{name} did not install: {install.stderr.strip()[-1500:]}")
-    stamp.write_text(digest)
-    return venv, round(time.perf_counter() - started, 1)
-
-
-def site_packages_files(venv: Path) -> list[Path]:
-    """Every file a venv installed, so a server pays for reading its own libraries."""
-    return [path for path in venv.glob("lib/python*/site-packages/**/*") if path.is_file()]
-
-
-def service_files() -> list[Path]:
-    """The files of the distributions in service/requirements.txt, as installed here."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    files = []
-    for line in (REPO_ROOT / "service" / "requirements.txt").read_text().splitlines():
-        name = line.split("#")[0].split("==")[0].split(">=")[0].split(";")[0].strip()
-        if not name:
-            continue
-        try:
-            installed = distribution(name)
-        except PackageNotFoundError:
-            continue
-        files += [Path(installed.locate_file(file)) for file in installed.files or []]
-    return [path for path in files if path.is_file()]
-
-
-def launch(key: str, bundle: Path, peers_dir: Path, base_env: dict) -> tuple[str, dict]:
-    """The shell command ({port} in it) and environment that start server `key`."""
-    render = RenderWebService.read(REPO_ROOT / "render.yaml")
-    if key == "ours":  # as the gate does: render.yaml's envVars, then the bundle
-        return render.start_command, {**base_env, **render.env, "MODEL_DIR": str(bundle)}
-    venv = peers_dir / f"{key}-venv"
-    env = {k: v for k, v in base_env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(
-        PATH=f"{venv / 'bin'}:{os.environ['PATH']}",
-        PYTHONPATH=str(PEER_SOURCE_DIR),
-        MODEL_DIR=str(bundle),
-        TFLITE_NUM_THREADS=render.env.get("TFLITE_NUM_THREADS", "1"),
-    )
-    if key == "mlserver":
-        models_dir = peers_dir / "mlserver-models"
-        (models_dir / "classifier").mkdir(parents=True, exist_ok=True)
-        settings = {
-            "name": "classifier",
-            "implementation": "mlserver_runtime.LiteRuntime",
-            "parameters": {"uri": str(bundle)},
-        }
-        (models_dir / "classifier" / "model-settings.json").write_bytes(orjson.dumps(settings))
-        # MLServer also opens gRPC and metrics ports: free ones, so parallel runs never clash.
-        env.update(
-            MLSERVER_HOST="127.0.0.1",
-            MLSERVER_GRPC_PORT=str(free_port()),
-            MLSERVER_METRICS_PORT=str(free_port()),
-        )
-        return f"cd {models_dir} && MLSERVER_HTTP_PORT={{port}} exec mlserver start .", env
-    env.update(BENTOML_HOME=str(peers_dir / "bentoml-home"), BENTOML_DO_NOT_TRACK="true")
-    command = (
-        f"cd {PEER_SOURCE_DIR} && exec bentoml serve bentoml_service:LiteService"
-        " --host 127.0.0.1 --port {port}"
-    )
-    return command, env
 
 
 def cpu_pressure() -> dict | None:
