@@ -16,6 +16,7 @@ kernel's peak memory for the whole service (its cgroup). Writes reports/bench/pe
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -208,19 +209,17 @@ def run(workspace: Workspace, keys: list[str]) -> dict:
     rows = []
     for key in keys:
         for share in (None, settings["cpu_share"]):
-            log(f"{SERVERS[key].name}, {'unthrottled' if share is None else f'{share} CPU'}")
-            rows.append(
-                measure(
-                    key,
-                    share,
-                    bundle,
-                    peers_dir,
-                    sample,
-                    (expected["label"], expected["probability"]),
-                    settings,
-                    base_env,
-                )
-            )
+            setting = "unthrottled" if share is None else f"{share} CPU"
+            log(f"{SERVERS[key].name}, {setting}")
+            answer = (expected["label"], expected["probability"])
+            try:
+                row = measure(key, share, bundle, peers_dir, sample, answer, settings, base_env)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+                # A server that does not start or answer is a result too; the others still run.
+                reason = str(error).replace(str(REPO_ROOT) + "/", "")[:300]
+                row = {"server": SERVERS[key].name, "cpu": setting, "error": reason}
+                log(f"{SERVERS[key].name}, {setting}: FAILED: {reason}")
+            rows.append(row)
     seconds = time.perf_counter() - started
     result = {
         "machine": {
@@ -250,6 +249,9 @@ def main() -> None:
         raise SystemExit(f"unknown server(s) {unknown}; choose from {', '.join(SERVERS)}")
     result = run(Workspace.from_env(), keys)
     log(f"done in {result['seconds']} s")
+    failed = [f"{row['server']} at {row['cpu']}" for row in result["rows"] if "error" in row]
+    if failed:
+        raise SystemExit(f"not measured: {', '.join(failed)} (reasons in the table)")
 
 
 if __name__ == "__main__":
