@@ -40,7 +40,6 @@ from benchmarks.traffic import cpu_group, start_server
 from pipeline.cgroups import evict_from_page_cache
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
-from service.predictor import Predictor
 
 PRESSURE_PATH = Path("/proc/pressure/cpu")
 
@@ -197,15 +196,24 @@ def run(workspace: Workspace, keys: list[str]) -> dict:
             _, seconds = peer_venv(key, peers_dir, settings["peer_install_timeout_seconds"])
             installs[key] = seconds
     params = load_params(workspace)
-    with np.load(workspace.resolve(params["inputs"]["heldout"])) as heldout:
-        sample = heldout["X"][0].astype(np.float32)
-    reference = Predictor(bundle)  # the answer every server must give for this sample
-    expected = reference.predict(sample, top_k=1)[0]
     base_env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "PYTHONPATH": str(REPO_ROOT),
     }
+    heldout_path = workspace.resolve(params["inputs"]["heldout"])
+    with np.load(heldout_path) as heldout:
+        sample = heldout["X"][0].astype(np.float32)
+    expected = orjson.loads(
+        subprocess.run(
+            [sys.executable, "-m", "benchmarks.peer_reference", str(bundle), str(heldout_path)],
+            cwd=REPO_ROOT,
+            env=base_env,
+            capture_output=True,
+            check=True,
+            timeout=300,
+        ).stdout.splitlines()[-1]
+    )
     rows = []
     for key in keys:
         for share in (None, settings["cpu_share"]):
@@ -231,7 +239,7 @@ def run(workspace: Workspace, keys: list[str]) -> dict:
         },
         "settings": {key: value for key, value in settings.items() if key.startswith("peer")}
         | {"cpu_share": settings["cpu_share"]},
-        "bundle_sha256": reference.sha256,
+        "bundle_sha256": expected["sha256"],
         "install_seconds": installs,
         "rows": rows,
         "seconds": round(seconds, 1),
