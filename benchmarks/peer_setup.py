@@ -19,6 +19,12 @@ from pipeline.gate import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT
 
 PEER_SOURCE_DIR = REPO_ROOT / "benchmarks" / "peer_servers"
+# Each venv's pinned requirements: ours is what Render's build installs (render.yaml).
+REQUIREMENTS = {
+    "ours": REPO_ROOT / "service" / "requirements.txt",
+    "mlserver": PEER_SOURCE_DIR / "mlserver-requirements.txt",
+    "bentoml": PEER_SOURCE_DIR / "bentoml-requirements.txt",
+}
 
 
 def log(message: str) -> None:
@@ -26,11 +32,11 @@ def log(message: str) -> None:
 
 
 def peer_venv(name: str, peers_dir: Path, timeout_seconds: float) -> tuple[Path, float | None]:
-    """The peer's venv, installed from its pinned requirements unless already installed.
+    """Server `name`'s venv, installed from its pinned requirements unless already installed.
 
     Returns the venv and the seconds this run spent installing it (None: reused).
     """
-    requirements = PEER_SOURCE_DIR / f"{name}-requirements.txt"
+    requirements = REQUIREMENTS[name]
     digest = hashlib.sha256(requirements.read_bytes()).hexdigest()
     venv, stamp = peers_dir / f"{name}-venv", peers_dir / f"{name}-venv" / ".installed"
     if stamp.is_file() and stamp.read_text() == digest:
@@ -77,12 +83,21 @@ def service_files() -> list[Path]:
     return [path for path in files if path.is_file()]
 
 
-def launch(key: str, bundle: Path, peers_dir: Path, base_env: dict) -> tuple[str, dict]:
-    """The shell command ({port} in it) and environment that start server `key`."""
+def launch(
+    key: str, bundle: Path, peers_dir: Path, base_env: dict, venv: Path | None
+) -> tuple[str, dict]:
+    """The shell command ({port} in it) and environment that start server `key`.
+
+    Ours runs from `venv` when given (else from this environment); a peer always does.
+    """
     render = RenderWebService.read(REPO_ROOT / "render.yaml")
     if key == "ours":  # as the gate does: render.yaml's envVars, then the bundle
-        return render.start_command, {**base_env, **render.env, "MODEL_DIR": str(bundle)}
-    venv = peers_dir / f"{key}-venv"
+        env = {**base_env, **render.env, "MODEL_DIR": str(bundle)}
+        if venv is not None:
+            env.pop("VIRTUAL_ENV", None)
+            env["PATH"] = f"{venv / 'bin'}:{os.environ['PATH']}"
+        return render.start_command, env
+    assert venv is not None, f"{key} runs from its own venv"
     env = {k: v for k, v in base_env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(
         PATH=f"{venv / 'bin'}:{os.environ['PATH']}",

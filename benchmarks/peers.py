@@ -1,14 +1,15 @@
 """`make bench-peers`: the servers users would pick instead, side by side with ours, in one run.
 
 The same candidate bundle (build/candidate) served by MLServer (a custom MLModel runtime on
-LiteRT), by BentoML (a small service on LiteRT), each in its own venv under build/peers/
-installed from pinned requirements (benchmarks/peer_servers/), and by ours, started exactly as
-render.yaml says. For each server, unthrottled and at the plan's CPU share: cold start to its
-first healthy answer, CPU of the whole service process tree per request (one client, then
-`peer_clients` at once, single float32 samples in the server's own request format) against a
-bare batch-1 invoke() of the same model measured just before in the same CPU share, and the
-kernel's peak memory for the whole service (its cgroup). Writes reports/bench/peers.{json,md,png};
-`make docs` copies the table into the README and the chart into docs/.
+LiteRT), by BentoML (a small service on LiteRT) and by ours, started exactly as render.yaml
+says; each from its own venv under build/peers/, installed from pinned requirements (the
+peers': benchmarks/peer_servers/; ours: service/requirements.txt). For each server, unthrottled
+and at the plan's CPU share: cold start to its first healthy answer, CPU of the whole service
+process tree per request (one client, then `peer_clients` at once, single float32 samples in
+the server's own request format) against a bare batch-1 invoke() of the same model measured
+just before in the same CPU share, and the kernel's peak memory for the whole service (its
+cgroup). Writes reports/bench/peers.{json,md,png}; `make docs` copies the table into the
+README and the chart into docs/.
 
     python -m benchmarks.peers [--servers ours,mlserver,bentoml]
 """
@@ -49,7 +50,6 @@ class Server:
     """How to start one server, reach it, and speak its request format."""
 
     name: str
-    venv: str | None  # a peer's venv under build/peers/ (its requirements file), None for ours
     health_path: str
     predict_path: str
     content_type: str
@@ -80,7 +80,6 @@ def _bentoml_answer(body: bytes) -> tuple[str, float]:
 SERVERS = {
     "ours": Server(
         "ours (render.yaml)",
-        None,
         "/api/health/",
         "/api/predict/",
         "application/octet-stream",
@@ -89,7 +88,6 @@ SERVERS = {
     ),
     "mlserver": Server(
         "MLServer",
-        "mlserver",
         "/v2/health/ready",
         "/v2/models/classifier/infer",
         "application/json",
@@ -98,7 +96,6 @@ SERVERS = {
     ),
     "bentoml": Server(
         "BentoML",
-        "bentoml",
         "/readyz",
         "/predict",
         "application/json",
@@ -106,6 +103,11 @@ SERVERS = {
         _bentoml_answer,
     ),
 }
+
+
+def uses_venv(key: str, settings: dict) -> bool:
+    """Whether server `key` runs from its own venv under build/peers/ (the peers always do)."""
+    return key != "ours" or settings["peer_ours_own_venv"]
 
 
 def cpu_pressure() -> dict | None:
@@ -129,12 +131,9 @@ def measure(key, share, bundle, peers_dir, sample, expected, settings, base_env)
     pressure_before, began = cpu_pressure(), time.perf_counter()
     with cpu_group(share, "peers-bare") as group:
         bare_ms = bare_cpu_ms(bundle, settings["peer_bare_invokes"], base_env, group)
-    command, env = launch(key, bundle, peers_dir, base_env)
-    libraries = (
-        service_files()
-        if server.venv is None
-        else site_packages_files(peers_dir / f"{server.venv}-venv")
-    )
+    venv = peers_dir / f"{key}-venv" if uses_venv(key, settings) else None
+    command, env = launch(key, bundle, peers_dir, base_env, venv)
+    libraries = service_files() if venv is None else site_packages_files(venv)
     evict_from_page_cache(bundle, *libraries)
     quota = share is not None
     count = settings["peer_requests_quota" if quota else "peer_requests"]
@@ -192,7 +191,7 @@ def run(workspace: Workspace, keys: list[str]) -> dict:
     peers_dir.mkdir(parents=True, exist_ok=True)
     installs = {}
     for key in keys:
-        if SERVERS[key].venv is not None:
+        if uses_venv(key, settings):
             _, seconds = peer_venv(key, peers_dir, settings["peer_install_timeout_seconds"])
             installs[key] = seconds
     params = load_params(workspace)

@@ -20,6 +20,7 @@ SMALL = {
     "peer_clients": 4,
     "peer_warmup_requests": 3,
     "peer_bare_invokes": 50,
+    "peer_ours_own_venv": False,  # the venv path runs in `make bench-peers`; this stays offline
 }
 
 
