@@ -130,7 +130,8 @@ def measure(key, share, bundle, peers_dir, sample, expected, settings, base_env)
     server = SERVERS[key]
     pressure_before, began = cpu_pressure(), time.perf_counter()
     with cpu_group(share, "peers-bare") as group:
-        bare_ms = bare_cpu_ms(bundle, settings["peer_bare_invokes"], base_env, group)
+        # Rounded once, so every ratio in the table is its two printed figures' quotient.
+        bare_ms = round(bare_cpu_ms(bundle, settings["peer_bare_invokes"], base_env, group), 3)
     venv = peers_dir / f"{key}-venv" if uses_venv(key, settings) else None
     command, env = launch(key, bundle, peers_dir, base_env, venv)
     libraries = service_files() if venv is None else site_packages_files(venv)
@@ -164,7 +165,7 @@ def measure(key, share, bundle, peers_dir, sample, expected, settings, base_env)
     row = {
         "server": server.name,
         "cpu": "unthrottled" if share is None else f"{share} CPU",
-        "bare_invoke_cpu_ms": round(bare_ms, 3),
+        "bare_invoke_cpu_ms": bare_ms,
         "cold_start_s": round(cold_start, 3),
         "lone": lone,
         "concurrent": many,
