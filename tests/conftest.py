@@ -194,7 +194,8 @@ class RunningService:
             try:
                 requests.get(f"{self.url}/api/health/", timeout=1)
                 return time.perf_counter() - self.started
-            except requests.ConnectionError:
+            # A read timeout: the socket is bound but the worker is still booting (a busy host).
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.02)
         raise RuntimeError(f"service did not answer: {self.log_path.read_text()[-2000:]}")
 
