@@ -207,6 +207,14 @@ def test_expanding_json_bodies_are_refused_before_they_are_materialised(
             (a.status_code, a.text[:200]) for a in answers
         ]
         assert any("JSON lists" in a.text for a in answers)
+        # The same expansion as an Open Inference Protocol tensor's data.
+        v2_empty_lists = (
+            b'{"inputs": [{"name": "input", "shape": [1, 65, 243], "datatype": "FP32", "data": ['
+            + b"[[]]," * ((8 << 20) // 5)
+            + b"[[]]]}]}"
+        )
+        v2 = requests.post(f"{url}/v2/models/model/infer", data=v2_empty_lists, timeout=60)
+        assert v2.status_code == 413 and "JSON lists" in v2.json()["error"], v2.text[:300]
         # A JSON client can still send MAX_BATCH (64) real samples in one request.
         batch = requests.post(
             f"{url}/api/predict/",
