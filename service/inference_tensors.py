@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.body import STRUCTURE_CHECK_BYTES
+from service.body import STRUCTURE_CHECK_BYTES, yield_to_other_requests
 from service.errors import HTTPError
 from service.limits import BodyLimits, Limits
 from service.predictor import Contract
+from service.tensor_json import split_flat_data
 
 DATATYPE = "FP32"
 INPUT_NAME = "input"
@@ -101,28 +102,32 @@ def _json_data(data: Any, count: int) -> np.ndarray:
         return values.astype(np.float32, copy=False)
 
 
-def _tensor_values(tensor: dict, shape: tuple[int, ...], binary: memoryview, offset: int):
-    """The input's values as float32 in `shape`, and the binary bytes it used."""
+def _tensor_values(tensor: dict, shape: tuple[int, ...], binary: memoryview, streamed):
+    """The input's values as float32 in `shape`, and the binary bytes it used.
+
+    `streamed` is its data when parsed apart from the rest (service/tensor_json.py), or None.
+    """
     count = int(np.prod(shape))
     parameters = _object(tensor.get("parameters") or {}, "the input's parameters")
     size = parameters.get("binary_data_size")
     if size is None:
         if "data" not in tensor:
             raise HTTPError(400, "the input has neither data nor binary_data_size", "one of them")
-        return _json_data(tensor["data"], count).reshape(shape), 0
+        data = tensor["data"] if streamed is None else streamed
+        return _json_data(data, count).reshape(shape), 0
     if not isinstance(size, int) or isinstance(size, bool) or size != 4 * count:
         raise HTTPError(
             400,
             f"binary_data_size {str(size)[:20]} does not fit shape {list(shape)}",
             f"{4 * count} bytes: little-endian float32, row-major",
         )
-    if offset + size > len(binary):
+    if size > len(binary):
         raise HTTPError(
             400,
-            f"the body holds {len(binary) - offset} bytes of binary data, not {size}",
+            f"the body holds {len(binary)} bytes of binary data, not {size}",
             "binary_data_size bytes after the JSON header (Inference-Header-Content-Length)",
         )
-    values = np.frombuffer(binary[offset : offset + size], dtype="<f4").reshape(shape)
+    values = np.frombuffer(binary[:size], dtype="<f4").reshape(shape)
     return values, size
 
 
@@ -161,14 +166,29 @@ def parse_request(
         )
     with memoryview(body) as view:
         header = view[:header_length] if header_length is not None else view
+        streamed = None
         if len(header) > STRUCTURE_CHECK_BYTES:  # small headers cannot amplify past tens of MB
-            problem = _structure_problem(bytes(header), body_limits)
-            if problem:
-                raise HTTPError(413, problem, REQUEST_EXPECTED)
+            header_bytes = bytes(header)
+            most_values = limits.max_batch * contract.sample_size
+            split = split_flat_data(header_bytes, most_values, yield_to_other_requests)
+            if split is not None:
+                header, streamed = split
+            else:
+                problem = _structure_problem(header_bytes, body_limits)
+                if problem:
+                    raise HTTPError(413, problem, REQUEST_EXPECTED)
+            del header_bytes
         try:
             document = orjson.loads(header)
         except orjson.JSONDecodeError as error:
-            raise HTTPError(400, f"invalid JSON: {error}", REQUEST_EXPECTED) from None
+            if streamed is None:
+                raise HTTPError(400, f"invalid JSON: {error}", REQUEST_EXPECTED) from None
+            # A "data": [ inside a string was cut: the whole-body parse decides.
+            streamed = None
+            try:
+                document = orjson.loads(view[:header_length] if header_length else view)
+            except orjson.JSONDecodeError as error:
+                raise HTTPError(400, f"invalid JSON: {error}", REQUEST_EXPECTED) from None
         document = _object(document, "the request")
         inputs = document.get("inputs")
         if not isinstance(inputs, list) or len(inputs) != 1:
@@ -184,7 +204,7 @@ def parse_request(
             )
         shape = _shape(tensor, contract, limits)
         binary = view[header_length:] if header_length is not None else view[:0]
-        values, used = _tensor_values(tensor, shape, binary, 0)
+        values, used = _tensor_values(tensor, shape, binary, streamed)
         if used != len(binary):
             raise HTTPError(
                 400,

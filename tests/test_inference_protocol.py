@@ -5,12 +5,14 @@ import io
 import json
 
 import numpy as np
+import orjson
 import pytest
 import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from service.app import create_app
+from service.tensor_json import split_flat_data
 
 MAX_DIFFERENCE = 1e-5
 
@@ -232,3 +234,79 @@ def test_model_name_is_the_source_models_file_stem():
     assert release_model_name({"source_model": {"file": "my model (v2).h5"}}) == "my-model-v2"
     assert release_model_name({"source_model": {"file": "a.b.keras"}}) == "a.b"
     assert release_model_name({}) == "model"
+
+
+def large_flat_body(samples: np.ndarray, data: bytes | None = None, count: int = 0) -> bytes:
+    """A JSON request over 512 KiB with flat data, as tritonclient writes it."""
+    shape = [count or len(samples), *samples.shape[1:]]
+    head = {"name": "input", "shape": shape, "datatype": "FP32"}
+    data = data if data is not None else orjson.dumps(samples.ravel().tolist())
+    body = b'{"inputs": [' + orjson.dumps(head)[:-1] + b', "data": ' + data + b"}]}"
+    assert len(body) > 512 << 10  # the size that takes the piece-by-piece parse
+    return body
+
+
+def outputs_of(app, body: bytes, **environ) -> np.ndarray:
+    status, _, payload = call(app, "POST", "/v2/models/model/infer", body, **environ)
+    assert status == 200, payload[:300]
+    output = json.loads(payload)["outputs"][0]
+    return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
+
+
+@pytest.mark.slow
+def test_a_large_flat_json_request_equals_binary_and_nested(app, samples):
+    binary_header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [4, 65, 243],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": samples[:4].nbytes},
+                }
+            ]
+        }
+    ).encode()
+    as_binary = outputs_of(
+        app,
+        binary_header + samples[:4].tobytes(),
+        HTTP_INFERENCE_HEADER_CONTENT_LENGTH=str(len(binary_header)),
+    )
+    as_flat = outputs_of(app, large_flat_body(samples[:4]))
+    as_nested = outputs_of(app, infer_body(samples[:4]))
+    assert np.array_equal(as_flat, as_binary) and np.array_equal(as_nested, as_binary)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("case", "status", "words"),
+    [
+        ("a string among the numbers", 400, "not numbers"),
+        ("a stray comma", 400, "invalid JSON"),
+        ("a sample more than the shape says", 400, "values, its shape says"),
+        ("a sample more than MAX_BATCH", 413, "more JSON values"),
+    ],
+)
+def test_an_irregular_large_flat_request_gets_the_whole_body_answer(
+    app, samples, case, status, words
+):
+    numbers = orjson.dumps(samples[:4].ravel().tolist())
+    bodies = {
+        "a string among the numbers": large_flat_body(samples[:4], b'["1.5", ' + numbers[1:]),
+        "a stray comma": large_flat_body(samples[:4], numbers[:-1] + b",]"),
+        "a sample more than the shape says": large_flat_body(samples[:4], count=3),
+        "a sample more than MAX_BATCH": large_flat_body(samples[:5], count=4),
+    }
+    answer = refusal(app, bodies[case])
+    assert answer[0] == status and words in answer[1], answer
+
+
+def test_flat_data_is_parsed_in_pieces_with_the_event_loop_between():
+    values = np.arange(200_000, dtype=np.float32) / 7
+    header = b'{"inputs": [{"data": ' + orjson.dumps(values.tolist()) + b', "x": 1}]}'
+    yields = []
+    emptied, data = split_flat_data(header, len(values), lambda: yields.append(1))
+    assert np.array_equal(data, values)
+    assert orjson.loads(emptied) == {"inputs": [{"data": [], "x": 1}]}
+    assert len(yields) >= len(header) // (128 << 10)
+    assert split_flat_data(header, len(values) - 1, lambda: None) is None  # past the batch
