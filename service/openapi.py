@@ -238,9 +238,13 @@ def openapi_document(
             "title": "TensorFlow Lite classifier",
             "version": model["model_version"] or SERVER_VERSION,
             "description": (
-                f"Serves model {model['model_name']!r} version {model['model_version']!r}: "
-                f"{contract.describe() if contract else 'no model is ready'}. At most "
-                f"{limits.max_batch} samples (MAX_BATCH) per request; past "
+                (
+                    f"Serves model {model['model_name']!r} version {model['model_version']!r}: "
+                    f"{contract.describe()}."
+                    if contract
+                    else "No model is ready (see /api/health/)."
+                )
+                + f" At most {limits.max_batch} samples (MAX_BATCH) per request; past "
                 f"{limits.inflight_samples} samples in flight a request is answered 503 with "
                 "Retry-After. /v2 is the Open Inference Protocol (REST, binary tensor "
                 "extension); the /api/ paths also answer without their final slash."

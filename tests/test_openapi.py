@@ -126,4 +126,4 @@ def test_without_a_model_the_document_is_still_valid(tmp_path):
     app = create_app(tmp_path / "missing")
     document = json.loads(app.openapi_payload)
     validate(document)
-    assert "no model is ready" in document["info"]["description"]
+    assert "No model is ready" in document["info"]["description"]
