@@ -235,6 +235,8 @@ def start_service():
 def demo_service(candidate_dir):
     """One real gunicorn serving the demo candidate, shared by a test module."""
     service = RunningService(candidate_dir)
-    service.wait_until_answering()
-    yield service
-    service.stop()
+    try:
+        service.wait_until_answering()
+        yield service
+    finally:  # also when it never answered: no gunicorn left behind
+        service.stop()
