@@ -75,10 +75,10 @@ bench-latency: install
 # Writes under reports/ only; `make docs` is the one step that copies results into tracked files.
 quantization: install
 	$(RUN) dvc repro parity
-	$(RUN) python -m pipeline.compare_quantization
+	$(RUN) python -m pipeline.conversion.compare_quantization
 
 docs: install
-	$(RUN) python -m pipeline.generated_docs
+	$(RUN) python -m pipeline.report.docs
 
 # The release report; BASE is a git ref whose committed reports to compare against.
 report: install

@@ -21,7 +21,7 @@ import orjson
 
 from benchmarks.traffic import cpu_group, start_server, tree_cpu_seconds
 from pipeline.cgroups import ResourceGroup
-from pipeline.gate import RenderWebService
+from pipeline.gate.render_service import RenderWebService
 from pipeline.paths import REPO_ROOT
 
 FORMATS = {"float32": "application/octet-stream", "json": "application/json"}

@@ -2,7 +2,7 @@
 
 from benchmarks.cpu_per_request import markdown as cpu_markdown
 from pipeline.paths import Workspace
-from pipeline.reports import write_json
+from pipeline.verdicts import write_json
 
 
 def _cell(value, fmt: str = "{}") -> str:

@@ -25,11 +25,11 @@ from benchmarks import cpu_per_request
 from benchmarks.report import write_outputs
 from benchmarks.traffic import start_server
 from pipeline.cgroups import distribution_libraries, evict_from_page_cache, memory_limit
-from pipeline.gate import RenderWebService, lite_runtime_libraries
+from pipeline.gate.render_service import RenderWebService, lite_runtime_libraries
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
-from pipeline.reports import read_json
 from pipeline.scratch import scratch_workspace
+from pipeline.verdicts import read_json
 from service.bundle import MODEL_NAME
 
 # Each path's own libraries, evicted from the page cache before it runs so that every path
@@ -56,7 +56,7 @@ def prepare_bundles(workspace: Workspace, quantizations: list[str]) -> dict[str,
             workspace, f"bench/{quantization}", convert={"quantization": quantization}
         )
         completed = subprocess.run(
-            [sys.executable, "-m", "pipeline.convert"],
+            [sys.executable, "-m", "pipeline.stages.convert"],
             cwd=REPO_ROOT,
             env={**os.environ, WORKSPACE_ENV: str(scratch.root)},
             capture_output=True,

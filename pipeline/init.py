@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.model_inputs import KERAS_SUFFIXES, InputFileError, require_file
+from pipeline.inputs.files import KERAS_SUFFIXES, InputFileError, require_file
 from pipeline.paths import Workspace
 
 DEFAULT_FOLDER = "model"

@@ -11,7 +11,7 @@ from typing import Any
 
 from pipeline.fingerprint import UnknownStage, changes, inputs_fingerprint
 from pipeline.paths import Workspace
-from pipeline.reports import GATE_STAGES, read_json
+from pipeline.verdicts import GATE_STAGES, read_json
 from service.bundle import MODEL_NAME, sha256_of
 
 STAGES = GATE_STAGES

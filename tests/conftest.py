@@ -13,7 +13,7 @@ import pytest
 import requests
 import yaml
 
-from pipeline.gate import RenderWebService, free_port
+from pipeline.gate.render_service import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 
 
@@ -59,8 +59,8 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
 def demo_workspace(tmp_path_factory) -> Workspace:
     """A workspace whose demo model was trained and converted (quantization none) for real."""
     workspace = make_workspace(tmp_path_factory.mktemp("demo"))
-    run_stage("pipeline.demo_model", workspace)
-    run_stage("pipeline.convert", workspace)
+    run_stage("pipeline.stages.demo_model", workspace)
+    run_stage("pipeline.stages.convert", workspace)
     return workspace
 
 
@@ -146,7 +146,7 @@ DEMO_INPUT_FILES = {
 @pytest.fixture(scope="session")
 def checked_workspace(demo_workspace) -> Workspace:
     """The demo workspace after a real parity run: what the gate and promotion start from."""
-    run_stage("pipeline.parity", demo_workspace)
+    run_stage("pipeline.stages.parity", demo_workspace)
     return demo_workspace
 
 

@@ -9,7 +9,7 @@ from conftest import workspace_like
 
 from pipeline.cgroups import existing_groups
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
-from pipeline.reports import read_json
+from pipeline.verdicts import read_json
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from conftest import workspace_like
 
 from pipeline.cgroups import evict_from_page_cache, existing_groups
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
-from pipeline.reports import read_json
+from pipeline.verdicts import read_json
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
@@ -103,7 +103,7 @@ def leftovers(workspace) -> tuple[list, list[int]]:
 
 def gate(workspace, **env):
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.gate"],
+        [sys.executable, "-m", "pipeline.stages.gate"],
         cwd=REPO_ROOT,
         env={**os.environ, WORKSPACE_ENV: str(workspace.root), **env},
         capture_output=True,
@@ -115,7 +115,7 @@ def gate(workspace, **env):
 def gate_under_load(workspace) -> subprocess.Popen:
     """A gate running in the background, returned once its load has begun."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.gate"],
+        [sys.executable, "-m", "pipeline.stages.gate"],
         cwd=REPO_ROOT,
         env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
         stdout=subprocess.PIPE,

@@ -12,12 +12,12 @@ def test_the_generated_table_is_copied_between_the_markers_once(tmp_path):
     (tmp_path / "README.md").write_text(README)
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "quantization.md").write_text("| mode |\n|---|\n| none |\n")
-    first = run_stage("pipeline.generated_docs", workspace)
+    first = run_stage("pipeline.report.docs", workspace)
     assert "updated: README.md (quantization table)" in first.stdout
     assert "skipped the benchmark table: no reports/benchmark.md" in first.stdout
     readme = (tmp_path / "README.md").read_text()
     assert "| none |" in readme and "old table" not in readme and readme.endswith("End.\n")
-    second = run_stage("pipeline.generated_docs", workspace)
+    second = run_stage("pipeline.report.docs", workspace)
     assert "the docs are up to date" in second.stdout
     assert (tmp_path / "README.md").read_text() == readme
 
@@ -26,6 +26,6 @@ def test_missing_markers_are_a_clear_error(tmp_path):
     (tmp_path / "README.md").write_text("# Project\n")
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "quantization.md").write_text("| mode |\n")
-    completed = run_stage("pipeline.generated_docs", Workspace(tmp_path), check=False)
+    completed = run_stage("pipeline.report.docs", Workspace(tmp_path), check=False)
     assert completed.returncode == 1
     assert "README.md has no <!-- quantization:start -->" in completed.stderr

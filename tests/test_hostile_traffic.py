@@ -31,7 +31,7 @@ from benchmarks.traffic import (
     saturate,
 )
 from pipeline.cgroups import cpu_limit, memory_limit
-from pipeline.gate import RenderWebService, free_port
+from pipeline.gate.render_service import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow

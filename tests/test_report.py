@@ -14,9 +14,9 @@ import yaml
 from scipy import ndimage
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
-from pipeline.report_html import CHART_FRAME, TABLE_RULE
-from pipeline.report_screenshot import read_rgb, screenshot
-from pipeline.reports import at_least, at_most, write_verdict
+from pipeline.report.html import CHART_FRAME, TABLE_RULE
+from pipeline.report.screenshot import read_rgb, screenshot
+from pipeline.verdicts import at_least, at_most, write_verdict
 from service.bundle import sha256_of
 
 CANDIDATE_MODEL = b"candidate model bytes"

@@ -7,7 +7,7 @@ import yaml
 from conftest import make_workspace, run_stage
 
 from pipeline.paths import Workspace
-from pipeline.reports import write_verdict
+from pipeline.verdicts import write_verdict
 from service.bundle import sha256_of
 
 
