@@ -20,7 +20,6 @@ from pipeline.gate.render_service import (
     RenderWebService,
     RenderYamlError,
     free_port,
-    lite_runtime_libraries,
 )
 from pipeline.gate.run import GateFailure, observe_service, service_environment
 from pipeline.gate.verdict import verdict, verdict_without_a_run
@@ -30,9 +29,6 @@ from pipeline.paths import REPO_ROOT, Workspace
 from pipeline.verdicts import read_json, write_verdict
 from service.bundle import MODEL_NAME, sha256_of
 from service.predictor import Contract
-
-# Imported from here by tests/conftest.py and benchmarks/run.py.
-__all__ = ["RenderWebService", "free_port", "gate", "lite_runtime_libraries"]
 
 
 @dataclass(frozen=True)
