@@ -1,7 +1,7 @@
 """Convert and check the current inputs once per quantization mode, side by side in one run.
 
 Writes reports/quantization.json and reports/quantization.md only: `make docs` copies the table
-into the README when you choose to, so running this never dirties a tracked file. Not a DVC
+into docs/pipeline.md when you choose to, so running this never dirties a tracked file. Not a DVC
 stage: it answers "which mode should I ship?" and runs the real stages in scratch workspaces.
 """
 
