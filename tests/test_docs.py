@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
+from pipeline.summary import NEXT_STEPS
 
 PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
@@ -54,6 +55,14 @@ def test_the_readme_is_a_front_door_of_at_most_300_lines():
     assert ". .venv/bin/activate" in readme and "New > Blueprint" in (
         REPO_ROOT / "docs" / "releasing.md"
     ).read_text(encoding="utf-8")
+
+
+def test_the_readme_shows_the_next_steps_make_demo_prints():
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("`make demo` prints the next steps", 1)[1].split("```sh\n", 1)[1]
+    commands = [line.split("  #")[0].strip() for line in block.split("```", 1)[0].splitlines()]
+    printed = " ".join(NEXT_STEPS.replace("\\\n", " ").split())
+    assert commands and all(" ".join(command.split()) in printed for command in commands)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda path: path.relative_to(REPO_ROOT).as_posix())
