@@ -115,8 +115,8 @@ Next steps (run `. .venv/bin/activate` first to type dvc and python yourself):
   release it:           python -m pipeline.promote --dry-run (docs/releasing.md)
 """
 FIX_FIRST = """
-Next step: fix what the stage above names, then `dvc repro` and `python -m pipeline.summary`
-again (docs/pipeline.md explains each stage's verdict).
+Next step: fix what the failed stage above names (a stale one needs only a rerun), then run
+`dvc repro` and `python -m pipeline.summary` again (docs/pipeline.md explains the verdicts).
 """
 
 
