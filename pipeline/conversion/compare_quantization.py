@@ -26,7 +26,7 @@ def run_mode(workspace: Workspace, quantization: str) -> dict:
     for stage in ("convert", "parity"):
         started = time.perf_counter()
         completed = subprocess.run(
-            [sys.executable, "-m", f"pipeline.{stage}"],
+            [sys.executable, "-m", f"pipeline.stages.{stage}"],
             cwd=REPO_ROOT,
             env=env,
             capture_output=True,
