@@ -5,7 +5,7 @@ cold start to first prediction, in-process latency percentiles and throughput; f
 paths that serve, HTTP latency over loopback with gunicorn as render.yaml starts it.
 Then the service's worker CPU per request against a bare invoke(), both body formats,
 unthrottled and at the plan's CPU share (benchmarks/cpu_per_request.py).
-Writes reports/benchmark.{json,md,png} and docs/benchmark.png; it never edits the README
+Writes reports/benchmark.{json,md,png} and docs/benchmark.png; it never edits the docs' text
 (`make docs` copies the tables there).
 """
 

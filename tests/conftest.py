@@ -46,7 +46,7 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
         files = [inputs.get(key) for key in ("model", "labels", "label_encoder", "heldout")]
         params["inputs"]["folder"] = os.path.commonpath([str(Path(f).parent) for f in files if f])
     if "label_encoder" in inputs and "labels" not in inputs:
-        params["inputs"].pop("labels", None)  # the old key name, as an older params.yaml has it
+        params["inputs"].pop("labels", None)  # label_encoder names the labels instead
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # The gate starts the service with render.yaml's own start command.
     render_yaml = REPO_ROOT / "render.yaml"

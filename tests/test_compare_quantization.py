@@ -1,13 +1,9 @@
 """`make quantization`'s table: one line per mode, failures named short with the whole message
 below, the CPU of one invoke measured on the real interpreter, and a recommended mode."""
 
-import subprocess
-import sys
-
 import pytest
 
-from pipeline.conversion.compare_quantization import markdown_table, recommend
-from pipeline.paths import REPO_ROOT
+from pipeline.conversion.compare_quantization import markdown_table, recommend, run_mode
 
 CRASH = (
     "the converter process died with SIGSEGV (exit -11) while quantizing to int8: "
@@ -80,21 +76,15 @@ def test_no_passing_mode_recommends_nothing():
 
 
 @pytest.mark.slow
-def test_the_cpu_of_one_invoke_is_measured_on_the_real_interpreter(candidate_dir):
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.conversion.invoke_cost",
-            str(candidate_dir / "model.tflite"),
-            "20",
-            "2",
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    cpu_ms = float(completed.stdout.strip())
-    assert 0 < cpu_ms < 1000, cpu_ms  # a real, finite figure in milliseconds
+def test_a_mode_is_converted_checked_and_timed_by_the_real_stages(checked_workspace):
+    row = run_mode(checked_workspace, "float16", invokes=20, position="1/1")
+    assert "failure" not in row, row.get("failure")
+    assert row["convert"]["passed"] and row["convert"]["quantization"] == "float16"
+    assert row["parity"]["passed"] and row["parity"]["quantization"] == "float16"
+    # The real interpreter's CPU per invoke, and the bundle the gate would weigh.
+    assert row["cpu_ms_per_invoke"] > 0 and 0 < row["bundle_mb"] < 5
+    table = markdown_table([row])
+    assert "| float16 | yes | " in table and "| passed |" in table
+    assert "**Recommended: float16**" in table
+    # The scratch run never touches the workspace's own verdicts.
+    assert '"quantization": "none"' in checked_workspace.report_path("convert").read_text()

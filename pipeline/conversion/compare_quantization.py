@@ -1,7 +1,7 @@
 """Convert and check the current inputs once per quantization mode, side by side in one run.
 
 Writes reports/quantization.json and reports/quantization.md only: `make docs` copies the table
-into the docs when you choose to, so running this never dirties a tracked file. Not a DVC
+into docs/pipeline.md when you choose to, so running this never dirties a tracked file. Not a DVC
 stage: it answers "which mode should I ship?" and runs the real stages in scratch workspaces.
 Each mode prints its progress as it goes; each table row is one line, and a failure's whole
 message is listed under the table.

@@ -197,7 +197,7 @@ class InputPaths:
 
     @property
     def label_encoder(self) -> Path:
-        """The old name of `labels`, kept for callers that still use it."""
+        """Another name for `labels`, accepted in params.yaml and by callers."""
         return self.labels
 
     @classmethod

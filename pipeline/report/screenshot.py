@@ -1,4 +1,4 @@
-"""A PNG of the release page as headless Chromium draws it: for the README and the test."""
+"""A PNG of the release page as headless Chromium draws it: for the docs and the test."""
 
 import shutil
 import subprocess

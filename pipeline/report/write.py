@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         "--screenshot",
         type=Path,
         metavar="PNG",
-        help="also draw release.html in headless Chromium into this PNG (the README's picture)",
+        help="also draw release.html in headless Chromium into this PNG (docs/release-report.png)",
     )
     args = parser.parse_args(argv)
     workspace = Workspace.from_env()
