@@ -31,7 +31,7 @@ from benchmarks.traffic import (
     saturate,
 )
 from pipeline.cgroups import cpu_limit, memory_limit
-from pipeline.gate import RenderWebService, free_port
+from pipeline.gate.render_service import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -126,9 +126,9 @@ def test_full_json_batches_are_shed_while_one_is_parsed_and_health_still_answers
     quota_service, sample
 ):
     # Two clients loop 64-sample JSON batches (19 MB each): one is parsed, the other shed.
-    # Parsed in one orjson call, a batch held the only thread for 0.7 s at 0.1 CPU; parsed a
-    # sample at a time, health waits for at most one sample's parse or inference. A shed body
-    # is left unread; a server that drained it before the next request held health for seconds.
+    # Parsed in one orjson call, a batch holds the worker for most of a second at 0.1 CPU;
+    # parsed a sample at a time, health waits for at most one sample's parse or inference. A
+    # shed body is left unread: draining it before the next request holds health for seconds.
     gate = yaml.safe_load((REPO_ROOT / "params.yaml").read_text(encoding="utf-8"))["gate"]
     service = quota_service()
     batch = orjson.dumps({"instances": np.repeat(sample[None], 64, axis=0).tolist()})
