@@ -194,7 +194,8 @@ class RunningService:
             try:
                 requests.get(f"{self.url}/api/health/", timeout=1)
                 return time.perf_counter() - self.started
-            except requests.ConnectionError:
+            # A read timeout: the socket is bound but the worker is still booting (a busy host).
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.02)
         raise RuntimeError(f"service did not answer: {self.log_path.read_text()[-2000:]}")
 
@@ -234,6 +235,8 @@ def start_service():
 def demo_service(candidate_dir):
     """One real gunicorn serving the demo candidate, shared by a test module."""
     service = RunningService(candidate_dir)
-    service.wait_until_answering()
-    yield service
-    service.stop()
+    try:
+        service.wait_until_answering()
+        yield service
+    finally:  # also when it never answered: no gunicorn left behind
+        service.stop()
