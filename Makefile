@@ -12,7 +12,7 @@ PORT ?= 8000
 .PHONY: help install system-deps demo test lint serve bench bench-servers bench-peers bench-latency quantization docs report clean
 
 help:
-	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model"
+	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model, say what next"
 	@echo "make test    - install everything the tests need and run the whole suite"
 	@echo "make serve   - serve build/candidate on http://127.0.0.1:$(PORT)"
 	@echo "make bench   - every serving path side by side under 512 MB, and CPU per request"
@@ -20,7 +20,7 @@ help:
 	@echo "make bench-peers - ours, MLServer and BentoML serving the candidate: CPU, memory, start"
 	@echo "make bench-latency - in-process latency benchmarks (pytest-benchmark)"
 	@echo "make quantization - every quantization mode side by side (reports/quantization.md)"
-	@echo "make docs    - copy the generated tables (reports/*.md) into README.md, the chart into docs/"
+	@echo "make docs    - write every measured figure from reports/ into README.md and docs/*.md"
 	@echo "make report  - reports/release.md and release.html for the candidate (BASE=main to compare)"
 
 # System packages: git-lfs for promotion, python3-venv where Debian split it off, and a
@@ -46,7 +46,7 @@ install: $(STAMP)
 
 demo: install
 	$(RUN) dvc repro
-	$(RUN) python -m pipeline.summary
+	$(RUN) python -m pipeline.summary --next-steps
 
 lint: install
 	$(BIN)/ruff check .
@@ -82,10 +82,10 @@ bench-latency: install
 # Writes under reports/ only; `make docs` is the one step that copies results into tracked files.
 quantization: install
 	$(RUN) dvc repro parity
-	$(RUN) python -m pipeline.compare_quantization
+	$(RUN) python -m pipeline.conversion.compare_quantization
 
 docs: install
-	$(RUN) python -m pipeline.generated_docs
+	$(RUN) python -m pipeline.report.docs
 
 # The release report; BASE is a git ref whose committed reports to compare against.
 report: install

@@ -1,11 +1,11 @@
 """The peer comparison's outputs: reports/bench/peers.json, a markdown table and a PNG chart.
 
 Every figure comes from the run's JSON; `make docs` copies the table into the README and the
-chart into docs/ (pipeline/generated_docs.py).
+chart into docs/ (pipeline/report/docs.py).
 """
 
 from pipeline.paths import Workspace
-from pipeline.reports import write_json
+from pipeline.verdicts import write_json
 
 PLAN_MEMORY_MB = 512  # Render free and starter; drawn across the memory chart
 

@@ -28,7 +28,7 @@ from benchmarks.traffic import (
     tree_cpu_seconds,
     tree_rss_mb,
 )
-from pipeline.gate import RenderWebService
+from pipeline.gate.render_service import RenderWebService
 from pipeline.paths import REPO_ROOT
 
 CANDIDATES = {

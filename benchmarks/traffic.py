@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.cgroups import ResourceGroup, cpu_limit
-from pipeline.gate import free_port
+from pipeline.gate.render_service import free_port
 from pipeline.paths import REPO_ROOT
 
 HEALTH_TIMEOUT_SECONDS = 5.0  # Render's health checker gives up after 5 s

@@ -12,18 +12,18 @@ import re
 import shutil
 import sys
 
-from pipeline.git_repo import GitError, GitRepo
 from pipeline.params import load_params
 from pipeline.paths import Workspace
-from pipeline.release_bundle import (
+from pipeline.release.bundle import (
     GOLDEN_NAME,
     PromotionRefused,
     blessed_verdicts,
     tracked_inputs,
     write_release,
 )
-from pipeline.release_steps import Journal, recover, scratch_dir
-from pipeline.release_transaction import checked, pipeline_changes, preflight, release
+from pipeline.release.git_repo import GitError, GitRepo
+from pipeline.release.steps import Journal, recover, scratch_dir
+from pipeline.release.transaction import checked, pipeline_changes, preflight, release
 from pipeline.rollback import rollback
 from service.bundle import MANIFEST_NAME, MODEL_NAME
 

@@ -7,12 +7,12 @@ at that tag, committed and pushed like a promotion (no new tag: the release is t
 import os
 import shutil
 
-from pipeline.git_repo import GitRepo
 from pipeline.params import load_params
 from pipeline.paths import Workspace
-from pipeline.release_bundle import PromotionRefused
-from pipeline.release_steps import LFS_FILTER, Journal, recover
-from pipeline.release_transaction import PIPELINE_OWNED, object_id, preflight, release
+from pipeline.release.bundle import PromotionRefused
+from pipeline.release.git_repo import GitRepo
+from pipeline.release.steps import LFS_FILTER, Journal, recover
+from pipeline.release.transaction import PIPELINE_OWNED, object_id, preflight, release
 from service.bundle import MODEL_NAME, sha256_of
 
 

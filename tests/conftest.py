@@ -13,7 +13,7 @@ import pytest
 import requests
 import yaml
 
-from pipeline.gate import RenderWebService, free_port
+from pipeline.gate.render_service import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 
 
@@ -46,7 +46,7 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
         files = [inputs.get(key) for key in ("model", "labels", "label_encoder", "heldout")]
         params["inputs"]["folder"] = os.path.commonpath([str(Path(f).parent) for f in files if f])
     if "label_encoder" in inputs and "labels" not in inputs:
-        params["inputs"].pop("labels", None)  # the old key name, as an older params.yaml has it
+        params["inputs"].pop("labels", None)  # label_encoder names the labels instead
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # The gate starts the service with render.yaml's own start command.
     render_yaml = REPO_ROOT / "render.yaml"
@@ -59,8 +59,8 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
 def demo_workspace(tmp_path_factory) -> Workspace:
     """A workspace whose demo model was trained and converted (quantization none) for real."""
     workspace = make_workspace(tmp_path_factory.mktemp("demo"))
-    run_stage("pipeline.demo_model", workspace)
-    run_stage("pipeline.convert", workspace)
+    run_stage("pipeline.stages.demo_model", workspace)
+    run_stage("pipeline.stages.convert", workspace)
     return workspace
 
 
@@ -146,7 +146,7 @@ DEMO_INPUT_FILES = {
 @pytest.fixture(scope="session")
 def checked_workspace(demo_workspace) -> Workspace:
     """The demo workspace after a real parity run: what the gate and promotion start from."""
-    run_stage("pipeline.parity", demo_workspace)
+    run_stage("pipeline.stages.parity", demo_workspace)
     return demo_workspace
 
 
@@ -194,7 +194,8 @@ class RunningService:
             try:
                 requests.get(f"{self.url}/api/health/", timeout=1)
                 return time.perf_counter() - self.started
-            except requests.ConnectionError:
+            # A read timeout: the socket is bound but the worker is still booting (a busy host).
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.02)
         raise RuntimeError(f"service did not answer: {self.log_path.read_text()[-2000:]}")
 
@@ -234,6 +235,8 @@ def start_service():
 def demo_service(candidate_dir):
     """One real gunicorn serving the demo candidate, shared by a test module."""
     service = RunningService(candidate_dir)
-    service.wait_until_answering()
-    yield service
-    service.stop()
+    try:
+        service.wait_until_answering()
+        yield service
+    finally:  # also when it never answered: no gunicorn left behind
+        service.stop()

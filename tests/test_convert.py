@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import make_workspace, run_stage, workspace_like, write_user_files
 
-from pipeline.reports import read_json
+from pipeline.verdicts import read_json
 from service.bundle import sha256_of
 from service.predictor import Predictor
 
@@ -62,7 +62,7 @@ def keras_reference(inputs: dict, samples: np.ndarray) -> np.ndarray:
 def convert_user_model(tmp_path, model, **file_options):
     inputs = write_user_files(tmp_path / "user", model, **file_options)
     workspace = make_workspace(tmp_path / "ws", inputs=inputs)
-    return workspace, inputs, run_stage("pipeline.convert", workspace, check=False)
+    return workspace, inputs, run_stage("pipeline.stages.convert", workspace, check=False)
 
 
 def test_demo_candidate_has_a_complete_manifest(demo_workspace):
@@ -118,7 +118,7 @@ def test_model_needing_flex_ops_fails_naming_them_and_leaves_no_candidate(tmp_pa
     inputs = write_user_files(tmp_path / "user", small_model("flex"))
     inputs["allow_unsafe_deserialization"] = True
     workspace = make_workspace(tmp_path / "ws", inputs=inputs)
-    completed = run_stage("pipeline.convert", workspace, check=False)
+    completed = run_stage("pipeline.stages.convert", workspace, check=False)
     assert completed.returncode != 0
     last_line = completed.stderr.strip().splitlines()[-1]
     assert "MatrixDeterminant" in last_line and "Flex" in last_line
@@ -136,7 +136,7 @@ def test_missing_model_fails_in_one_line_and_writes_nothing(tmp_path):
     inputs = write_user_files(tmp_path / "user", small_model("lstm"))
     inputs["model"] = str(tmp_path / "user" / "gone.keras")
     workspace = make_workspace(tmp_path / "ws", inputs=inputs)
-    completed = run_stage("pipeline.convert", workspace, check=False)
+    completed = run_stage("pipeline.stages.convert", workspace, check=False)
     assert completed.returncode != 0
     assert completed.stderr.strip().splitlines()[-1].startswith("convert failed: model ")
     assert "gone.keras does not exist" in completed.stderr
@@ -149,7 +149,7 @@ def test_a_converter_that_overruns_its_deadline_is_stopped_and_leaves_nothing(
 ):
     # A copy of a good candidate is in place: a failed run must remove it, not leave it stale.
     workspace = workspace_like(demo_workspace, tmp_path / "ws", convert={"timeout_seconds": 0.5})
-    completed = run_stage("pipeline.convert", workspace, check=False)
+    completed = run_stage("pipeline.stages.convert", workspace, check=False)
     assert completed.returncode != 0
     assert "timeout_seconds=0.5" in completed.stderr
     assert not workspace.candidate_dir.exists()
@@ -163,7 +163,7 @@ def test_each_quantization_converts_or_fails_with_a_clear_reason(
         demo_workspace, tmp_path / "ws", convert={"quantization": quantization}
     )
     exports_before = set(Path(tempfile.gettempdir()).glob("*/saved_model.pb"))
-    completed = run_stage("pipeline.convert", workspace, check=False)
+    completed = run_stage("pipeline.stages.convert", workspace, check=False)
     report = read_json(workspace.report_path("convert"))
     # Crashed or not, the converter's SavedModel export is gone with its scratch folder.
     assert set(Path(tempfile.gettempdir()).glob("*/saved_model.pb")) <= exports_before

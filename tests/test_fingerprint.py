@@ -8,7 +8,7 @@ import yaml
 
 from pipeline.fingerprint import MISSING, changes, inputs_fingerprint
 from pipeline.paths import Workspace
-from pipeline.release_bundle import pipeline_changes
+from pipeline.release.bundle import pipeline_changes
 
 
 def dvc_project(root: Path) -> Workspace:

@@ -21,7 +21,7 @@ from conftest import workspace_like
 
 from pipeline.cgroups import evict_from_page_cache, existing_groups
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
-from pipeline.reports import read_json
+from pipeline.verdicts import read_json
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
@@ -103,7 +103,7 @@ def leftovers(workspace) -> tuple[list, list[int]]:
 
 def gate(workspace, **env):
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.gate"],
+        [sys.executable, "-m", "pipeline.stages.gate"],
         cwd=REPO_ROOT,
         env={**os.environ, WORKSPACE_ENV: str(workspace.root), **env},
         capture_output=True,
@@ -115,7 +115,7 @@ def gate(workspace, **env):
 def gate_under_load(workspace) -> subprocess.Popen:
     """A gate running in the background, returned once its load has begun."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.gate"],
+        [sys.executable, "-m", "pipeline.stages.gate"],
         cwd=REPO_ROOT,
         env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
         stdout=subprocess.PIPE,
@@ -147,8 +147,8 @@ def serving_wrapped_app(workspace, tmp_path):
 
 
 def test_the_demo_on_render_free_reports_plan_limits_series_and_fit(checked_workspace, tmp_path):
-    # Health under saturation has its own test; at 0.1 CPU today's service answers it in 1 to
-    # 2 s (the README's figures), so this one, about the report, allows 4 s.
+    # Health under saturation has its own test; at 0.1 CPU on a busy shared machine the
+    # service answers it in 1 to 2 s, so this one, about the report, allows 4 s.
     settings = {**QUICK, "plan": "free", "max_health_latency_seconds": 4.0}
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
     completed = gate(workspace)

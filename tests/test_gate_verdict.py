@@ -1,7 +1,7 @@
 """The gate's reasons in words, from what one run of the service showed."""
 
-from pipeline.gate_service import ServiceRun
-from pipeline.gate_verdict import reasons_in_words
+from pipeline.gate.run import ServiceRun
+from pipeline.gate.verdict import reasons_in_words
 
 
 def test_a_service_that_hit_its_limit_without_an_oom_kill_is_said_to_thrash():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.input_tracking import untracked_inputs
+from pipeline.inputs.tracking import untracked_inputs
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 
 pytestmark = pytest.mark.slow  # runs git and dvc

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.metrics import compact, limits, significant
 from pipeline.paths import REPO_ROOT, Workspace
-from pipeline.reports import at_least, at_most, write_verdict
+from pipeline.verdicts import at_least, at_most, write_verdict
 
 SHA256 = "5e4bcfba37b9390d18dc05bbc5d72c700aaaaa4f0e5b49a1cacde9e46ae3b743"
 

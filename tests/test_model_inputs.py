@@ -16,15 +16,15 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from pipeline.keras_model import detect_output_kind, load_keras_model
-from pipeline.labels import load_labels
-from pipeline.model_inputs import (
+from pipeline.inputs.files import (
     InputFileError,
     InputPaths,
     ModelShape,
     load_heldout,
     load_preprocessing,
 )
+from pipeline.inputs.keras_model import detect_output_kind, load_keras_model
+from pipeline.inputs.labels import load_labels
 from pipeline.paths import Workspace
 
 SHAPE = ModelShape(sample_shape=(6, 4), classes=3)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import run_stage, workspace_like
 
-from pipeline.reports import read_json
+from pipeline.verdicts import read_json
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ def test_a_threshold_below_the_measured_difference_fails_naming_it(demo_workspac
         }
     }
     workspace = workspace_like(demo_workspace, tmp_path / "ws", parity=strict)
-    completed = run_stage("pipeline.parity", workspace, check=False)
+    completed = run_stage("pipeline.stages.parity", workspace, check=False)
     assert completed.returncode != 0
     last_line = completed.stderr.strip().splitlines()[-1]
     assert last_line.startswith("parity failed for none: max_abs_diff")
@@ -83,7 +83,7 @@ def test_a_candidate_from_another_model_is_refused(demo_workspace, tmp_path):
             read_json(manifest_path)["source_model"]["sha256"], "0" * 64
         )
     )
-    completed = run_stage("pipeline.parity", workspace, check=False)
+    completed = run_stage("pipeline.stages.parity", workspace, check=False)
     assert completed.returncode != 0
     assert "converted from another model" in completed.stderr.strip().splitlines()[-1]
 
@@ -91,6 +91,6 @@ def test_a_candidate_from_another_model_is_refused(demo_workspace, tmp_path):
 def test_a_missing_candidate_says_run_convert(demo_workspace, tmp_path):
     workspace = workspace_like(demo_workspace, tmp_path / "ws")
     shutil.rmtree(workspace.candidate_dir)
-    completed = run_stage("pipeline.parity", workspace, check=False)
+    completed = run_stage("pipeline.stages.parity", workspace, check=False)
     assert completed.returncode != 0
     assert "manifest.json is missing" in completed.stderr.strip().splitlines()[-1]

@@ -1,7 +1,7 @@
 """Plan fit from measured figures: which Render plans fit, and the cheapest recommended."""
 
-from pipeline.plan_fit import plan_fit
-from pipeline.reports import at_least, at_most
+from pipeline.gate.plan_fit import plan_fit
+from pipeline.verdicts import at_least, at_most
 
 PLANS = {
     "free": {"memory_mb": 512, "cpu_share": 0.1, "price_usd_month": 0, "max_instances": 1},

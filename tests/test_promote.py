@@ -12,7 +12,7 @@ import yaml
 from conftest import DEMO_INPUT_FILES, make_workspace, run_stage
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
-from pipeline.reports import read_json, write_json, write_verdict
+from pipeline.verdicts import read_json, write_json, write_verdict
 from service.bundle import LFS_POINTER_PREFIX, sha256_of
 
 pytestmark = pytest.mark.slow
@@ -46,8 +46,8 @@ def build_candidate(workspace: Workspace, quantization: str) -> str:
     params["convert"]["quantization"] = quantization
     workspace.params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     git(workspace.root, "commit", "-qam", f"quantization {quantization}")
-    run_stage("pipeline.convert", workspace)
-    run_stage("pipeline.parity", workspace)
+    run_stage("pipeline.stages.convert", workspace)
+    run_stage("pipeline.stages.parity", workspace)
     write_gate_verdict(workspace)
     return sha256_of(workspace.candidate_dir / "model.tflite")
 

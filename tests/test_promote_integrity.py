@@ -12,7 +12,7 @@ import yaml
 from test_promote import build_candidate, git, make_release_repo, promote, refuse
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
-from pipeline.release_steps import KILL_AFTER_ENV, STEPS
+from pipeline.release.steps import KILL_AFTER_ENV, STEPS
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow

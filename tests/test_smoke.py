@@ -14,8 +14,8 @@ import yaml
 from conftest import RunningService, free_port, workspace_like
 
 from pipeline.paths import REPO_ROOT
-from pipeline.release_bundle import write_release
-from pipeline.reports import write_verdict
+from pipeline.release.bundle import write_release
+from pipeline.verdicts import write_verdict
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 import requests
 from conftest import make_workspace, run_stage, write_user_files
 
-from pipeline.reports import read_json
+from pipeline.verdicts import read_json
 
 pytestmark = pytest.mark.slow
 FLOAT32 = {"Content-Type": "application/octet-stream"}
@@ -51,9 +51,9 @@ def convert_and_check(tmp_path, inputs: dict, min_accuracy: float | None = None)
     workspace = make_workspace(
         tmp_path / "ws", inputs=inputs, parity={"min_accuracy": min_accuracy}
     )
-    converted = run_stage("pipeline.convert", workspace, check=False)
+    converted = run_stage("pipeline.stages.convert", workspace, check=False)
     assert converted.returncode == 0, converted.stderr[-3000:]
-    checked = run_stage("pipeline.parity", workspace, check=False)
+    checked = run_stage("pipeline.stages.parity", workspace, check=False)
     return workspace, checked
 
 
@@ -213,7 +213,7 @@ def test_a_custom_layer_loads_through_inputs_custom_objects(tmp_path, start_serv
     inputs = write_user_files(tmp_path / "user", model)
     # Without the module: the cause named whole, and the fix.
     workspace = make_workspace(tmp_path / "bare", inputs=inputs)
-    failed = run_stage("pipeline.convert", workspace, check=False)
+    failed = run_stage("pipeline.stages.convert", workspace, check=False)
     reason = failed.stderr.strip().splitlines()[-1]
     assert failed.returncode != 0
     assert "'BasicPreprocessing'" in reason and "inputs.custom_objects" in reason
@@ -234,7 +234,7 @@ def test_integer_class_indices_as_y_with_a_label_encoder_and_logit_outputs(tmp_p
     keras.utils.set_random_seed(7)
     model = keras.Sequential([keras.Input((6, 5)), keras.layers.Flatten(), keras.layers.Dense(3)])
     inputs = write_user_files(tmp_path / "user", model, integer_y=True)
-    # The old key name still works.
+    # label_encoder, another name for the labels key, works too.
     inputs["label_encoder"] = inputs.pop("labels")
     assert np.load(inputs["heldout"])["y"].dtype.kind == "i"
     workspace, checked = convert_and_check(tmp_path, inputs)
@@ -265,7 +265,7 @@ def test_a_dynamic_dimension_other_than_the_batch_is_refused(tmp_path):
         "heldout": str(user_dir / "heldout.npz"),
     }
     workspace = make_workspace(tmp_path / "ws", inputs=inputs)
-    completed = run_stage("pipeline.convert", workspace, check=False)
+    completed = run_stage("pipeline.stages.convert", workspace, check=False)
     assert completed.returncode != 0
     reason = completed.stderr.strip().splitlines()[-1]
     assert "(None, None, 4)" in reason and "[1] are not fixed" in reason

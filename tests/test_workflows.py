@@ -33,14 +33,35 @@ def test_workflows_default_to_read_only(path):
     assert load(path.name)["permissions"] == {"contents": "read"}
 
 
-def test_only_the_promote_job_may_write():
+def test_only_the_promote_job_writes_contents_and_only_the_comment_job_writes_pull_requests():
     writers = {
-        (path.name, job_name)
+        (path.name, job_name, scope)
         for path in WORKFLOWS
         for job_name, job in load(path.name)["jobs"].items()
-        if "write" in (job.get("permissions") or {}).values()
+        for scope, access in (job.get("permissions") or {}).items()
+        if access == "write"
     }
-    assert writers == {("promote.yml", "promote")}
+    assert writers == {
+        ("promote.yml", "promote", "contents"),
+        ("pipeline.yml", "report-comment", "pull-requests"),
+    }
+
+
+def test_a_pull_request_gets_one_sticky_comment_with_the_release_report():
+    jobs = load("pipeline.yml")["jobs"]
+    comment = jobs["report-comment"]
+    assert comment["needs"] == "gates"
+    # It runs after a failed gate too (the report says why), never on a fork's pull request.
+    assert "always()" in comment["if"] and "pull_request" in comment["if"]
+    assert "head.repo.full_name == github.repository" in comment["if"]
+    sticky = next(s for s in comment["steps"] if "sticky-pull-request-comment" in s.get("uses", ""))
+    # One header: each push replaces the same comment instead of adding one.
+    assert sticky["with"]["header"] == "release-report"
+    assert sticky["with"]["path"].endswith("release.md")
+    uploaded = [
+        s["with"]["path"] for s in jobs["gates"]["steps"] if "upload-artifact" in s.get("uses", "")
+    ]
+    assert any("reports/release.md" in path for path in uploaded)
 
 
 def test_pipeline_runs_on_changes_to_model_params_pipeline_and_service():

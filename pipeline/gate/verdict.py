@@ -1,0 +1,230 @@
+"""The gate's verdict from one service run: measures judged, figures kept, series."""
+
+from typing import Any
+
+import numpy as np
+
+from pipeline.cgroups import workers_that_fit
+from pipeline.gate.plans import plan_row
+from pipeline.gate.run import ServiceRun
+from pipeline.verdicts import at_least, at_most
+
+MAX_SERIES_POINTS = 300  # the report charts the series: the verdict stays small
+LATENCY_BINS = 30
+
+
+def judge(run: ServiceRun, settings: dict, plan: dict) -> dict[str, dict]:
+    """Each gate measure with its value, threshold and outcome."""
+    # A worker that died is one whose PID is gone after the load (gunicorn forks a new one).
+    replaced = len(set(run.workers_before) - set(run.workers_after))
+    max_peak = plan["max_peak_memory_mb"]
+    measures = {
+        "peak_memory_mb": at_most(run.peak_memory_mb, max_peak),
+        "oom_kills": at_most(run.oom_kills, 0),
+        "workers_replaced": at_most(replaced, 0),
+    }
+    if run.cold_start_seconds is not None:
+        measures["cold_start_seconds"] = at_most(
+            round(run.cold_start_seconds, 3), settings["max_cold_start_seconds"]
+        )
+    if run.load is not None:
+        measures |= {
+            "failed_requests": at_most(len(run.load.failures), 0),
+            "wrong_answers": at_most(len(run.load.wrong_answers), 0),
+            "latency_p95_ms": at_most(
+                round(run.load.percentile_ms(95), 2), settings["max_latency_p95_ms"]
+            ),
+            "latency_p99_ms": at_most(
+                round(run.load.percentile_ms(99), 2), settings["max_latency_p99_ms"]
+            ),
+            "throughput_rps": at_least(
+                round(run.load.throughput_rps, 1), settings["min_throughput_rps"]
+            ),
+        }
+    if run.cpu_seconds_per_request:
+        # A worker is one Python process: it uses at most one CPU, whatever the plan gives.
+        usable_cpus = min(plan["cpu_share"], max(1, len(run.workers_before)))
+        measures["sustainable_rps"] = at_least(
+            round(usable_cpus / run.cpu_seconds_per_request, 1),
+            settings["min_sustainable_rps"],
+        )
+    if run.health_latencies_s:
+        measures["health_latency_saturated_seconds"] = at_most(
+            round(max(run.health_latencies_s), 3), settings["max_health_latency_seconds"]
+        )
+    if run.worst_case_memory_mb is not None:
+        measures["worst_case_memory_mb"] = at_most(run.worst_case_memory_mb, max_peak)
+        measures["worst_case_errors"] = at_most(len(run.hostile.errors), 0)
+    return measures
+
+
+def reasons_in_words(run: ServiceRun, plan: dict) -> list[str]:
+    """What went wrong, said plainly: OOM kills, thrashing, a service that never answered."""
+    reasons = []
+    if run.oom_kills:
+        peak = max(run.peak_memory_mb, run.worst_case_memory_mb or 0)
+        reasons.append(
+            f"the kernel OOM-killed {run.oom_kills} process(es) at a peak of "
+            f"{peak} MB in a {plan['memory_mb']} MB group"
+        )
+    elif run.failcnt:
+        reasons.append(
+            f"the service thrashed at the {plan['memory_mb']} MB limit: the group hit it "
+            f"{run.failcnt} times ({run.failcnt_before_worst_case} before the worst-case "
+            "requests) and the kernel reclaimed memory instead of killing anything, so the "
+            "service slowed to a crawl"
+        )
+    if run.failure:
+        own_lines = [line for line in run.service_log_tail if line.strip()]
+        last_line = own_lines[-1] if own_lines else "no output"
+        reasons.append(f"{run.failure} (service log: {last_line})")
+    return reasons
+
+
+def downsampled(seconds: list[float], values: list[float]) -> dict[str, list[float]]:
+    """At most MAX_SERIES_POINTS points; each keeps its bucket's highest value (peaks show)."""
+    if len(values) <= MAX_SERIES_POINTS:
+        return {"seconds": list(seconds), "usage_mb": list(values)}
+    buckets = np.array_split(np.arange(len(values)), MAX_SERIES_POINTS)
+    return {
+        "seconds": [seconds[int(b[0])] for b in buckets],
+        "usage_mb": [max(values[int(i)] for i in b) for b in buckets],
+    }
+
+
+def capacity(peak_mb: float, master_mb: float, budget_mb: float, workers: int) -> dict[str, Any]:
+    """How many workers of the measured size fit in the budget (for WEB_CONCURRENCY)."""
+    if not workers:
+        return {}
+    per_worker_mb = max(1.0, (peak_mb - master_mb) / workers)
+    return {
+        "per_worker_mb": round(per_worker_mb, 1),
+        "master_mb": round(master_mb, 1),
+        "workers_that_fit": workers_that_fit(per_worker_mb, master_mb, budget_mb),
+        "rule": "floor((0.9 x limit - master RSS) / ((worst-case peak - master RSS) / workers))",
+    }
+
+
+def latency_histogram(latencies_ms: list[float], bins: int = 30) -> dict[str, list]:
+    """Counts of latencies in `bins` log-spaced bins (latencies span decades under a quota)."""
+    if not latencies_ms:
+        return {"edges": [], "counts": []}
+    low, high = max(min(latencies_ms), 0.01), max(max(latencies_ms), 0.02)
+    edges = np.geomspace(low, high * 1.0001, bins + 1)
+    counts, _ = np.histogram(np.clip(latencies_ms, low, None), bins=edges)
+    return {"edges": [round(float(e), 3) for e in edges], "counts": counts.tolist()}
+
+
+def figures_of(run: ServiceRun, settings: dict) -> dict[str, Any]:
+    figures = {
+        "peak_memory_mb": run.peak_memory_mb,
+        "worst_case_memory_mb": run.worst_case_memory_mb,
+        "usage_after_load_mb": run.usage_after_load_mb,
+        "failcnt": run.failcnt,
+        "master_rss_mb": round(run.master_rss_mb, 1),
+        "worker_uss_mb": [round(mb, 1) for mb in run.worker_uss_mb],
+        "workers": len(run.workers_before),
+        "cpu_throttled_periods": run.throttled_periods,
+        "cpu_throttled_seconds": round(run.throttled_seconds, 2),
+    }
+    if run.cpu_seconds_per_request:
+        figures["cpu_ms_per_request"] = round(run.cpu_seconds_per_request * 1000, 2)
+    if run.load is not None:
+        figures.update(
+            latency_p50_ms=round(run.load.percentile_ms(50), 2),
+            requests=settings["requests"],
+            concurrency=settings["concurrency"],
+            first_failures=run.load.failures[:3],
+            first_wrong_answers=run.load.wrong_answers[:3],
+        )
+    if run.health_latencies_s:
+        latencies = np.array(run.health_latencies_s)
+        figures["health_probes"] = {
+            "count": len(latencies),
+            "p50_seconds": round(float(np.percentile(latencies, 50)), 3),
+            "max_seconds": round(float(latencies.max()), 3),
+            "failed": len(run.health_failures),
+            "first_failures": run.health_failures[:3],
+        }
+    if run.hostile is not None:
+        figures["worst_case"] = {
+            "concurrency": run.worst_case_concurrency,
+            "max_batch": run.limits.max_batch,
+            "max_body_bytes": run.limits.max_body_bytes,
+            "requests": run.hostile.kinds,
+            "first_errors": run.hostile.errors[:3],
+        }
+    return figures
+
+
+def verdict(run: ServiceRun, settings: dict, plan_name: str, plan: dict) -> dict[str, Any]:
+    """The gate's report for one run of the service under plan `plan_name` (no plan fit yet)."""
+    measures = judge(run, settings, plan)
+    figures = figures_of(run, settings)
+    workers = len(run.workers_before)
+    worst_peak = max(run.peak_memory_mb, run.worst_case_memory_mb or 0)
+    report = {
+        "plan": plan_row(plan_name, plan),
+        "limits": {
+            "memory": {
+                "limit_mb": plan["memory_mb"],
+                "enforced": run.enforced,
+                "backend": run.backend,
+            },
+            "cpu": {
+                "share": plan["cpu_share"],
+                "enforced": run.cpu_enforced,
+                "backend": run.cpu_backend,
+                **({"note": run.cpu_note} if run.cpu_note else {}),
+            },
+        },
+        # Both limits, for promotion's check (release_bundle reads `enforced`).
+        "backend": run.backend,
+        "enforced": run.enforced and run.cpu_enforced,
+        "measures": measures,
+        "figures": figures,
+        "capacity": capacity(worst_peak, run.master_rss_mb, plan["memory_mb"], workers),
+        "series": {
+            "memory": downsampled(*run.memory_series),
+            "latency_ms": latency_histogram(
+                run.load.latencies_ms if run.load else [], LATENCY_BINS
+            ),
+        },
+    }
+    reasons = reasons_in_words(run, plan)
+    if reasons:
+        report.update(reason="; ".join(reasons), service_log_tail=run.service_log_tail)
+    return report
+
+
+def verdict_without_a_run(settings: dict, plan_name: str, reason: str) -> dict[str, Any]:
+    """The same shape when the service never ran (refused, or no group could be made)."""
+    plan = settings["plans"][plan_name]
+    rows = [
+        {
+            **plan_row(name, row),
+            "fits": False,
+            "why": "not measured: " + reason,
+            "workers": 0,
+            "instances": 0,
+        }
+        for name, row in settings["plans"].items()
+    ]
+    return {
+        "plan": plan_row(plan_name, plan),
+        "limits": {
+            "memory": {"limit_mb": plan["memory_mb"], "enforced": False, "backend": "none"},
+            "cpu": {"share": plan["cpu_share"], "enforced": False, "backend": "none"},
+        },
+        "measures": {},
+        "series": {
+            "memory": {"seconds": [], "usage_mb": []},
+            "latency_ms": {"edges": [], "counts": []},
+        },
+        "plan_fit": {
+            "target_rps": float(settings["target_rps"]),
+            "plans": rows,
+            "recommended": None,
+        },
+        "reason": reason,
+    }

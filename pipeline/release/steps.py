@@ -1,0 +1,283 @@
+"""The steps of a release, in an order that never needs the remote undone, and a journal that
+lets the next run finish or cleanly undo a release that was killed half-way.
+
+Order: write release/ and commit it locally with its tag; upload exactly the release's LFS
+objects; prove the remote holds them from a scratch clone; push branch and tag atomically.
+Until that last push nothing on the remote names the release, so any failure or kill before
+it is undone locally alone. Scratch lives in build/promote/ (ignored), cleaned on every run.
+"""
+
+import json
+import os
+import shutil
+import signal
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline.paths import Workspace
+from pipeline.release.git_repo import GitError, GitRepo
+from service.bundle import LFS_POINTER_PREFIX, sha256_of
+
+STEPS = ("write", "commit", "tag", "upload", "verify", "push")
+# Fault injection for the crash tests: SIGKILL promote itself right after this step (name or
+# 1-based number), as a power cut or `kill -9` would.
+KILL_AFTER_ENV = "PROMOTE_KILL_AFTER_STEP"
+
+
+# Git LFS's filters for promote's own git commands, so nothing depends on a global or system
+# `git lfs install` (a fresh laptop or CI runner has neither) and no hook is installed.
+LFS_FILTER = (
+    "-c",
+    "filter.lfs.clean=git-lfs clean -- %f",
+    "-c",
+    "filter.lfs.smudge=git-lfs smudge -- %f",
+    "-c",
+    "filter.lfs.process=git-lfs filter-process",
+    "-c",
+    "filter.lfs.required=true",
+)
+
+
+def enable_lfs(repo: GitRepo) -> None:
+    """LFS's filters in the repository's own config (no hooks: promote uploads the release's
+    objects itself), so `git status` and checkouts read release/ right without global config."""
+    for index in range(1, len(LFS_FILTER), 2):
+        key, value = LFS_FILTER[index].split("=", 1)
+        repo.run("config", "--local", key, value)
+
+
+class ReleaseFailed(Exception):
+    """A release step failed; local changes were undone and the remote's refs never moved."""
+
+
+@dataclass
+class Journal:
+    """What an in-flight release changed: enough to finish it or undo it after a kill."""
+
+    action: str  # "promote" | "rollback"
+    branch: str
+    remote: str
+    old_head: str
+    tag: str | None
+    release_path: str
+    index_tree: str  # the index as it was (`git write-tree`), restored exactly on undo
+    restore_paths: list[str]  # working-tree paths the release rewrites
+    commit: str | None = None
+    step: str = "start"
+
+    @classmethod
+    def begin(
+        cls,
+        repo: GitRepo,
+        action: str,
+        branch: str,
+        remote: str,
+        tag: str | None,
+        release_path: str,
+        extra_restore_paths: tuple[str, ...] = (),
+    ) -> "Journal":
+        """A journal for a release starting now: HEAD and the index as they are."""
+        return cls(
+            action=action,
+            branch=branch,
+            remote=remote,
+            old_head=repo.head(),
+            tag=tag,
+            release_path=release_path,
+            index_tree=repo.run("write-tree").strip(),
+            restore_paths=[release_path, ".gitattributes", *extra_restore_paths],
+        )
+
+    @staticmethod
+    def path(workspace: Workspace) -> Path:
+        return scratch_dir(workspace) / "journal.json"
+
+    def save(self, workspace: Workspace) -> None:
+        path = self.path(workspace)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(partial, path)
+
+    @classmethod
+    def load(cls, workspace: Workspace) -> "Journal | None":
+        path = cls.path(workspace)
+        return cls(**json.loads(path.read_text())) if path.is_file() else None
+
+
+def scratch_dir(workspace: Workspace) -> Path:
+    return workspace.build_dir / "promote"
+
+
+def checkpoint(workspace: Workspace, journal: Journal, step: str) -> None:
+    """Record that `step` is done; the fault-injection hook kills us here when asked."""
+    journal.step = step
+    journal.save(workspace)
+    wanted = os.environ.get(KILL_AFTER_ENV, "")
+    if wanted in (step, str(STEPS.index(step) + 1)):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def clean_scratch(workspace: Workspace, keep_journal: bool) -> None:
+    """Remove scratch clones and partial bundles left by an earlier run."""
+    folder = scratch_dir(workspace)
+    if not folder.is_dir():
+        return
+    for child in folder.iterdir():
+        if keep_journal and child.name == "journal.json":
+            continue
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def restore_local(repo: GitRepo, journal: Journal) -> None:
+    """Put HEAD, the tag, the index and the paths the release rewrote back as they were.
+
+    Other working-tree files are untouched: promotion refused any change but the pipeline's
+    own (dvc.lock, reports/), and those stay as the pipeline wrote them.
+    """
+    if journal.tag and repo.ref_sha(f"refs/tags/{journal.tag}") not in (None, journal.old_head):
+        repo.run("tag", "-d", journal.tag)
+    repo.run("reset", "-q", "--soft", journal.old_head)
+    repo.run("read-tree", journal.index_tree)
+    # release/ is promote's alone: clear it so no file the release added lingers.
+    shutil.rmtree(repo.root / journal.release_path, ignore_errors=True)
+    for path in journal.restore_paths:
+        if repo.run("ls-files", "--", path).strip():
+            repo.run(*LFS_FILTER, "checkout", "--", path)
+        elif (repo.root / path).is_file():
+            (repo.root / path).unlink()
+
+
+def lfs_object_ids(repo: GitRepo, commit: str, paths: list[str]) -> dict[str, str]:
+    """{path: oid} for the LFS pointers `commit` holds at `paths`; refuse a plain blob."""
+    oids = {}
+    for path in paths:
+        blob = repo.run("show", f"{commit}:{path}")
+        if not blob.encode().startswith(LFS_POINTER_PREFIX):
+            raise ReleaseFailed(f"{path} was committed as a plain blob, not through Git LFS")
+        oid_line = next(line for line in blob.splitlines() if line.startswith("oid sha256:"))
+        oids[path] = oid_line.split(":", 1)[1]
+    return oids
+
+
+def upload_objects(repo: GitRepo, remote: str, oids: list[str], timeout: float) -> None:
+    """Upload exactly the release's LFS objects; other files' objects never matter here."""
+    repo.run("lfs", "push", "--object-id", remote, *oids, timeout=timeout)
+
+
+def credentials_config(repo: GitRepo) -> list[tuple[str, str]]:
+    """The repository's own http, credential and lfs settings (actions/checkout stores its token
+    as http.<url>.extraheader), so verification reads the remote exactly as the push writes."""
+    # Never lfs.storage: the scratch repository must not read the local objects it checks.
+    pattern = r"^(http|credential)\.|^lfs\.url$|^lfs\..*\.access$"
+    lines = repo.run("config", "--local", "--get-regexp", pattern, check=False)
+    return [tuple(line.split(" ", 1)) for line in lines.splitlines() if " " in line]
+
+
+def verify_objects(
+    repo: GitRepo, workspace: Workspace, remote: str, commit: str, oids: dict[str, str], timeout
+) -> None:
+    """Fetch exactly the release's LFS objects from the remote into a fresh scratch repository
+    (LFS enabled for it alone) and check every byte; ReleaseFailed if any is not there."""
+    clone_dir = scratch_dir(workspace) / "verify"
+    shutil.rmtree(clone_dir, ignore_errors=True)
+    clone_dir.mkdir(parents=True)
+    clone = GitRepo(clone_dir)
+    clone.run("init", "-q")
+    clone.run("lfs", "install", "--local")
+    for key, value in credentials_config(repo):
+        clone.run("config", "--local", "--add", key, value)
+    clone.run("remote", "add", "origin", repo.run("remote", "get-url", "--push", remote).strip())
+    # The commit comes from the local repository (the remote has no ref to it yet); the LFS
+    # objects can only come from the remote.
+    clone.run("fetch", "-q", "--no-tags", str(repo.root), commit, timeout=timeout)
+    clone.run("lfs", "fetch", "origin", commit, "--include", ",".join(oids), timeout=timeout)
+    for path, oid in oids.items():
+        stored = clone_dir / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
+        if not stored.is_file() or sha256_of(stored) != oid:
+            raise ReleaseFailed(
+                f"the remote {remote} does not hold {path}'s LFS object {oid[:12]} "
+                "(fetched into a fresh repository to check)"
+            )
+    shutil.rmtree(clone_dir, ignore_errors=True)
+
+
+def push_refs(repo: GitRepo, journal: Journal, timeout: float) -> None:
+    """Branch and tag in one atomic push; never forced, so it can only move the branch on."""
+    refs = [f"{journal.commit}:refs/heads/{journal.branch}"]
+    if journal.tag:
+        refs.append(f"refs/tags/{journal.tag}")
+    # The LFS pre-push hook would upload every object the new commits reach; the release's
+    # own objects are uploaded and verified already, and no other object may block a release.
+    repo.run("push", "--atomic", "--no-verify", journal.remote, *refs, timeout=timeout)
+    tracking = f"refs/remotes/{journal.remote}/{journal.branch}"
+    if repo.ref_sha(tracking):  # so `git status` does not report the branch ahead
+        repo.run("update-ref", tracking, journal.commit)
+
+
+def reached_remote(repo: GitRepo, journal: Journal) -> bool:
+    """Whether the journal's release commit is what the remote's branch (and tag) name."""
+    if not journal.commit:
+        return False
+    try:
+        branch_sha = repo.remote_ref_sha(journal.remote, f"refs/heads/{journal.branch}")
+        tag_sha = (
+            repo.remote_ref_sha(journal.remote, f"refs/tags/{journal.tag}") if journal.tag else None
+        )
+    except GitError:
+        return False
+    return branch_sha == journal.commit and (not journal.tag or tag_sha == journal.commit)
+
+
+def git_running_in(root: Path) -> bool:
+    """Whether a live git process works in `root` (read from /proc; False where there is none)."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")[0]
+            if Path(os.fsdecode(command)).name == "git" and Path(os.readlink(proc / "cwd")) == root:
+                return True
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return False
+
+
+def remove_stale_index_lock(repo: GitRepo) -> None:
+    """Remove the index.lock a git command killed with promote left (no git holds it now)."""
+    lock = Path(repo.run("rev-parse", "--absolute-git-dir").strip()) / "index.lock"
+    if lock.exists() and not git_running_in(repo.root.resolve()):
+        lock.unlink()
+        print(f"removed {lock}, left by a git command of the interrupted run")
+
+
+def recover(repo: GitRepo, workspace: Workspace) -> Journal | None:
+    """Finish or undo a release a previous run left half-done; the journal if it had landed."""
+    journal = Journal.load(workspace)
+    clean_scratch(workspace, keep_journal=journal is not None)
+    if journal is None:
+        return None
+    if reached_remote(repo, journal):
+        print(
+            f"an interrupted {journal.action} ({journal.tag or journal.branch}) had reached "
+            f"{journal.remote}; it is complete"
+        )
+        Journal.path(workspace).unlink()
+        return journal
+    head = repo.head()
+    ours = head in (journal.old_head, journal.commit) or repo.ref_sha("HEAD^") == journal.old_head
+    if not ours:
+        raise GitError(
+            f"an interrupted {journal.action} left {Journal.path(workspace)}, but HEAD has moved "
+            f"to {head[:12]} since (it started at {journal.old_head[:12]}); check `git log`, "
+            "then delete that file and run again"
+        )
+    remove_stale_index_lock(repo)
+    restore_local(repo, journal)
+    print(
+        f"undid the local steps of an interrupted {journal.action} (step {journal.step!r}); "
+        f"it never reached {journal.remote}, starting again"
+    )
+    Journal.path(workspace).unlink()
+    return None

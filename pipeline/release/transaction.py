@@ -1,0 +1,143 @@
+"""One release as a transaction: checks that change nothing, then every step under a journal;
+any failure undoes the local steps alone (the remote's refs never moved). Used by promote and
+rollback alike.
+"""
+
+from collections.abc import Callable
+
+from pipeline.paths import Workspace
+from pipeline.release.bundle import GOLDEN_NAME, PromotionRefused
+from pipeline.release.git_repo import GitError, GitRepo, require_git_lfs
+from pipeline.release.steps import (
+    LFS_FILTER,
+    Journal,
+    ReleaseFailed,
+    checkpoint,
+    clean_scratch,
+    enable_lfs,
+    lfs_object_ids,
+    push_refs,
+    reached_remote,
+    restore_local,
+    upload_objects,
+    verify_objects,
+)
+from service.bundle import MODEL_NAME
+
+LFS_TRACKED = (MODEL_NAME, GOLDEN_NAME)
+# Files the pipeline itself rewrites: a promotion commits them rather than refusing on them.
+# The stage metrics under reports/ are in git (DVC's `cache: false`) so that main holds the
+# promoted candidate's verdicts, which is what a pull request's `dvc metrics diff` compares to.
+PIPELINE_OWNED = ("dvc.lock", "reports/")
+UNTOUCHED = (
+    "nothing was pushed: the remote's branches and tags are as they were (LFS objects "
+    "already uploaded may remain there, content-addressed and harmless) and the local "
+    "repository is as before"
+)
+
+
+def lfs_attributes(release_path: str) -> list[str]:
+    return [f"{release_path}/{name} filter=lfs diff=lfs merge=lfs -text" for name in LFS_TRACKED]
+
+
+def pipeline_changes(repo: GitRepo) -> list[str]:
+    """The pipeline's own files changed, added or deleted since HEAD (not ignored ones)."""
+    listed = repo.run("ls-files", "-m", "-o", "-d", "--exclude-standard", "--", *PIPELINE_OWNED)
+    return sorted(set(listed.splitlines()))
+
+
+def preflight(repo: GitRepo, remote: str, owned_may_change: bool = True) -> str:
+    """Refuse before touching anything: git-lfs, an identity, a clean tree, a reachable remote."""
+    require_git_lfs()
+    problem = repo.identity_problem()
+    if problem:
+        raise PromotionRefused(problem)
+    dirty = repo.dirty_paths(ignore=PIPELINE_OWNED if owned_may_change else ())
+    if dirty:
+        raise PromotionRefused(
+            f"the working tree has uncommitted changes ({', '.join(dirty[:5])}); "
+            "commit or stash them so the release commit holds only the release"
+        )
+    try:
+        repo.remote_url(remote)
+        repo.run("ls-remote", "--heads", remote, timeout=60)
+    except GitError as error:
+        raise PromotionRefused(f"remote {remote!r} is unreachable ({error})") from None
+    return repo.branch()
+
+
+def checked(*checks: Callable):
+    """Run every read-only check; their results, or one refusal naming every reason."""
+    results, reasons = [], []
+    for check in checks:
+        try:
+            results.append(check())
+        except (PromotionRefused, GitError) as refusal:
+            reasons.append(str(refusal))
+    if reasons:
+        raise PromotionRefused("; ".join(reasons))
+    return results
+
+
+def stage_release(repo: GitRepo, release_path: str, extra_paths: list[str]) -> None:
+    """Track the bundle through LFS and stage it with `extra_paths`; refuse a plain blob."""
+    attributes_path = repo.root / ".gitattributes"
+    lines = attributes_path.read_text().splitlines() if attributes_path.exists() else []
+    missing = [line for line in lfs_attributes(release_path) if line not in lines]
+    if missing:
+        attributes_path.write_text("\n".join([*lines, *missing]) + "\n")
+    repo.run(*LFS_FILTER, "add", "-A", "--", ".gitattributes", release_path, *extra_paths)
+
+
+def release(
+    repo: GitRepo,
+    workspace: Workspace,
+    journal: Journal,
+    message: str,
+    write_files: Callable[[], list[str]],
+    timeout: float,
+) -> None:
+    """Every step of a release under the journal; any failure undoes the local steps alone."""
+    journal.save(workspace)
+    step = "write"
+    try:
+        enable_lfs(repo)
+        extra_paths = write_files()
+        checkpoint(workspace, journal, step)
+        step = "commit"
+        stage_release(repo, journal.release_path, extra_paths)
+        repo.run("commit", "-q", "-m", message)
+        journal.commit = repo.head()
+        checkpoint(workspace, journal, step)
+        step = "tag"
+        if journal.tag:
+            repo.run("tag", "-a", journal.tag, "-m", message)
+        checkpoint(workspace, journal, step)
+        step = "upload"
+        paths = [f"{journal.release_path}/{name}" for name in LFS_TRACKED]
+        oids = lfs_object_ids(repo, journal.commit, paths)
+        upload_objects(repo, journal.remote, list(oids.values()), timeout)
+        checkpoint(workspace, journal, step)
+        step = "verify"
+        verify_objects(repo, workspace, journal.remote, journal.commit, oids, timeout)
+        checkpoint(workspace, journal, step)
+        step = "push"
+        try:
+            push_refs(repo, journal, timeout)
+        except GitError:
+            if not reached_remote(repo, journal):  # a lost answer after an accepted push
+                raise
+        checkpoint(workspace, journal, step)
+    except Exception as error:
+        restore_local(repo, journal)
+        Journal.path(workspace).unlink(missing_ok=True)
+        clean_scratch(workspace, keep_journal=False)
+        if not isinstance(error, GitError | ReleaseFailed | PromotionRefused | OSError):
+            raise
+        raise PromotionRefused(f"step {step!r} failed: {error}\n{UNTOUCHED}") from None
+    Journal.path(workspace).unlink(missing_ok=True)
+
+
+def object_id(repo: GitRepo, rev: str, path: str) -> str:
+    """The blob or tree id of `path` at `rev`; "" when absent."""
+    return repo.run("rev-parse", "--verify", "--quiet", f"{rev}:{path.rstrip('/')}", check=False)

@@ -1,0 +1,181 @@
+"""Stage `parity`: the candidate must answer like the Keras model on every held-out sample.
+
+Keras runs with the user's own encoder and normaliser objects; the candidate runs through
+`service.predictor`, the very code and lite runtime the service uses. The verdict names the
+candidate's sha256 so it can never bless another file.
+"""
+
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+# TensorFlow logs its start-up chatter at INFO; keep stage output to what matters.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pipeline.inputs.files import InputFileError, InputPaths, load_heldout
+from pipeline.inputs.keras_model import keras_outputs, load_keras_model
+from pipeline.inputs.labels import load_labels
+from pipeline.params import load_params
+from pipeline.paths import Workspace
+from pipeline.verdicts import at_least, at_most, write_verdict
+from service.bundle import BundleError, sha256_of
+from service.predictor import Predictor
+
+
+def per_class_rows(truth: np.ndarray, keras_labels: np.ndarray, tflite_labels: np.ndarray, labels):
+    """For each true class: how often the candidate's top-1 agrees with Keras's, and accuracies."""
+    rows = []
+    for label in labels:
+        members = truth == label
+        count = int(members.sum())
+        rows.append(
+            {
+                "label": label,
+                "samples": count,
+                "agreement": float((keras_labels[members] == tflite_labels[members]).mean())
+                if count
+                else 1.0,
+                "keras_accuracy": float((keras_labels[members] == label).mean()) if count else 0.0,
+                "tflite_accuracy": float((tflite_labels[members] == label).mean())
+                if count
+                else 0.0,
+            }
+        )
+    return rows
+
+
+def judge(keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, parity_params):
+    """Each parity measure with its value, threshold and outcome."""
+    thresholds = parity_params["thresholds"][parity_params["quantization"]]
+    differences = np.abs(keras_probs - tflite_probs)
+    keras_accuracy = float((keras_labels == truth).mean())
+    tflite_accuracy = float((tflite_labels == truth).mean())
+    measures = {
+        "max_abs_diff": at_most(float(differences.max()), thresholds["max_abs_diff"]),
+        "mean_abs_diff": at_most(float(differences.mean()), thresholds["mean_abs_diff"]),
+        "top1_agreement": at_least(
+            float((keras_labels == tflite_labels).mean()), thresholds["min_top1_agreement"]
+        ),
+        "min_class_agreement": at_least(
+            min(row["agreement"] for row in rows if row["samples"]),
+            thresholds["min_class_agreement"],
+        ),
+        "accuracy_drop": at_most(
+            round(keras_accuracy - tflite_accuracy, 6), thresholds["max_accuracy_drop"]
+        ),
+    }
+    # Keras and the candidate agree even when the label list is in the wrong order; only
+    # the accuracy on the held-out labels can tell.
+    if parity_params.get("min_accuracy") is not None:
+        measures["accuracy"] = at_least(tflite_accuracy, float(parity_params["min_accuracy"]))
+    return measures, {"keras": keras_accuracy, "tflite": tflite_accuracy}
+
+
+def served_answers_agree(predictor: Predictor, samples: np.ndarray, outputs: np.ndarray) -> None:
+    """What the service answers (predict(): label, value named by kind, top-k) must be the
+    outputs parity judged, named as the manifest says; BundleError if not."""
+    key, labels = predictor.contract.value_key, predictor.contract.labels
+    answers = predictor.predict(samples[:8], top_k=len(labels))
+    for answer, row in zip(answers, outputs[:8], strict=True):
+        values = [entry[key] for entry in answer["top_k"]]
+        expected = [float(row[labels.index(entry["label"])]) for entry in answer["top_k"]]
+        if values != sorted(values, reverse=True) or not np.allclose(values, expected):
+            raise BundleError(f"the served answers do not match the candidate's {key} values")
+
+
+def parity(workspace: Workspace) -> None:
+    """Compare Keras and the candidate on the held-out set; write the verdict and plots."""
+    params = load_params(workspace)
+    quantization = params["convert"]["quantization"]
+    parity_params = {**params["parity"], "quantization": quantization}
+    try:
+        paths = InputPaths.from_params(params["inputs"], workspace)
+        predictor = Predictor(workspace.candidate_dir)
+        if predictor.manifest["source_model"]["sha256"] != sha256_of(paths.model):
+            raise BundleError(
+                f"the candidate was converted from another model than {paths.model}; "
+                "run the convert stage again"
+            )
+        model, shape = load_keras_model(paths)
+        labels = load_labels(paths.labels, shape)
+        if list(predictor.contract.labels) != labels:
+            raise BundleError("the candidate's labels differ from inputs.labels; convert again")
+        samples, truth = load_heldout(paths.heldout, shape, labels)
+    except (InputFileError, BundleError) as failure:
+        # A verdict on disk must never outlive the run that failed to produce a new one.
+        write_verdict(workspace, "parity", {"passed": False, "reason": str(failure)})
+        raise SystemExit(f"parity failed: {failure}") from None
+
+    keras_probs = keras_outputs(paths, model, samples)
+    tflite_probs = predictor.predict_proba(samples).astype(np.float64)
+    try:
+        served_answers_agree(predictor, samples, tflite_probs)
+    except BundleError as failure:
+        write_verdict(workspace, "parity", {"passed": False, "reason": str(failure)})
+        raise SystemExit(f"parity failed: {failure}") from None
+    keras_labels = np.array(labels)[keras_probs.argmax(axis=1)]
+    tflite_labels = np.array(labels)[tflite_probs.argmax(axis=1)]
+    rows = per_class_rows(truth, keras_labels, tflite_labels, labels)
+    measures, accuracy = judge(
+        keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, parity_params
+    )
+    passed = all(entry["passed"] for entry in measures.values())
+    report: dict[str, Any] = {
+        "passed": passed,
+        "candidate_sha256": predictor.sha256,
+        "source_model_sha256": predictor.manifest["source_model"]["sha256"],
+        "quantization": quantization,
+        "output_kind": predictor.contract.output_kind,
+        "served_as": predictor.contract.value_key,
+        "samples": len(samples),
+        "runtime": f"{predictor.runtime.name} {predictor.runtime.version}",
+        "measures": measures,
+        "accuracy": accuracy,
+        "per_class": rows,
+    }
+    write_verdict(workspace, "parity", report)
+    write_plots(workspace, rows, keras_probs, tflite_probs)
+    predictions_path = workspace.parity_predictions_path
+    predictions_path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        predictions_path,
+        probabilities=tflite_probs.astype(np.float32),
+        labels=tflite_labels,
+        candidate_sha256=np.array(predictor.sha256),
+        output_kind=np.array(predictor.contract.output_kind),
+    )
+    failed = [
+        f"{name} {m['value']:.3g} (needs {m['rule']} {m['threshold']})"
+        for name, m in measures.items()
+        if not m["passed"]
+    ]
+    if failed:
+        raise SystemExit(f"parity failed for {quantization}: " + "; ".join(failed))
+    print(
+        f"parity passed for {quantization}: max |dp| {measures['max_abs_diff']['value']:.2e}, "
+        f"top-1 agreement {measures['top1_agreement']['value']:.3f} on {len(samples)} samples"
+    )
+
+
+def write_plots(workspace: Workspace, rows, keras_probs, tflite_probs) -> None:
+    """DVC plot data: agreement per class, and Keras vs candidate confidence per sample."""
+    lines = ["label,agreement,keras_accuracy,tflite_accuracy"]
+    lines += [
+        f"{row['label']},{row['agreement']:.4f},{row['keras_accuracy']:.4f},"
+        f"{row['tflite_accuracy']:.4f}"
+        for row in rows
+    ]
+    (workspace.reports_dir / "parity_per_class.csv").write_text("\n".join(lines) + "\n")
+    top = keras_probs.argmax(axis=1)
+    confidence = ["sample,keras_confidence,tflite_confidence"]
+    confidence += [
+        f"{index},{keras_probs[index, cls]:.6f},{tflite_probs[index, cls]:.6f}"
+        for index, cls in enumerate(top)
+    ]
+    (workspace.reports_dir / "parity_confidence.csv").write_text("\n".join(confidence) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(parity(Workspace.from_env()))
