@@ -18,6 +18,7 @@ COPIED = {
     "quantization": ("quantization.md", "make quantization"),
     "benchmark": ("benchmark.md", "make bench"),
     "servers": ("servers.md", "make bench-servers"),
+    "bench-peers": ("bench/peers.md", "make bench-peers"),
 }
 
 

@@ -24,7 +24,7 @@ BLOCK = re.compile(
     r"<!-- (?P<name>[a-z0-9-]+):start -->\n?(?P<body>.*?)<!-- (?P=name):end -->", re.S
 )
 # picture under reports/ -> where the docs show it from
-PICTURES = {"benchmark.png": "docs/benchmark.png"}
+PICTURES = {"benchmark.png": "docs/benchmark.png", "bench/peers.png": "docs/bench-peers.png"}
 
 
 def documents(workspace: Workspace) -> list[Path]:
