@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline.paths import Workspace
-from pipeline.release.git_repo import GitRepo
+from pipeline.release.git_repo import GitError, GitRepo
 from service.bundle import LFS_POINTER_PREFIX, sha256_of
 
 STEPS = ("write", "commit", "tag", "upload", "verify", "push")
@@ -199,7 +199,21 @@ def verify_objects(
     # The commit comes from the local repository (the remote has no ref to it yet); the LFS
     # objects can only come from the remote.
     clone.run("fetch", "-q", "--no-tags", str(repo.root), commit, timeout=timeout)
-    clone.run("lfs", "fetch", "origin", commit, "--include", ",".join(oids), timeout=timeout)
+    remote_url = clone.run("remote", "get-url", "origin").strip()
+    try:
+        clone.run("lfs", "fetch", "origin", commit, "--include", ",".join(oids), timeout=timeout)
+    except GitError as error:
+        bad = [
+            path for path, oid in oids.items() if "invalid hash" in str(error) and oid in str(error)
+        ]
+        if not bad:
+            raise
+        oid = oids[bad[0]]
+        raise ReleaseFailed(
+            f"the remote {remote} holds a corrupt copy of {bad[0]}'s LFS object {oid[:12]} (its "
+            "bytes do not hash to its name), and git-lfs never re-uploads an object the remote "
+            f"says it has; repair: {corrupt_object_fix(remote_url, oid)}, then run again"
+        ) from None
     for path, oid in oids.items():
         stored = clone_dir / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
         if not stored.is_file() or sha256_of(stored) != oid:
@@ -208,6 +222,18 @@ def verify_objects(
                 "(fetched into a fresh repository to check)"
             )
     shutil.rmtree(clone_dir, ignore_errors=True)
+
+
+def corrupt_object_fix(remote_url: str, oid: str) -> str:
+    """The command that removes a corrupt LFS object from the remote; the next upload resends it."""
+    local = remote_url.removeprefix("file://")
+    if local.startswith("/") and Path(local).is_dir():
+        git_dir = Path(local) if not (Path(local) / ".git").is_dir() else Path(local) / ".git"
+        return f"`rm {git_dir / 'lfs' / 'objects' / oid[:2] / oid[2:4] / oid}`"
+    return (
+        f"delete LFS object {oid} on the server of {remote_url} (its LFS storage settings, or "
+        "its administrator; GitHub has no per-object delete: ask its support)"
+    )
 
 
 def push_refs(repo: GitRepo, journal: Journal, timeout: float) -> None:

@@ -33,8 +33,8 @@ LFS_TRACKED = (MODEL_NAME, GOLDEN_NAME)
 PIPELINE_OWNED = ("dvc.lock", "reports/")
 UNTOUCHED = (
     "nothing was pushed: the remote's branches and tags are as they were (LFS objects "
-    "already uploaded may remain there, content-addressed and harmless) and the local "
-    "repository is as before"
+    "already uploaded may remain there, stored under their own hash, named by no ref) and the "
+    "local repository is as before"
 )
 
 
