@@ -208,6 +208,7 @@ def rollback_command(workspace, *args: str) -> subprocess.CompletedProcess:
 def test_rollback_without_a_tag_or_past_the_first_release_says_what_to_give(release_repo):
     workspace, remote = release_repo
     git(workspace.root, "tag", "model-v0")  # a tag on the project, before any release
+    git(workspace.root, "push", "-q", "origin", "model-v0")
     assert promote(workspace).returncode == 0
     bare = rollback_command(workspace)
     assert bare.returncode == 2
