@@ -27,6 +27,9 @@ from service.bundle import sha256_of
 pytestmark = pytest.mark.slow
 # Generous: the machine may be busy; the test never waits longer than the run takes.
 START_DEADLINE_SECONDS = 300
+# How long the slow remote holds a push: longer than a second promote takes to start, so it
+# meets the first one still pushing.
+HELD_PUSH_SECONDS = 12
 
 
 @pytest.fixture
@@ -76,7 +79,7 @@ def set_promote_param(workspace, key: str, value) -> None:
 
 def test_two_promotes_at_once_one_completes_and_the_other_refuses(release_repo):
     workspace, remote = release_repo
-    arrived = slow_remote(remote, seconds=4)
+    arrived = slow_remote(remote, seconds=HELD_PUSH_SECONDS)
     first = start_promote(workspace)
     wait_for(arrived, first)  # the first run is pushing
     second = promote(workspace)
@@ -93,15 +96,16 @@ def test_two_promotes_at_once_one_completes_and_the_other_refuses(release_repo):
 
 def test_a_kill_during_the_push_then_a_rerun_waits_for_it_and_finishes_it(release_repo):
     workspace, remote = release_repo
-    arrived = slow_remote(remote, seconds=4)
+    arrived = slow_remote(remote, seconds=HELD_PUSH_SECONDS)
     killed = start_promote(workspace)
     wait_for(arrived, killed)
     killed.send_signal(signal.SIGKILL)  # promote alone: its git push lives on
     killed.communicate()
     rerun = promote(workspace)
     assert rerun.returncode == 0, rerun.stderr
-    # The orphaned push landed (waited for, or before the rerun started): the message says so.
+    # The orphaned push landed while the rerun waited for it, and the message says so.
     assert "an interrupted promote (model-v1, step 'verify') had reached origin" in rerun.stdout
+    assert "after waiting for the" in rerun.stdout
     assert refs(remote) == refs(workspace.root)
     assert git(workspace.root, "tag", "--list") == "model-v1\n"
     assert git(workspace.root, "log", "--format=%s").count("Promote model-v1") == 1
@@ -121,7 +125,7 @@ def test_a_kill_during_the_push_then_a_rerun_ends_it_and_says_it_never_landed(re
     (remote / "hooks" / "pre-receive").write_text("#!/bin/sh\nexit 0\n")  # the rerun's push
     rerun = promote(workspace)
     assert rerun.returncode == 0, rerun.stderr
-    assert "ended the git process(es) it left" in rerun.stdout
+    assert "after ending the git process(es) the killed run left" in rerun.stdout
     assert "never reached origin" in rerun.stdout and "undid its local steps" in rerun.stdout
     assert "promoted model-v1" in rerun.stdout
     assert refs(remote) == refs(workspace.root)

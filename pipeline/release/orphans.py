@@ -49,7 +49,7 @@ def settle(run_id: str, wait_seconds: float) -> str:
         time.sleep(POLL_SECONDS)
         pids = processes_of(run_id)
     if not pids:
-        return f"waited for the {count} git process(es) it left to finish"
+        return f"waiting for the {count} git process(es) the killed run left to finish"
     signal_all(pids, signal.SIGTERM)
     deadline = time.monotonic() + TERM_GRACE_SECONDS
     while (pids := processes_of(run_id)) and time.monotonic() < deadline:
@@ -59,6 +59,6 @@ def settle(run_id: str, wait_seconds: float) -> str:
     while processes_of(run_id) and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
     return (
-        f"ended the git process(es) it left, still running after {wait_seconds:.0f} s "
-        "(promote.orphan_wait_seconds)"
+        f"ending the git process(es) the killed run left, still running after "
+        f"{wait_seconds:.0f} s (promote.orphan_wait_seconds)"
     )

@@ -64,7 +64,7 @@ def recover(repo: GitRepo, workspace: Workspace, orphan_wait_seconds: float) -> 
     what = (
         f"an interrupted {journal.action} ({journal.tag or journal.branch}, step {journal.step!r})"
     )
-    asked = f"asked with git ls-remote{f' after it {settled}' if settled else ''}"
+    asked = f"asked with git ls-remote{f' after {settled}' if settled else ''}"
     if remote_holds(repo, journal):
         tracking = f"refs/remotes/{journal.remote}/{journal.branch}"
         if repo.ref_sha(tracking):
