@@ -2,6 +2,7 @@
 runs at once, a kill while the push is still in flight, code that judges changing, a commit that
 changes nothing served, rollback and rebuild, and a corrupt object on the remote."""
 
+import json
 import os
 import signal
 import subprocess
@@ -242,3 +243,23 @@ def test_a_corrupt_lfs_object_on_the_remote_names_the_command_that_repairs_it(re
     completed = promote(workspace)
     assert completed.returncode == 0, completed.stderr
     assert sha256_of(stored) == oid
+
+
+def test_promote_gated_here_takes_only_a_gate_verdict_produced_here_and_records_where(
+    release_repo,
+):
+    workspace, remote = release_repo
+    verdict_path = workspace.report_path("gate")
+    verdict = json.loads(verdict_path.read_text())
+    here = verdict["produced_on"]
+    verdict["produced_on"] = {"host": "someones-laptop", "ci_run": None}
+    verdict_path.write_text(json.dumps(verdict))
+    reason = refuse(workspace, remote, "--gated-here")
+    assert "gate: its verdict was produced on {'host': 'someones-laptop'" in reason
+    assert "run `dvc repro -f -s gate` here first" in reason
+    write_gate_verdict(workspace)  # the gate run again, here
+    completed = promote(workspace, "--gated-here")
+    assert completed.returncode == 0, completed.stderr
+    manifest = json.loads((workspace.release_dir / "manifest.json").read_text())
+    assert manifest["gated_on"] == here
+    assert manifest["verdicts"]["gate"]["produced_on"] == here
