@@ -57,14 +57,20 @@ def already_serving(repo: GitRepo, workspace: Workspace, remote: str, branch: st
     return released.get("tag") or release_commit[:12]
 
 
+def place(where: dict | None) -> str:
+    if not where:
+        return "an unrecorded machine"
+    return where.get("host", "?") + (f" in {where['ci_run']}" if where.get("ci_run") else "")
+
+
 def gated_elsewhere(verdicts: dict) -> str | None:
     """Why the gate's verdict was not produced here (this host and CI run); None if it was."""
     where, here = verdicts["gate"].get("produced_on"), produced_where()
     if where == here:
         return None
     return (
-        f"gate: its verdict was produced on {where or 'an unrecorded machine'}, not here "
-        f"({here}); run `dvc repro -f -s gate` here first (--gated-here)"
+        f"gate: its verdict was produced on {place(where)}, not here ({place(here)}); "
+        "run `dvc repro -f -s gate` here first (--gated-here)"
     )
 
 

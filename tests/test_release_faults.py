@@ -255,7 +255,7 @@ def test_promote_gated_here_takes_only_a_gate_verdict_produced_here_and_records_
     verdict["produced_on"] = {"host": "someones-laptop", "ci_run": None}
     verdict_path.write_text(json.dumps(verdict))
     reason = refuse(workspace, remote, "--gated-here")
-    assert "gate: its verdict was produced on {'host': 'someones-laptop'" in reason
+    assert "gate: its verdict was produced on someones-laptop, not here" in reason
     assert "run `dvc repro -f -s gate` here first" in reason
     write_gate_verdict(workspace)  # the gate run again, here
     completed = promote(workspace, "--gated-here")
