@@ -30,8 +30,8 @@ DEFAULT_FOLDER = "model"
 
 
 def copy_inputs(sources: dict[str, Path | None], folder: Path) -> dict[str, str | None]:
-    """Copy each source into a fresh `folder` (replacing the old one only once all copied);
-    the new files' names by key. A source inside the old folder is read before it goes."""
+    """Copy each source into a fresh `folder` (replacing the one there only once all copied);
+    the new files' names by key. A source inside the folder replaced is read before it goes."""
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

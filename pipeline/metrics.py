@@ -37,8 +37,8 @@ def _gate_plan(verdict: dict[str, Any]) -> dict[str, Any]:
 
 # Per stage: the verdict's measure name -> (compact key, scale). DVC prints every key of every
 # file as a column 4 spaces apart, so this list is what keeps `dvc metrics show` within 120
-# columns; the release report (pipeline/report/__main__.py) shows every measure. A failed measure that
-# is not listed is added under its own name, so a failure is never missing from the table.
+# columns; the release report (pipeline/report/) shows every measure. A failed measure that is
+# not listed is added under its own name, so a failure is never missing from the table.
 KEY_MEASURES: dict[str, dict[str, tuple[str, float]]] = {
     "parity": {
         "max_abs_diff": ("diff_ppm", 1e6),

@@ -67,21 +67,12 @@ class PredictHandler:
         reserved = max(1, (length or 0) // (sample_bytes // 2 if is_json else sample_bytes))
         reserved = min(reserved, self.limits.max_batch)
         if not self.admission.try_admit(reserved):
-            raise self._shed(f"{self.admission.inflight} samples are being predicted")
+            raise self.shed(f"{self.admission.inflight} samples are being predicted")
         try:
             batch = self._read_batch(environ, is_json, length, limit)
             self.admission.adjust(reserved, len(batch))
             reserved = len(batch)
-            outputs = []
-            for index in range(len(batch)):
-                # Take the inference slot, then let every other ready request run (health
-                # checks, parsing) before this sample's invoke(): the others wait parked on
-                # the slot, so a health check waits for at most one inference, never a queue.
-                # Always yield, even when nothing seems to wait: requests that arrived meanwhile
-                # only become visible (parked, counted in flight) once they have run.
-                with self.inference_slot:
-                    yield_to_other_requests()
-                    outputs.extend(predictor.predict(batch[index : index + 1], top_k=top_k))
+            outputs = predictor.answers(self.outputs(batch), top_k=top_k)
         except InputError as error:
             raise HTTPError(400, str(error), predictor.contract.describe()) from None
         finally:
@@ -92,11 +83,25 @@ class PredictHandler:
             "model_version": predictor.manifest.get("version"),
         }
 
+    def outputs(self, batch: np.ndarray) -> np.ndarray:
+        """The model's outputs (n, classes) for an admitted batch, a sample at a time."""
+        outputs = np.empty((len(batch), len(self.predictor.contract.labels)), dtype=np.float32)
+        for index in range(len(batch)):
+            # Take the inference slot, then let every other ready request run (health
+            # checks, parsing) before this sample's invoke(): the others wait parked on
+            # the slot, so a health check waits for at most one inference, never a queue.
+            # Always yield, even when nothing seems to wait: requests that arrived meanwhile
+            # only become visible (parked, counted in flight) once they have run.
+            with self.inference_slot:
+                yield_to_other_requests()
+                outputs[index] = self.predictor.predict_proba(batch[index : index + 1])[0]
+        return outputs
+
     def _read_batch(self, environ: dict, is_json: bool, length: int | None, limit: int):
         contract = self.predictor.contract
         large = is_json and (length is None or length > LARGE_BODY_BYTES)
         if large and not self.large_parses.try_enter():
-            raise self._shed("another large JSON body is being parsed")
+            raise self.shed("another large JSON body is being parsed")
         try:
             body = read_body(environ, length, limit)
             if is_json:
@@ -115,7 +120,8 @@ class PredictHandler:
             )
         return batch
 
-    def _shed(self, why: str) -> HTTPError:
+    def shed(self, why: str) -> HTTPError:
+        """The 503 with Retry-After for a request this worker has no capacity for now."""
         retry_after = str(self.admission.retry_after_seconds())
         return HTTPError(
             503,

@@ -179,7 +179,10 @@ class Predictor:
         The value is named `probability` for a distribution and `score` otherwise
         (independent sigmoid scores or logits); top-k is sorted by it either way.
         """
-        outputs = self.predict_proba(values)
+        return self.answers(self.predict_proba(values), top_k)
+
+    def answers(self, outputs: np.ndarray, top_k: int = 1) -> list[dict[str, Any]]:
+        """`predict`'s answers for outputs `predict_proba` returned."""
         top_k = max(1, min(top_k, len(self.contract.labels)))
         key, labels = self.contract.value_key, self.contract.labels
         answers = []

@@ -13,8 +13,8 @@ import pytest
 import requests
 import yaml
 
+from pipeline.gate.render_service import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
-from pipeline.stages.gate import RenderWebService, free_port
 
 
 def run_stage(module: str, workspace: Workspace, check: bool = True) -> subprocess.CompletedProcess:
@@ -46,7 +46,7 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
         files = [inputs.get(key) for key in ("model", "labels", "label_encoder", "heldout")]
         params["inputs"]["folder"] = os.path.commonpath([str(Path(f).parent) for f in files if f])
     if "label_encoder" in inputs and "labels" not in inputs:
-        params["inputs"].pop("labels", None)  # the old key name, as an older params.yaml has it
+        params["inputs"].pop("labels", None)  # label_encoder names the labels instead
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # The gate starts the service with render.yaml's own start command.
     render_yaml = REPO_ROOT / "render.yaml"
@@ -194,7 +194,8 @@ class RunningService:
             try:
                 requests.get(f"{self.url}/api/health/", timeout=1)
                 return time.perf_counter() - self.started
-            except requests.ConnectionError:
+            # A read timeout: the socket is bound but the worker is still booting (a busy host).
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.02)
         raise RuntimeError(f"service did not answer: {self.log_path.read_text()[-2000:]}")
 
@@ -234,9 +235,11 @@ def start_service():
 def demo_service(candidate_dir):
     """One real gunicorn serving the demo candidate, shared by a test module."""
     service = RunningService(candidate_dir)
-    service.wait_until_answering()
-    yield service
-    service.stop()
+    try:
+        service.wait_until_answering()
+        yield service
+    finally:  # also when it never answered: no gunicorn left behind
+        service.stop()
 
 
 def class_signal_samples(count: int, classes: int, shift: float, seed: int):

@@ -147,8 +147,8 @@ def serving_wrapped_app(workspace, tmp_path):
 
 
 def test_the_demo_on_render_free_reports_plan_limits_series_and_fit(checked_workspace, tmp_path):
-    # Health under saturation has its own test; at 0.1 CPU today's service answers it in 1 to
-    # 2 s (the README's figures), so this one, about the report, allows 4 s.
+    # Health under saturation has its own test; at 0.1 CPU on a busy shared machine the
+    # service answers it in 1 to 2 s, so this one, about the report, allows 4 s.
     settings = {**QUICK, "plan": "free", "max_health_latency_seconds": 4.0}
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
     completed = gate(workspace)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.label_order import judge_label_order, refusal
+from pipeline.inputs.label_order import judge_label_order, refusal
 from pipeline.paths import REPO_ROOT
 
 RULE = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["parity"]["label_order"]

@@ -254,7 +254,7 @@ def test_integer_class_indices_as_y_with_a_label_encoder_and_logit_outputs(tmp_p
     keras.utils.set_random_seed(7)
     model = keras.Sequential([keras.Input((6, 5)), keras.layers.Flatten(), keras.layers.Dense(3)])
     inputs = write_user_files(tmp_path / "user", model, integer_y=True)
-    # The old key name still works.
+    # label_encoder, another name for the labels key, works too.
     inputs["label_encoder"] = inputs.pop("labels")
     assert np.load(inputs["heldout"])["y"].dtype.kind == "i"
     workspace, checked = convert_and_check(tmp_path, inputs)

@@ -130,16 +130,6 @@ def drive_load(
     return result
 
 
-def latency_histogram(latencies_ms: list[float], bins: int = 30) -> dict[str, list]:
-    """Counts of latencies in `bins` log-spaced bins (latencies span decades under a quota)."""
-    if not latencies_ms:
-        return {"edges": [], "counts": []}
-    low, high = max(min(latencies_ms), 0.01), max(max(latencies_ms), 0.02)
-    edges = np.geomspace(low, high * 1.0001, bins + 1)
-    counts, _ = np.histogram(np.clip(latencies_ms, low, None), bins=edges)
-    return {"edges": [round(float(e), 3) for e in edges], "counts": counts.tolist()}
-
-
 class HealthProbe:
     """Times GET /api/health/ every `interval_seconds` in a thread, as Render's checker does.
 

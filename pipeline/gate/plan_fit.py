@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from pipeline.cgroups import workers_that_fit
+from pipeline.gate.plans import plan_row
 
 # Measures that a bigger CPU share speeds up: (measure, unit in `why`).
 CPU_BOUND = {
@@ -23,15 +24,6 @@ CPU_BOUND = {
 # Measures no plan changes (a wrong answer is wrong on every plan); a worst-case request that
 # crashed the service counts here only when memory was not the cause.
 PLAN_INDEPENDENT = ("wrong_answers", "worst_case_errors")
-
-
-def plan_row(name: str, plan: dict) -> dict[str, Any]:
-    return {
-        "name": name,
-        "memory_mb": plan["memory_mb"],
-        "cpu_share": plan["cpu_share"],
-        "price_usd_month": plan["price_usd_month"],
-    }
 
 
 def _usable_cpus(share: float, workers: int) -> float:
@@ -109,3 +101,18 @@ def plan_fit(plans: dict[str, dict], measured: dict, settings: dict) -> dict[str
         else None
     )
     return {"target_rps": float(settings["target_rps"]), "plans": rows, "recommended": recommended}
+
+
+def measured_from_verdict(report: dict[str, Any]) -> dict[str, Any]:
+    """What plan fit needs of the gate's verdict on the plan it measured."""
+    figures, measures = report["figures"], report["measures"]
+    cpu_ms = figures.get("cpu_ms_per_request")
+    return {
+        "plan": report["plan"],
+        "measures": measures,
+        "workers": max(1, figures.get("workers", 1)),
+        "master_mb": figures.get("master_rss_mb", 0.0),
+        "per_worker_mb": report["capacity"].get("per_worker_mb", 0.0),
+        "cpu_seconds_per_request": cpu_ms / 1000 if cpu_ms else None,
+        "oom_or_thrash": bool(measures["oom_kills"]["value"] or figures.get("failcnt")),
+    }

@@ -54,6 +54,7 @@ class ServiceRun:
     health_latencies_s: list[float] = field(default_factory=list)
     health_failures: list[str] = field(default_factory=list)
     hostile: HostileResult | None = None
+    worst_case_concurrency: int = 0
     workers_before: list[int] = field(default_factory=list)
     workers_after: list[int] = field(default_factory=list)
     master_rss_mb: float = 0.0
@@ -185,12 +186,12 @@ def _load_the_service(run: ServiceRun, group, process, url, settings, expected, 
     if process.poll() is None:
         _, run.workers_after, run.worker_uss_mb = process_tree_figures(process.pid)
     mix = hostile_kinds(expected.samples, run.limits)
-    concurrency = worst_case_concurrency(run.limits, settings)
+    run.worst_case_concurrency = worst_case_concurrency(run.limits, settings)
     with HealthProbe(url, *probe_settings) as hostile_probe:
         run.hostile = drive_hostile(
             url,
             mix,
-            concurrency=concurrency,
+            concurrency=run.worst_case_concurrency,
             timeout_seconds=settings["worst_case_timeout_seconds"],
         )
     run.worst_case_memory_mb = round(group.peak_mb(), 1)

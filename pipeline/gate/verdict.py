@@ -1,16 +1,15 @@
-"""The gate's verdict from one service run: measures judged, figures kept, series, plan fit."""
+"""The gate's verdict from one service run: measures judged, figures kept, series."""
 
 from typing import Any
 
 import numpy as np
 
 from pipeline.cgroups import workers_that_fit
-from pipeline.gate.load import latency_histogram
-from pipeline.gate.plan_fit import plan_fit, plan_row
-from pipeline.gate.run import ServiceRun, worst_case_concurrency
+from pipeline.gate.plans import plan_row
+from pipeline.gate.run import ServiceRun
 from pipeline.verdicts import at_least, at_most
 
-MAX_SERIES_POINTS = 300  # issue 13 charts the series: the verdict stays small
+MAX_SERIES_POINTS = 300  # the report charts the series: the verdict stays small
 LATENCY_BINS = 30
 
 
@@ -106,6 +105,16 @@ def capacity(peak_mb: float, master_mb: float, budget_mb: float, workers: int) -
     }
 
 
+def latency_histogram(latencies_ms: list[float], bins: int = 30) -> dict[str, list]:
+    """Counts of latencies in `bins` log-spaced bins (latencies span decades under a quota)."""
+    if not latencies_ms:
+        return {"edges": [], "counts": []}
+    low, high = max(min(latencies_ms), 0.01), max(max(latencies_ms), 0.02)
+    edges = np.geomspace(low, high * 1.0001, bins + 1)
+    counts, _ = np.histogram(np.clip(latencies_ms, low, None), bins=edges)
+    return {"edges": [round(float(e), 3) for e in edges], "counts": counts.tolist()}
+
+
 def figures_of(run: ServiceRun, settings: dict) -> dict[str, Any]:
     figures = {
         "peak_memory_mb": run.peak_memory_mb,
@@ -139,7 +148,7 @@ def figures_of(run: ServiceRun, settings: dict) -> dict[str, Any]:
         }
     if run.hostile is not None:
         figures["worst_case"] = {
-            "concurrency": worst_case_concurrency(run.limits, settings),
+            "concurrency": run.worst_case_concurrency,
             "max_batch": run.limits.max_batch,
             "max_body_bytes": run.limits.max_body_bytes,
             "requests": run.hostile.kinds,
@@ -148,9 +157,8 @@ def figures_of(run: ServiceRun, settings: dict) -> dict[str, Any]:
     return figures
 
 
-def verdict(run: ServiceRun, settings: dict, plans: dict, plan_name: str) -> dict[str, Any]:
-    """The gate's report for one run of the service under plan `plan_name`."""
-    plan = plans[plan_name]
+def verdict(run: ServiceRun, settings: dict, plan_name: str, plan: dict) -> dict[str, Any]:
+    """The gate's report for one run of the service under plan `plan_name` (no plan fit yet)."""
     measures = judge(run, settings, plan)
     figures = figures_of(run, settings)
     workers = len(run.workers_before)
@@ -183,17 +191,6 @@ def verdict(run: ServiceRun, settings: dict, plans: dict, plan_name: str) -> dic
             ),
         },
     }
-    cap = report["capacity"]
-    measured = {
-        "plan": report["plan"],
-        "measures": measures,
-        "workers": max(1, workers),
-        "master_mb": round(run.master_rss_mb, 1),
-        "per_worker_mb": cap.get("per_worker_mb", 0.0),
-        "cpu_seconds_per_request": run.cpu_seconds_per_request,
-        "oom_or_thrash": bool(run.oom_kills or run.failcnt),
-    }
-    report["plan_fit"] = plan_fit(plans, measured, settings)
     reasons = reasons_in_words(run, plan)
     if reasons:
         report.update(reason="; ".join(reasons), service_log_tail=run.service_log_tail)

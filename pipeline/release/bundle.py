@@ -14,7 +14,7 @@ import numpy as np
 from pipeline.inputs.files import InputPaths
 from pipeline.inputs.tracking import untracked_inputs
 from pipeline.paths import Workspace
-from pipeline.report import write_release_report
+from pipeline.report.write import write_release_report
 from pipeline.summary import FAILED, NOT_RUN, STALE, stage_verdicts
 from pipeline.verdicts import GATE_STAGES, read_json, write_json
 from pipeline.versions import tool_versions
@@ -143,10 +143,16 @@ def write_release(
         promoted_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         git_commit=source_commit,
         params={
-            key: params[key] for key in ("inputs", "convert", "parity", "gate") if key in params
+            key: params[key]
+            for key in ("shared", "inputs", "demo_model", "convert", "parity", "gate")
+            if key in params
         },
         verdicts={
-            stage: {key: report[key] for key in ("passed", "measures", "accuracy") if key in report}
+            stage: {
+                key: report[key]
+                for key in ("passed", "measures", "accuracy", "produced_on")
+                if key in report
+            }
             for stage, report in verdicts.items()
         },
         golden={
@@ -156,6 +162,7 @@ def write_release(
             "probabilities": np.round(probabilities.astype(np.float64), 7).tolist(),
             "tolerance": float(settings["golden_tolerance"]),
         },
+        gated_on=verdicts["gate"].get("produced_on"),
         promotion_tools=tool_versions(),
     )
     manifest["files"][GOLDEN_NAME] = {

@@ -2,7 +2,7 @@
 
 from html import escape
 
-from pipeline.report import tables as tables
+from pipeline.report import tables
 from pipeline.report.charts import HEIGHT_PX, WIDTH_PX, Chart, all_charts
 from pipeline.report.model import ReleaseReport
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.cgroups import MemoryGroupError
+from pipeline.gate.plan_fit import measured_from_verdict, plan_fit
 from pipeline.gate.preflight import BundleTooLarge, refuse_what_cannot_fit
 from pipeline.gate.render_service import (
     RenderWebService,
     RenderYamlError,
     free_port,
-    lite_runtime_libraries,
 )
 from pipeline.gate.run import GateFailure, observe_service, service_environment
 from pipeline.gate.verdict import verdict, verdict_without_a_run
@@ -29,9 +29,6 @@ from pipeline.paths import REPO_ROOT, Workspace
 from pipeline.verdicts import read_json, write_verdict
 from service.bundle import MODEL_NAME, sha256_of
 from service.predictor import Contract
-
-# Imported from here by tests/conftest.py and benchmarks/run.py.
-__all__ = ["RenderWebService", "free_port", "gate", "lite_runtime_libraries"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,8 @@ def gate_report(workspace: Workspace, params: dict, candidate_sha256: str) -> di
     )
     expected = expected_answers(workspace, params, candidate_sha256)
     run = observe_service(render, settings, plan, expected, workspace.candidate_dir)
-    report = verdict(run, settings, settings["plans"], plan_name)
+    report = verdict(run, settings, plan_name, plan)
+    report["plan_fit"] = plan_fit(settings["plans"], measured_from_verdict(report), settings)
     report["figures"].update(preflight)
     report.update(start_command=render.start_command, render_env=render.env)
     if not report.get("service_log_tail") and not all(

@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipeline.inputs.files import InputFileError, InputPaths, load_heldout
 from pipeline.inputs.keras_model import keras_outputs, load_keras_model
+from pipeline.inputs.label_order import judge_label_order, refusal
 from pipeline.inputs.labels import load_labels
-from pipeline.label_order import judge_label_order, refusal
 from pipeline.params import load_params
 from pipeline.paths import Workspace
 from pipeline.verdicts import at_least, at_most, write_verdict
