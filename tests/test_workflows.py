@@ -111,6 +111,15 @@ def test_every_setup_python_caches_pip():
                     assert step["with"]["cache"] == "pip", path.name
 
 
+# promote.yml's pull, its secrets and its forced gate have tests of their own below.
+@pytest.mark.parametrize("name", ["pipeline.yml"])
+def test_the_users_files_are_pulled_from_dvc_before_the_gates_rerun(name):
+    runs = [step.get("run", "") for job in load(name)["jobs"].values() for step in job["steps"]]
+    pull_at = next(i for i, run in enumerate(runs) if "dvc pull" in run)
+    repro_at = next(i for i, run in enumerate(runs) if "dvc repro" in run)
+    assert pull_at < repro_at
+
+
 def promote_step(name_part: str) -> dict:
     steps = load("promote.yml")["jobs"]["promote"]["steps"]
     return next(step for step in steps if name_part in step.get("name", ""))

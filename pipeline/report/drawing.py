@@ -2,6 +2,7 @@
 
 import base64
 import io
+import math
 from dataclasses import dataclass
 
 import matplotlib
@@ -43,4 +44,5 @@ def encode(figure) -> str:
 
 
 def floats(rows: list[dict[str, str]], column: str) -> list[float]:
-    return [float(row[column]) for row in rows]
+    """The column as numbers; an empty cell (a class with no samples) is NaN: no bar."""
+    return [float(row[column]) if row[column] != "" else math.nan for row in rows]

@@ -26,7 +26,9 @@ def per_class_chart(report: ReleaseReport) -> Chart:
     base_rows = {row[label]: row for row in (report.base.per_class or [])} if report.base else {}
     if base_rows and value in next(iter(base_rows.values())):
         shown = [
-            (i, float(base_rows[name][value])) for i, name in enumerate(labels) if name in base_rows
+            (i, float(base_rows[name][value]))
+            for i, name in enumerate(labels)
+            if name in base_rows and base_rows[name][value] != ""
         ]
         axes.plot(
             [v for _, v in shown], [i for i, _ in shown], "D", color=BASE, label=report.base.name
