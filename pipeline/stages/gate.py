@@ -1,11 +1,14 @@
 """Stage `gate`: the real service, started as render.yaml starts it, under a Render plan's limits.
 
 The plan (gate.plan, a row of gate.plans) sets the memory cgroup's limit and the CPU share the
-kernel enforces. The gate refuses in seconds a bundle that cannot fit, then measures cold
-start, a bounded load checked against parity's own answers, health-check latency while the
-service is saturated, and the kernel's peak under the most memory-hungry requests the service
-accepts; it says which plans the candidate fits, and writes the verdict for exactly this
-candidate. Any breach exits non-zero with a one-line reason.
+kernel enforces. The gate refuses in seconds a bundle that cannot fit; measures what the
+service costs in CPU unthrottled (cold starts, each request), which the host's other work
+cannot move much, and judges every timing at the plan's share from that cost; then runs the
+service under the plan's quota for a bounded load checked against parity's own answers,
+health-check latency while the service is saturated (reported beside the judged figures), and
+the kernel's peak under the most memory-hungry requests the service accepts. It says which
+plans the candidate fits, and writes the verdict for exactly this candidate, with the machine
+it was measured on. Any breach exits non-zero with a one-line reason.
 """
 
 import sys
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.cgroups import MemoryGroupError
+from pipeline.gate.cost import measure_cost
 from pipeline.gate.plan_fit import measured_from_verdict, plan_fit
 from pipeline.gate.preflight import BundleTooLarge, refuse_what_cannot_fit
 from pipeline.gate.render_service import (
@@ -84,8 +88,9 @@ def gate_report(workspace: Workspace, params: dict, candidate_sha256: str) -> di
         REPO_ROOT,
     )
     expected = expected_answers(workspace, params, candidate_sha256)
+    cost = measure_cost(render, settings, plan, expected, workspace.candidate_dir)
     run = observe_service(render, settings, plan, expected, workspace.candidate_dir)
-    report = verdict(run, settings, plan_name, plan)
+    report = verdict(run, cost, settings, plan_name, plan)
     report["plan_fit"] = plan_fit(settings["plans"], measured_from_verdict(report), settings)
     report["figures"].update(preflight)
     report.update(start_command=render.start_command, render_env=render.env)
