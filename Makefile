@@ -9,7 +9,7 @@ RUN := PATH="$(BIN):$$PATH"
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT ?= 8000
 
-.PHONY: help install system-deps demo test lint serve bench bench-servers bench-latency quantization docs report clean
+.PHONY: help install system-deps demo test lint serve bench bench-servers bench-latency quantization gate-steadiness docs report clean
 
 help:
 	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench   - every serving path side by side under 512 MB, and CPU per request"
 	@echo "make bench-servers - candidate WSGI servers side by side, hostile traffic at 0.1 CPU"
 	@echo "make bench-latency - in-process latency benchmarks (pytest-benchmark)"
+	@echo "make gate-steadiness - the gate twice, beside two busy processes and without: reports/gate_steadiness.json"
 	@echo "make quantization - every quantization mode side by side (reports/quantization.md)"
 	@echo "make docs    - copy the generated tables (reports/*.md) into README.md, the chart into docs/"
 	@echo "make report  - reports/release.md and release.html for the candidate (BASE=main to compare)"
@@ -76,6 +77,10 @@ bench-latency: install
 quantization: install
 	$(RUN) dvc repro parity
 	$(RUN) python -m pipeline.conversion.compare_quantization
+
+gate-steadiness: install
+	$(RUN) dvc repro parity
+	$(RUN) python -m benchmarks.gate_steadiness
 
 docs: install
 	$(RUN) python -m pipeline.report.docs

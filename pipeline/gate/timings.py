@@ -29,9 +29,9 @@ def _marked(measure: dict, phase: dict, what: str) -> dict:
 
 
 def _probe_at_share(wall: float, cpu: float, share: float) -> float:
-    """One probe's wait at `share`: the CPU the service spent meanwhile at the plan's share,
-    plus what it waited for that was not CPU (a lock, a sleep, I/O), which no share speeds up."""
-    return max(0.0, wall - cpu) + wall_seconds_at_share(cpu, share)
+    """One probe's wait at `share`: the CPU the service spent meanwhile, at the plan's share;
+    and never less than the probe took unthrottled (a lock or a sleep no share speeds up)."""
+    return max(wall, wall_seconds_at_share(cpu, share))
 
 
 def _health_at_share(cost: ServiceCost, replay: dict, share: float) -> float:
@@ -46,6 +46,15 @@ def _health_at_share(cost: ServiceCost, replay: dict, share: float) -> float:
     if not rounds:
         return max(replay["health_latencies_s"], default=0.0)
     return max(rounds[0], float(np.mean(rounds[1:])) if rounds[1:] else 0.0)
+
+
+def least_batch_cost(costs: list[float], batch: int) -> float:
+    """The least mean CPU per request over consecutive batches of `batch` requests: like the
+    least of a few cold starts, the batch the host's other work disturbed least."""
+    if len(costs) < 2 * batch:
+        return float(np.mean(costs))
+    usable = len(costs) // batch * batch
+    return float(np.asarray(costs[:usable]).reshape(-1, batch).mean(axis=1).min())
 
 
 def timing_measures(
@@ -66,9 +75,11 @@ def timing_measures(
     }
     if not cost.request_cpu_seconds:
         return measures, {}
-    mean_cost = sum(cost.request_cpu_seconds) / len(cost.request_cpu_seconds)
+    mean_cost = least_batch_cost(cost.request_cpu_seconds, settings["cost_batch_requests"])
+    # Each request's own cost, scaled so that their mean is the least batch's.
+    scale = mean_cost / float(np.mean(cost.request_cpu_seconds))
     replay = replay_load(
-        cost.request_cpu_seconds,
+        [c * scale for c in cost.request_cpu_seconds],
         _percentile(cost.health_cpu_seconds, 50) if cost.health_cpu_seconds else 0.0,
         share=share,
         workers=max(1, workers),
@@ -101,7 +112,7 @@ def timing_measures(
     return measures | derived, {"latency_p50_ms": round(_percentile(replay["latencies_ms"], 50), 2)}
 
 
-def cost_figures(cost: ServiceCost) -> dict[str, Any]:
+def cost_figures(cost: ServiceCost, settings: dict) -> dict[str, Any]:
     """What the unthrottled measurement found, for the verdict's figures."""
     requests_ms = [c * 1000 for c in cost.request_cpu_seconds]
     health_ms = [c * 1000 for c in cost.health_cpu_seconds]
@@ -113,6 +124,11 @@ def cost_figures(cost: ServiceCost) -> dict[str, Any]:
         "least_cold_start_cpu_seconds": cost.cold_start_cpu_seconds[cost.cheapest_start],
         "requests_timed": len(requests_ms),
         "cpu_ms_per_request_mean": round(float(np.mean(requests_ms)), 3) if requests_ms else None,
+        "cpu_ms_per_request_least_batch": round(
+            least_batch_cost(requests_ms, settings["cost_batch_requests"]), 3
+        )
+        if requests_ms
+        else None,
         "cpu_ms_per_request_p50": round(_percentile(requests_ms, 50), 3) if requests_ms else None,
         "cpu_ms_per_request_p95": round(_percentile(requests_ms, 95), 3) if requests_ms else None,
         "cpu_ms_per_health_check_p50": round(_percentile(health_ms, 50), 3) if health_ms else None,

@@ -113,9 +113,9 @@ def figures_of(run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict) -
         "cpu_throttled_periods": run.throttled_periods,
         "cpu_throttled_seconds": round(run.throttled_seconds, 2),
     }
-    costs = cost_figures(cost)
-    if costs["cpu_ms_per_request_mean"]:
-        figures["cpu_ms_per_request"] = costs["cpu_ms_per_request_mean"]
+    costs = cost_figures(cost, settings)
+    if costs["cpu_ms_per_request_least_batch"]:
+        figures["cpu_ms_per_request"] = costs["cpu_ms_per_request_least_batch"]
     figures.update(timing_measures(cost, settings, plan, len(run.workers_before))[1])
     figures.update(
         cost=costs, throttled=throttled_figures(run), interference=interference_of(cost, run)

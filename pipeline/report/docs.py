@@ -14,6 +14,8 @@ from pipeline.verdicts import replace_between_markers
 
 # README marker name -> the generated markdown table under reports/
 TABLES = {"quantization": "quantization.md", "benchmark": "benchmark.md"}
+# Tables that live on a docs/ page: marker name -> (table under reports/, page)
+PAGE_TABLES = {"gate_steadiness": ("gate_steadiness.md", "docs/gate.md")}
 # picture under reports/ -> where the README shows it from
 PICTURES = {"benchmark.png": "docs/benchmark.png"}
 
@@ -35,6 +37,18 @@ def generated_docs(workspace: Workspace) -> list[str]:
             )
         if readme_path.read_text(encoding="utf-8") != before:
             changed.append(f"README.md ({marker} table)")
+    for marker, (name, page) in PAGE_TABLES.items():
+        table_path, page_path = workspace.reports_dir / name, workspace.root / page
+        if not table_path.is_file() or not page_path.is_file():
+            print(f"skipped the {marker} table: no reports/{name} or no {page}")
+            continue
+        before = page_path.read_text(encoding="utf-8")
+        if not replace_between_markers(page_path, marker, table_path.read_text("utf-8")):
+            raise SystemExit(
+                f"{page} has no <!-- {marker}:start --> ... <!-- {marker}:end --> markers"
+            )
+        if page_path.read_text(encoding="utf-8") != before:
+            changed.append(f"{page} ({marker} table)")
     for name, destination in PICTURES.items():
         source, target = workspace.reports_dir / name, workspace.root / destination
         if not source.is_file():

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.cgroups import MemoryGroupError
 from pipeline.gate.cost import measure_cost
-from pipeline.gate.plan_fit import measured_from_verdict, plan_fit
+from pipeline.gate.plan_fit import measured_from_verdict, plan_fit, recommendation_in_words
 from pipeline.gate.preflight import BundleTooLarge, refuse_what_cannot_fit
 from pipeline.gate.render_service import (
     RenderWebService,
@@ -147,7 +147,6 @@ def gate(workspace: Workspace) -> None:
     if problems:
         raise SystemExit("gate failed: " + "; ".join(problems))
     measures, fit = report["measures"], report["plan_fit"]
-    recommended = fit["recommended"]
     print(
         f"gate passed on plan {report['plan']['name']} ({report['plan']['memory_mb']} MB, "
         f"{report['plan']['cpu_share']} CPU; {report['backend']}): worst-case peak "
@@ -155,14 +154,10 @@ def gate(workspace: Workspace) -> None:
         f"{measures['cold_start_seconds']['value']} s, p95 {measures['latency_p95_ms']['value']} "
         f"ms, health under saturation {measures['health_latency_saturated_seconds']['value']} s, "
         f"sustainable {measures['sustainable_rps']['value']} req/s; for "
-        f"{fit['target_rps']} req/s: "
-        + (
-            f"{recommended['plan']} x{recommended['instances']} with "
-            f"{recommended['workers']} worker(s)"
-            if recommended
-            else "no plan fits"
-        )
+        f"{fit['target_rps']} req/s: {recommendation_in_words(fit)}"
     )
+    for sentence in report.get("host_busy", []):
+        print(f"note: {sentence} (the figure is marked host_busy in reports/gate.json)")
 
 
 if __name__ == "__main__":
