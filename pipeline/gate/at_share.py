@@ -18,13 +18,13 @@ STEP_SECONDS = 0.0005
 
 def wall_seconds_at_share(cpu_seconds: float, share: float) -> float:
     """Wall time to spend `cpu_seconds` on one core under a quota of `share` CPUs per period:
-    full periods of `share` x 100 ms each, then the rest of the last one."""
+    whole periods of `share` x 100 ms each, then what is left, early in the last one."""
     usable = min(share, 1.0)
-    if usable >= 1.0:
-        return cpu_seconds
+    if usable >= 1.0 or cpu_seconds <= 0:
+        return max(cpu_seconds, 0.0)
     per_period = usable * PERIOD_SECONDS
-    full_periods = math.floor(cpu_seconds / per_period)
-    return full_periods * PERIOD_SECONDS + (cpu_seconds - full_periods * per_period)
+    whole_periods = max(0, math.ceil(cpu_seconds / per_period - 1e-9) - 1)
+    return whole_periods * PERIOD_SECONDS + (cpu_seconds - whole_periods * per_period)
 
 
 def replay_load(
