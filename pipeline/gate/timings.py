@@ -28,24 +28,23 @@ def _marked(measure: dict, phase: dict, what: str) -> dict:
     return measure
 
 
-def _probe_at_share(wall: float, cpu: float, share: float) -> float:
-    """One probe's wait at `share`: the CPU the service spent meanwhile, at the plan's share;
-    and never less than the probe took unthrottled (a lock or a sleep no share speeds up)."""
-    return max(wall, wall_seconds_at_share(cpu, share))
-
-
 def _health_at_share(cost: ServiceCost, replay: dict, share: float) -> float:
-    """The slowest health check under saturation at `share`: the worse of the typical load's
-    slowest probe and the mean over the worst-case rounds of each round's slowest (a probe
-    lands anywhere in the slowest stretch, so one round's worst varies); the replay's figure
-    where no probe was timed."""
-    rounds = [
-        max((_probe_at_share(wall, cpu, share) for wall, cpu in probes), default=0.0)
-        for probes in cost.health_probe_rounds
-    ]
-    if not rounds:
+    """The slowest health check under saturation at `share`, in two parts.
+
+    CPU: the most CPU the service spent while one probe waited, at the plan's share; the
+    worse of the typical load's round and the mean of the worst-case rounds' (a probe lands
+    anywhere in the slowest stretch, so one round's worst varies). Not CPU: the median, over
+    every probe, of its wall time beyond that CPU (a lock or a sleep, which no share speeds
+    up); the median, as the host's other work delays a few probes' clients by far more.
+    The replay's figure where no probe was timed.
+    """
+    rounds = cost.health_probe_rounds
+    if not any(rounds):
         return max(replay["health_latencies_s"], default=0.0)
-    return max(rounds[0], float(np.mean(rounds[1:])) if rounds[1:] else 0.0)
+    most_cpu = [max((cpu for _, cpu in probes), default=0.0) for probes in rounds]
+    cpu = max(most_cpu[0], float(np.mean(most_cpu[1:])) if most_cpu[1:] else 0.0)
+    off_cpu = float(np.median([max(0.0, wall - c) for probes in rounds for wall, c in probes]))
+    return off_cpu + wall_seconds_at_share(cpu, share)
 
 
 def least_batch_cost(costs: list[float], batch: int) -> float:
