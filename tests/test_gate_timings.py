@@ -7,6 +7,7 @@ from pipeline.gate.cost import ServiceCost
 from pipeline.gate.interference import Reading, in_words, interference
 from pipeline.gate.machine import measured_elsewhere, this_machine
 from pipeline.gate.timings import least_batch_cost, timing_measures
+from pipeline.report.tables import measured_where
 
 SETTINGS = {
     "max_cold_start_seconds": 30.0,
@@ -105,3 +106,16 @@ def test_a_verdict_says_when_another_machine_measured_it():
     assert measured_elsewhere({"measures": {"x": {}}}) == (
         "it does not say which machine measured it"
     )
+
+
+def test_the_release_report_marks_a_base_measured_on_another_plan_and_machine():
+    machine = {**this_machine("cgroup-v2"), "id": "0" * 12, "cpu_model": "Other CPU"}
+    candidate = {"plan": {"name": "starter", "memory_mb": 512, "cpu_share": 0.5}}
+    base = {"plan": {"name": "free", "memory_mb": 512, "cpu_share": 0.1}}
+    text = measured_where({**candidate, "machine": machine, "measures": {"x": {}}}, base)
+    assert "NOT measured on this machine: measured on another machine (Other CPU" in text
+    assert (
+        "Base and candidate were measured on different plans (base free, candidate starter)" in text
+    )
+    same = measured_where({**candidate, "machine": this_machine("cgroup-v1")}, candidate)
+    assert "NOT measured" not in same and "different plans" not in same
