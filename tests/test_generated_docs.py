@@ -29,3 +29,15 @@ def test_missing_markers_are_a_clear_error(tmp_path):
     completed = run_stage("pipeline.report.docs", Workspace(tmp_path), check=False)
     assert completed.returncode == 1
     assert "README.md has no <!-- quantization:start -->" in completed.stderr
+
+
+def test_the_gate_steadiness_table_goes_to_the_gate_page(tmp_path):
+    (tmp_path / "README.md").write_text(README)
+    (tmp_path / "docs").mkdir()
+    page = "# The gate\n\n<!-- gate_steadiness:start -->\nold\n<!-- gate_steadiness:end -->\n"
+    (tmp_path / "docs" / "gate.md").write_text(page)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "gate_steadiness.md").write_text("| judged figure |\n|---|\n")
+    completed = run_stage("pipeline.report.docs", Workspace(tmp_path))
+    assert "docs/gate.md (gate_steadiness table)" in completed.stdout
+    assert "| judged figure |" in (tmp_path / "docs" / "gate.md").read_text()
