@@ -1,4 +1,5 @@
-"""The gate on the same candidate twice: with two busy processes beside it, then without.
+"""The gate on the same candidate twice (`dvc repro -f -s gate`): with two busy processes
+beside it, then without.
 
 Writes reports/gate_steadiness.json (each run's judged figures, the throttled run's own wall
 times beside them, how busy the host was) and reports/gate_steadiness.md, the table `make docs`
@@ -39,8 +40,8 @@ def run_gate(workspace: Workspace, busy: int) -> dict:
     spinners = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(busy)]
     try:
         before = Reading.now(None)
-        completed = subprocess.run(
-            [sys.executable, "-m", "pipeline.stages.gate"],
+        completed = subprocess.run(  # as the acceptance runs it: DVC's gate stage, forced
+            ["dvc", "repro", "-f", "-s", "gate"],
             cwd=REPO_ROOT,
             env={**os.environ},
             capture_output=True,

@@ -165,8 +165,14 @@ def two_busy_processes():
         spinner.wait()
 
 
+# With QUICK's 256 KiB body limit all eight worst-case float32 batches are admitted at once,
+# and at 0.1 CPU a health check waits behind them: about 0.27 CPU-s, 2.7 s (measured). Tests
+# that are not about health allow 4 s; health under saturation has its own test.
+FREE_QUICK = {**QUICK, "plan": "free", "max_health_latency_seconds": 4.0}
+
+
 def test_the_demo_on_render_free_reports_plan_limits_series_and_fit(checked_workspace, tmp_path):
-    settings = {**QUICK, "plan": "free"}
+    settings = FREE_QUICK
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
     completed = gate(workspace)
     assert completed.returncode == 0, completed.stderr
@@ -472,8 +478,17 @@ def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(
     # The same demo candidate, gated on free beside two busy processes and after them: it
     # passes both times and every judged timing stays within 30% of the quieter run's. (The
     # busy run is compared with a quieter run, not with its own cost measure: the judged
-    # figures ARE the cost measure, so that comparison could not fail.)
-    settings = {**QUICK, "plan": "free", "cost_cold_starts": 3, "cost_max_cold_starts": 4}
+    # figures ARE the cost measure, so that comparison could not fail.) Health under
+    # saturation must pass but is not compared: with QUICK's small bodies the worst-case
+    # float32 batches it waits behind cost 0.13 to 0.30 CPU-s from one run to the next on
+    # the same host, busy or not (measured); the demo's own settings are compared by
+    # `make gate-steadiness`.
+    settings = {
+        **FREE_QUICK,
+        "cost_cold_starts": 3,
+        "cost_max_cold_starts": 4,
+        "cost_worst_case_rounds": 2,
+    }
     busy_ws = workspace_like(checked_workspace, tmp_path / "busy", gate=settings)
     busy = gate(busy_ws)
     assert busy.returncode == 0, busy.stderr
@@ -485,13 +500,13 @@ def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(
     assert quiet.returncode == 0, quiet.stderr
     busy_measures = read_json(busy_ws.report_path("gate"))["measures"]
     quiet_measures = read_json(quiet_ws.report_path("gate"))["measures"]
+    assert busy_measures["health_latency_saturated_seconds"]["passed"]
     for name in (
         "cold_start_seconds",
         "latency_p95_ms",
         "latency_p99_ms",
         "throughput_rps",
         "sustainable_rps",
-        "health_latency_saturated_seconds",
     ):
         ratio = busy_measures[name]["value"] / quiet_measures[name]["value"]
         assert 1 / 1.3 <= ratio <= 1.3, (name, busy_measures[name], quiet_measures[name])
