@@ -9,7 +9,7 @@ RUN := PATH="$(BIN):$$PATH"
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT ?= 8000
 
-.PHONY: help install system-deps demo test lint serve bench bench-servers bench-peers bench-latency quantization docs report clean
+.PHONY: help install system-deps demo test lint serve bench bench-servers bench-peers bench-latency quantization gate-steadiness docs report clean
 
 help:
 	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model, say what next"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench-servers - candidate WSGI servers side by side, hostile traffic at 0.1 CPU"
 	@echo "make bench-peers - ours, MLServer and BentoML serving the candidate: CPU, memory, start"
 	@echo "make bench-latency - in-process latency benchmarks (pytest-benchmark)"
+	@echo "make gate-steadiness - the gate twice, beside two busy processes and without: reports/gate_steadiness.json"
 	@echo "make quantization - every quantization mode side by side (reports/quantization.md)"
 	@echo "make docs    - write every measured figure from reports/ into README.md and docs/*.md"
 	@echo "make report  - reports/release.md and release.html for the candidate (BASE=main to compare)"
@@ -83,6 +84,10 @@ bench-latency: install
 quantization: install
 	$(RUN) dvc repro parity
 	$(RUN) python -m pipeline.conversion.compare_quantization
+
+gate-steadiness: install
+	$(RUN) dvc repro parity
+	$(RUN) python -m benchmarks.gate_steadiness
 
 docs: install
 	$(RUN) python -m pipeline.report.docs

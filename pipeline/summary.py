@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.fingerprint import UnknownStage, changes, inputs_fingerprint
+from pipeline.gate.machine import measured_elsewhere
+from pipeline.gate.plan_fit import recommendation_in_words
 from pipeline.paths import Workspace
 from pipeline.verdicts import GATE_STAGES, read_json
 from service.bundle import MODEL_NAME, sha256_of
@@ -87,20 +89,19 @@ def verdict_rows(workspace: Workspace) -> list[tuple[str, str, str]]:
         detail = verdict.detail
         if verdict.stage == "gate" and verdict.report and "plan_fit" in verdict.report:
             detail = "; ".join(part for part in (detail, plan_fit_in_words(verdict.report)) if part)
+        gate_report = verdict.report if verdict.stage == "gate" else None
+        elsewhere = measured_elsewhere(gate_report) if gate_report else None
+        if elsewhere:
+            detail += f"; NOT measured on this machine: {elsewhere}"
         rows.append((verdict.stage, verdict.verdict, detail))
     return rows
 
 
 def plan_fit_in_words(report: dict) -> str:
     """The gate's plan and its recommendation, e.g. `on free; for 10 req/s: free x1, 1 worker`."""
-    fit, recommended = report["plan_fit"], report["plan_fit"]["recommended"]
+    fit = report["plan_fit"]
     target = f"for {fit['target_rps']:g} req/s"
-    if recommended is None:
-        return f"on {report['plan']['name']}; {target}: no plan fits"
-    return (
-        f"on {report['plan']['name']}; {target}: {recommended['plan']} "
-        f"x{recommended['instances']}, {recommended['workers']} worker(s)"
-    )
+    return f"on {report['plan']['name']}; {target}: {recommendation_in_words(fit)}"
 
 
 NEXT_STEPS = """

@@ -156,3 +156,14 @@ def test_the_tables_built_from_the_committed_verdicts(tmp_path):
     assert "| `reports/metrics/gate.json` | `peak_mb` |" in text
     assert "| `free` | 512 MB | 0.1 |" in text
     assert docs(workspace, "--check").returncode == 0
+
+
+def test_the_gate_steadiness_table_goes_to_the_gate_page(tmp_path):
+    (tmp_path / "docs").mkdir()
+    page = "# The gate\n\n<!-- gate-steadiness:start -->\nold\n<!-- gate-steadiness:end -->\n"
+    (tmp_path / "docs" / "gate.md").write_text(page)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "gate_steadiness.md").write_text("| judged figure |\n|---|\n")
+    completed = run_stage("pipeline.report.docs", Workspace(tmp_path))
+    assert "updated: docs/gate.md" in completed.stdout
+    assert "| judged figure |" in (tmp_path / "docs" / "gate.md").read_text()

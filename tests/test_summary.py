@@ -129,3 +129,22 @@ def test_a_params_change_makes_the_gate_stale(judged_workspace):
         "stale    params.yaml gate.plans.free.max_peak_memory_mb changed since the gate ran"
     )
     assert rows["convert"].startswith("PASSED") and rows["parity"].startswith("PASSED")
+
+
+def test_a_gate_verdict_from_another_machine_says_so(judged_workspace):
+    sha256 = sha256_of(judged_workspace.candidate_dir / "model.tflite")
+    machine = {
+        "id": "0" * 12,
+        "cpu_model": "Some Other CPU",
+        "cores": 64,
+        "cgroup_backend": "cgroup-v2",
+        "measured_at": "2026-01-02T03:04:05+00:00",
+    }
+    verdict = {"passed": True, "candidate_sha256": sha256, "machine": machine, "measures": {}}
+    write_verdict(judged_workspace, "gate", verdict)
+    _, rows = summary(judged_workspace)
+    assert rows["gate"].startswith("PASSED")
+    assert (
+        "NOT measured on this machine: measured on another machine (Some Other CPU, 64 cores, "
+        "cgroup-v2) at 2026-01-02T03:04:05+00:00" in rows["gate"]
+    )

@@ -100,7 +100,10 @@ def render_html(report: ReleaseReport) -> str:
         parts += ["<h2>Plan fit</h2>"]
         parts += [
             f"<p>{escape(text)}</p>"
-            for text in (tables.measured_under(report.gate), tables.plan_summary(report))
+            for text in (
+                tables.measured_where(report.gate, report.base_gate),
+                tables.plan_summary(report),
+            )
             if text
         ]
         plans = tables.plan_table(report)

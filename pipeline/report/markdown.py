@@ -65,7 +65,7 @@ def render_markdown(report: ReleaseReport) -> str:
         lines += ["", "### Charts", *charts]
     if report.gate:
         lines += ["", "### Plan fit", ""]
-        lines += [text for text in (tables.measured_under(report.gate),) if text]
+        lines += [text for text in (tables.measured_where(report.gate, report.base_gate),) if text]
         lines += ["", tables.plan_summary(report)]
         plans = tables.plan_table(report)
         if plans.rows:
