@@ -1,4 +1,6 @@
-"""The WSGI service: /api/health/, /api/predict/ and /api/metadata/ on the lite runtime.
+"""The WSGI service: /api/health/, /api/predict/ and /api/metadata/ on the lite runtime, the
+Open Inference Protocol's /v2 routes on the same predict path (service/inference_protocol.py)
+and /openapi.json, the OpenAPI document of them all (service/openapi.py).
 
 `create_app(...)` is a pure factory; the module-level `app` reads the environment:
 
@@ -57,8 +59,10 @@ import orjson
 from service.body import finish_unread_body, parse_count
 from service.bundle import BundleError
 from service.errors import HTTPError, loggable
+from service.inference_protocol import InferenceProtocol, RawResponse, error_body
 from service.limits import Admission, Limits, env_number
-from service.predict import JSON_TYPE, PredictHandler
+from service.openapi import openapi_document
+from service.predict import PredictHandler
 from service.predictor import Predictor
 
 __all__ = ["HTTPError", "create_app", "parse_count"]
@@ -112,6 +116,7 @@ class ServiceApp:
             else None
         )
         self.body_limits = self.predict_handler.body_limits if self.predict_handler else None
+        self.protocol = InferenceProtocol(self.predict_handler, self.not_ready_reason)
         routes = {
             "/api/health": {"GET": self.health, "HEAD": self.health},
             "/api/predict": {"POST": self.predict},
@@ -119,18 +124,25 @@ class ServiceApp:
         }
         # Both spellings answer directly: Render counts a redirect as healthy.
         self.routes = routes | {f"{path}/": methods for path, methods in routes.items()}
+        self.routes |= self.protocol.routes()
+        self.routes["/openapi.json"] = {"GET": self.openapi, "HEAD": self.openapi}
+        # Built once from the live contract and limits: the document is what is enforced.
+        self.openapi_payload = orjson.dumps(
+            openapi_document(self.predictor, limits, self.body_limits, default_top_k, self.protocol)
+        )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         headers: list[tuple[str, str]] = []
         try:
-            methods = self.routes.get(path)
+            methods = self.routes.get(path) or self.protocol.model_routes(path)
             if methods is None:
                 raise HTTPError(
                     404,
                     f"no such path {path[:200]!r}",
-                    "one of /api/health/, /api/predict/, /api/metadata/",
+                    "one of /api/health/, /api/predict/, /api/metadata/, /openapi.json, "
+                    "/v2/health/ready, /v2/models/{name}[/infer] (see /openapi.json)",
                 )
             handler = methods.get(method)
             if handler is None:
@@ -145,7 +157,7 @@ class ServiceApp:
         except HTTPError as refusal:
             finish_unread_body(environ, self.limits.max_body_bytes)
             status = refusal.status
-            body = {"error": refusal.error, "expected": refusal.expected}
+            body = error_body(path, refusal.error, refusal.expected)
             headers.extend(refusal.headers)
         except Exception:  # a bug of ours: say so without a traceback, keep serving
             log.error(
@@ -154,9 +166,12 @@ class ServiceApp:
                 loggable(path),
                 traceback.format_exc(),
             )
-            status, body = 500, {"error": "internal error; see the service log", "expected": ""}
-        payload = orjson.dumps(body)
-        headers += [("Content-Type", JSON_TYPE), ("Content-Length", str(len(payload)))]
+            status, body = 500, error_body(path, "internal error; see the service log", "")
+        if not isinstance(body, RawResponse):
+            body = RawResponse(orjson.dumps(body))
+        payload = body.payload
+        headers += [*body.headers, ("Content-Type", body.content_type)]
+        headers.append(("Content-Length", str(len(payload))))
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         log.info(
             "%s %s %d %.2fms",
@@ -205,6 +220,7 @@ class ServiceApp:
         predictor = self._ready()
         manifest = predictor.manifest
         return 200, {
+            "model_name": self.protocol.model_name,
             "model_version": manifest.get("version"),
             "model_sha256": predictor.sha256,
             "input": {
@@ -227,6 +243,9 @@ class ServiceApp:
     def predict(self, environ: dict) -> tuple[int, dict[str, Any]]:
         self._ready()
         return self.predict_handler(environ)
+
+    def openapi(self, environ: dict) -> tuple[int, RawResponse]:
+        return 200, RawResponse(self.openapi_payload)
 
 
 def create_app(

@@ -76,13 +76,13 @@ class PredictHandler:
             # then costs at most one refusal per hold, and the CPU stays with health checks and
             # admitted requests. Its body stays unread until the answer.
             time.sleep(self.limits.shed_hold_ms / 1000)
-            raise self._shed(f"{self.admission.inflight} samples are being predicted")
+            raise self.shed(f"{self.admission.inflight} samples are being predicted")
         try:
             batch = self._read_batch(environ, is_json, length, limit)
             self.admission.adjust(reserved, len(batch))
             reserved = len(batch)
             # Samples of concurrent requests share invokes (service/batching.py).
-            outputs = predictor.answers(self.batcher.outputs(batch), top_k)
+            outputs = predictor.answers(self.outputs(batch), top_k=top_k)
         except InputError as error:
             raise HTTPError(400, str(error), predictor.contract.describe()) from None
         finally:
@@ -93,11 +93,16 @@ class PredictHandler:
             "model_version": predictor.manifest.get("version"),
         }
 
+    def outputs(self, batch: np.ndarray) -> np.ndarray:
+        """The model's outputs (n, classes) for an admitted batch; its samples share invokes
+        with those of concurrent requests, /api/predict/'s and /v2's alike."""
+        return self.batcher.outputs(batch)
+
     def _read_batch(self, environ: dict, is_json: bool, length: int | None, limit: int):
         contract = self.predictor.contract
         large = is_json and (length is None or length > LARGE_BODY_BYTES)
         if large and not self.large_parses.try_enter():
-            raise self._shed("another large JSON body is being parsed")
+            raise self.shed("another large JSON body is being parsed")
         try:
             body = read_body(environ, length, limit)
             if is_json:
@@ -116,7 +121,8 @@ class PredictHandler:
             )
         return batch
 
-    def _shed(self, why: str) -> HTTPError:
+    def shed(self, why: str) -> HTTPError:
+        """The 503 with Retry-After for a request this worker has no capacity for now."""
         retry_after = str(self.admission.retry_after_seconds())
         return HTTPError(
             503,

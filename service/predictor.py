@@ -193,7 +193,7 @@ class Predictor:
         """
         return self.answers(self.predict_proba(values), top_k)
 
-    def answers(self, outputs: np.ndarray, top_k: int) -> list[dict[str, Any]]:
+    def answers(self, outputs: np.ndarray, top_k: int = 1) -> list[dict[str, Any]]:
         """The answer for each row of outputs: its labels ranked by value, highest first."""
         top_k = max(1, min(top_k, len(self.contract.labels)))
         key, labels = self.contract.value_key, self.contract.labels

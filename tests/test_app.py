@@ -340,6 +340,7 @@ def test_an_irregular_large_json_batch_gets_the_checked_paths_answer(candidate_d
 def test_metadata_describes_the_contract(demo_service, reference):
     body = requests.get(f"{demo_service.url}/api/metadata/", timeout=5).json()
     assert body["input"]["shape"] == [65, 243]
+    assert body["model_name"] == "model"  # the demo's source model is model.keras
     assert body["labels"] == list(reference.contract.labels)
     assert body["model_sha256"] == reference.sha256 and body["quantization"] == "none"
     assert body["preprocessing"] == "affine"

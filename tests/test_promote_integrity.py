@@ -214,7 +214,7 @@ def test_a_killed_rollback_is_undone_or_finished_by_the_next_run(release_repo):
     assert refs(remote) != v2_refs and refs(remote) == refs(root)
     rerun = promote(workspace, "--rollback", "model-v1")
     assert rerun.returncode == 0, rerun.stderr
-    assert "had reached origin; it is complete" in rerun.stdout
+    assert "had reached origin (asked with git ls-remote); it is complete" in rerun.stdout
     assert "already at model-v1" in rerun.stdout
     log = git(root, "log", "--format=%s", "main")
     assert log.count("Roll back the release to model-v1") == 1
