@@ -47,6 +47,7 @@ def start_server(
     env: dict,
     health_path: str = "/api/health/",
     deadline_seconds: float = START_DEADLINE_SECONDS,
+    cwd: Path = REPO_ROOT,
 ) -> tuple[subprocess.Popen, int, float]:
     """Start `command` in `group` on a free loopback port ({port} in it, and $PORT, name it).
 
@@ -57,7 +58,7 @@ def start_server(
     started = time.perf_counter()
     process = group.popen(
         command.replace("{port}", str(port)),
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env={**env, "PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -216,3 +217,47 @@ def saturate(
     for thread in threads:
         thread.join(timeout=seconds + 15)
     return statuses, latencies
+
+
+def flood(
+    port: int, body: bytes, content_type: str, clients: int, seconds: float, timeout: float
+) -> list[tuple[int, float]]:
+    """`clients` threads posting `body` back to back for `seconds`, ignoring Retry-After.
+
+    Returns (status, seconds) for every request sent; status 0 is no answer within `timeout`
+    (or a connection the server dropped).
+    """
+    answers: list[tuple[int, float]] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        connection = None
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                if connection is None:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+                connection.request(
+                    "POST", "/api/predict/", body=body, headers={"Content-Type": content_type}
+                )
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+                if response.getheader("Connection", "").lower() == "close":
+                    connection.close()
+                    connection = None
+            except OSError:
+                status = 0
+                if connection is not None:
+                    connection.close()
+                connection = None
+            with lock:
+                answers.append((status, time.perf_counter() - started))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + timeout + 15)
+    return answers

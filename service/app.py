@@ -17,18 +17,30 @@ and /openapi.json, the OpenAPI document of them all (service/openapi.py).
     LATENCY_BUDGET_MS   how long an accepted request may wait for the CPU (default: 1000)
                         -> samples in flight per worker: LATENCY_BUDGET_MS x CPU_SHARE /
                         SAMPLE_CPU_MS (50 by default); past it, predictions answer 503 with
-                        Retry-After at once (an idle worker always admits one request)
+                        Retry-After (an idle worker always admits one request)
+    SHED_HOLD_MS        how long a refused prediction is held, unread and at no CPU, before
+                        its 503 (default: 1000): a client that ignores Retry-After then costs
+                        at most one refusal a second, so a flood cannot starve health checks
     LARGE_PARSES        JSON bodies over 1 MiB parsed at once per worker (default: 1); the
                         next one is answered 503 with Retry-After
+    BATCH_MAX_WAIT_MS   how long a batch waits for more samples while concurrent requests are
+                        coming (default: 2): a batch-4 invoke costs some 3 ms of CPU, so a wait
+                        of 2 ms at most fills it without adding more than one invoke's latency
+    BATCH_IDLE_WAIT_MS  the wait when no other request is seen (default: 0): a lone client's
+                        request runs at once, as fast as without batching
+    BATCH_PAD_FRACTION  a short group is padded to the batched model's size when it fills at
+                        least this fraction of it (default: 0.75): a batch-N invoke costs about
+                        0.7x N batch-1 invokes (benchmarks/batch_sweep.py on the demo)
 
 A bad number stops the worker with the variable's name; a bad bundle does not stop anything:
 the service starts, /api/health/ answers 503 with the reason and /api/predict/ answers 503.
 PORT and WEB_CONCURRENCY are read by render.yaml's gunicorn command, not here.
 
 render.yaml runs gunicorn's gevent worker: a slow or idle client holds a greenlet, not a
-thread, so /api/health/ answers while clients dribble bodies. A batch yields to the event
-loop between samples, and a large JSON body is parsed a sample at a time, so health never
-waits for more than one inference or one sample's parse (service/predict.py). gunicorn reads
+thread, so /api/health/ answers while clients dribble bodies. Samples of concurrent requests
+share batch-N invokes (service/batching.py), which yield to the event loop before each
+invoke, and a large JSON body is parsed a sample at a time, so health never waits for more
+than one invoke or one sample's parse (service/predict.py). gunicorn reads
 `service.app:app` in each worker after fork (no --preload), so every worker builds its own
 interpreter, from the model's bytes in memory (the file on disk may change under it).
 """
@@ -84,7 +96,9 @@ class ServiceApp:
         self.predictor: Predictor | None = None
         self.not_ready_reason = ""
         try:
-            self.predictor = Predictor(model_dir, num_threads=num_threads)
+            self.predictor = Predictor(
+                model_dir, num_threads=num_threads, pad_fraction=limits.batch_pad_fraction
+            )
         except BundleError as error:
             self.not_ready_reason = str(error)
             log.error("predictor not ready: %s", loggable(str(error), 2000))

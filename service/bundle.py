@@ -8,6 +8,8 @@ from typing import Any
 
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.tflite"
+# The same model with a fixed batch of N (manifest `batched`), for samples that arrive together.
+BATCHED_MODEL_NAME = "model_batched.tflite"
 MANIFEST_SCHEMA = 1
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
 # What a model name may hold: it is one segment of a URL path (/v2/models/{name}).
@@ -64,6 +66,18 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
         raise BundleError(
             f"{MANIFEST_NAME} has schema {manifest['schema']}, this service reads schema "
             f"{MANIFEST_SCHEMA}; rebuild the bundle with this version of the pipeline"
+        )
+    batched = manifest.get("batched")
+    if batched is not None and not (
+        isinstance(batched, dict)
+        and isinstance(batched.get("file"), str)
+        and isinstance(batched.get("sha256"), str)
+        and isinstance(batched.get("batch_size"), int)
+        and batched["batch_size"] > 1
+    ):
+        raise BundleError(
+            f"{MANIFEST_NAME} names a batched model without its file, sha256 and batch_size "
+            "(an integer above 1); rebuild the bundle"
         )
     return manifest
 

@@ -7,6 +7,7 @@ memory group. Every loop is bounded in count and time. Render's health checker g
 5 s (HEALTH_TIMEOUT_SECONDS): a probe it would not see answered fails the test.
 """
 
+import collections
 import os
 import random
 import shutil
@@ -26,6 +27,7 @@ import yaml
 from benchmarks.traffic import (
     HEALTH_TIMEOUT_SECONDS,
     SlowBodyClients,
+    flood,
     open_idle_connections,
     probe_health,
     saturate,
@@ -120,6 +122,36 @@ def test_saturation_sheds_predictions_with_retry_after_and_health_still_answers(
         assert "at capacity" in shed.json()["error"]
     latencies = sorted(results["latencies"])
     print(f"accepted p50 {latencies[len(latencies) // 2]:.3f} s, max {latencies[-1]:.3f} s")
+
+
+def test_a_flood_that_ignores_retry_after_gets_every_answer_and_health_still_answers(
+    quota_service, sample
+):
+    # 64 clients posting back to back, never waiting after a 503: each must get 200 or 503
+    # before its client gives up at Render's 5 s, and health must keep passing meanwhile.
+    service = quota_service()
+    results: dict = {}
+
+    def load() -> None:
+        results["answers"] = flood(
+            service.port,
+            sample.tobytes(),
+            FLOAT32,
+            clients=64,
+            seconds=10,
+            timeout=HEALTH_TIMEOUT_SECONDS,
+        )
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    time.sleep(1)
+    probes = probe_health(service.port, 12, 0.5)
+    loader.join()
+    assert_render_sees_healthy(probes)
+    statuses = collections.Counter(status for status, _ in results["answers"])
+    print(f"flood statuses: {dict(statuses)}")
+    # Status 0: no answer within 5 s, or a connection the service dropped.
+    assert set(statuses) <= {200, 503} and statuses[200] > 0 and statuses[503] > 0, statuses
 
 
 def test_full_json_batches_are_shed_while_one_is_parsed_and_health_still_answers(

@@ -22,7 +22,7 @@ def test_demo_passes_with_every_measure_judged(parity_workspace):
     report = read_json(parity_workspace.report_path("parity"))
     assert report["passed"] is True
     assert report["candidate_sha256"] == sha256_of(parity_workspace.candidate_dir / "model.tflite")
-    assert set(report["measures"]) == {
+    judged = {
         "max_abs_diff",
         "mean_abs_diff",
         "top1_agreement",
@@ -31,11 +31,19 @@ def test_demo_passes_with_every_measure_judged(parity_workspace):
         "label_order",
         "accuracy",  # the tests' demo sets the optional parity.min_accuracy
     }
+    # Every held-out sample through the batch-1 model and through the batch-N one.
+    assert set(report["measures"]) == judged | {f"batched_{name}" for name in judged}
+    assert report["batch_sizes"] == [1, 4]
+    assert report["batched_sha256"] == sha256_of(
+        parity_workspace.candidate_dir / "model_batched.tflite"
+    )
     for measure in report["measures"].values():
         assert {"value", "threshold", "rule", "passed"} <= set(measure)
+        assert measure["passed"] is True
     assert report["measures"]["label_order"]["value"] == 0.0  # the demo's labels are in order
     assert set(report["accuracy"]) == {"keras", "tflite"}
     assert report["measures"]["max_abs_diff"]["value"] < 1e-4
+    assert report["measures"]["batched_max_abs_diff"]["value"] < 1e-4
     assert report["samples"] == 60 and len(report["per_class"]) == 10
     assert report["output_kind"] == "probability" and report["served_as"] == "probability"
 

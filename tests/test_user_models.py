@@ -60,6 +60,11 @@ def convert_and_check(tmp_path, inputs: dict, min_accuracy: float | None = None)
     converted = run_stage("pipeline.stages.convert", workspace, check=False)
     assert converted.returncode == 0, converted.stderr[-3000:]
     checked = run_stage("pipeline.stages.parity", workspace, check=False)
+    if checked.returncode == 0:  # both models the service runs were judged, and passed
+        report = read_json(workspace.report_path("parity"))
+        assert report["batch_sizes"] == [1, 4]
+        batched = {k: m for k, m in report["measures"].items() if k.startswith("batched_")}
+        assert batched and all(measure["passed"] for measure in batched.values()), batched
     return workspace, checked
 
 

@@ -82,6 +82,9 @@ def blessed_verdicts(workspace: Workspace) -> dict[str, dict]:
     problems = []
     if manifest["sha256"] != sha256_of(model_path):
         problems.append("the candidate's manifest names another model.tflite")
+    batched = manifest.get("batched")
+    if batched and batched["sha256"] != sha256_of(workspace.candidate_dir / batched["file"]):
+        problems.append(f"the candidate's manifest names another {batched['file']}")
     verdicts = {}
     for verdict in stage_verdicts(workspace):
         stage, report = verdict.stage, verdict.report
@@ -133,6 +136,9 @@ def write_release(
     release_dir.mkdir(parents=True)
     shutil.copy2(workspace.candidate_dir / MODEL_NAME, release_dir / MODEL_NAME)
     manifest = read_json(workspace.candidate_dir / MANIFEST_NAME)
+    if manifest.get("batched"):
+        batched_name = manifest["batched"]["file"]
+        shutil.copy2(workspace.candidate_dir / batched_name, release_dir / batched_name)
     samples, probabilities, labels = golden_set(
         workspace, params, manifest["sha256"], int(settings["golden_samples"])
     )

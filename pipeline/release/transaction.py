@@ -24,9 +24,9 @@ from pipeline.release.steps import (
     upload_objects,
     verify_objects,
 )
-from service.bundle import MODEL_NAME
+from service.bundle import BATCHED_MODEL_NAME, MODEL_NAME
 
-LFS_TRACKED = (MODEL_NAME, GOLDEN_NAME)
+LFS_TRACKED = (MODEL_NAME, BATCHED_MODEL_NAME, GOLDEN_NAME)
 # Files the pipeline itself rewrites: a promotion commits them rather than refusing on them.
 # The stage metrics under reports/ are in git (DVC's `cache: false`) so that main holds the
 # promoted candidate's verdicts, which is what a pull request's `dvc metrics diff` compares to.
@@ -118,7 +118,9 @@ def release(
             repo.run("tag", "-a", journal.tag, "-m", message)
         checkpoint(workspace, journal, step)
         step = "upload"
-        paths = [f"{journal.release_path}/{name}" for name in LFS_TRACKED]
+        tracked = [f"{journal.release_path}/{name}" for name in LFS_TRACKED]
+        # A release from before batched models (a rollback's target) has no batched model.
+        paths = repo.run("ls-tree", "-r", "--name-only", journal.commit, "--", *tracked).split()
         oids = lfs_object_ids(repo, journal.commit, paths)
         upload_objects(repo, journal.remote, list(oids.values()), timeout)
         checkpoint(workspace, journal, step)

@@ -98,12 +98,13 @@ def failure_lines(measures, accuracy, convincing, labels_path) -> list[str]:
     return lines
 
 
-def served_answers_agree(predictor: Predictor, samples: np.ndarray, outputs: np.ndarray) -> None:
+def served_answers_agree(predictor: Predictor, samples: np.ndarray) -> None:
     """What the service answers (predict(): label, value named by kind, top-k) must be the
-    outputs parity judged, named as the manifest says; BundleError if not."""
+    model's outputs, named as the manifest says; BundleError if not."""
     key, labels = predictor.contract.value_key, predictor.contract.labels
     answers = predictor.predict(samples[:8], top_k=len(labels))
-    for answer, row in zip(answers, outputs[:8], strict=True):
+    outputs = predictor.predict_proba(samples[:8])
+    for answer, row in zip(answers, outputs, strict=True):
         values = [entry[key] for entry in answer["top_k"]]
         expected = [float(row[labels.index(entry["label"])]) for entry in answer["top_k"]]
         if values != sorted(values, reverse=True) or not np.allclose(values, expected):
@@ -134,9 +135,13 @@ def parity(workspace: Workspace) -> None:
         raise SystemExit(f"parity failed: {failure}") from None
 
     keras_probs = keras_outputs(paths, model, samples)
-    tflite_probs = predictor.predict_proba(samples).astype(np.float64)
+    # Every held-out sample through each model the service runs: batch 1 and batch N.
+    tflite_probs = predictor.predict_proba(samples, route="single").astype(np.float64)
+    batched_probs = None
+    if predictor.batch_size > 1:
+        batched_probs = predictor.predict_proba(samples, route="batched").astype(np.float64)
     try:
-        served_answers_agree(predictor, samples, tflite_probs)
+        served_answers_agree(predictor, samples)
     except BundleError as failure:
         write_verdict(workspace, "parity", {"passed": False, "reason": str(failure)})
         raise SystemExit(f"parity failed: {failure}") from None
@@ -146,6 +151,20 @@ def parity(workspace: Workspace) -> None:
     measures, accuracy, convincing = judge(
         keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, parity_params
     )
+    if batched_probs is not None:
+        batched_labels = np.array(labels)[batched_probs.argmax(axis=1)]
+        batched_rows = per_class_rows(truth, keras_labels, batched_labels, labels)
+        batched_measures, batched_accuracy = judge(
+            keras_probs,
+            batched_probs,
+            keras_labels,
+            batched_labels,
+            truth,
+            batched_rows,
+            parity_params,
+        )
+        accuracy["tflite_batched"] = batched_accuracy["tflite"]
+        measures |= {f"batched_{name}": entry for name, entry in batched_measures.items()}
     passed = all(entry["passed"] for entry in measures.values())
     report: dict[str, Any] = {
         "passed": passed,
@@ -155,6 +174,8 @@ def parity(workspace: Workspace) -> None:
         "output_kind": predictor.contract.output_kind,
         "served_as": predictor.contract.value_key,
         "samples": len(samples),
+        "batch_sizes": [1, predictor.batch_size] if batched_probs is not None else [1],
+        "batched_sha256": (predictor.manifest.get("batched") or {}).get("sha256"),
         "runtime": f"{predictor.runtime.name} {predictor.runtime.version}",
         "measures": measures,
         "accuracy": accuracy,
@@ -174,8 +195,14 @@ def parity(workspace: Workspace) -> None:
     failed = failure_lines(measures, accuracy, convincing, paths.labels)
     if failed:
         raise SystemExit(f"parity failed for {quantization}: " + "; ".join(failed))
+    batched_note = (
+        f", batch {predictor.batch_size} max |dp| {measures['batched_max_abs_diff']['value']:.2e}"
+        if batched_probs is not None
+        else ""
+    )
     print(
-        f"parity passed for {quantization}: max |dp| {measures['max_abs_diff']['value']:.2e}, "
+        f"parity passed for {quantization}: max |dp| {measures['max_abs_diff']['value']:.2e}"
+        f"{batched_note}, "
         f"top-1 agreement {measures['top1_agreement']['value']:.3f} on {len(samples)} samples; "
         f"accuracy {accuracy['tflite']:.3f} (Keras {accuracy['keras']:.3f})"
     )
