@@ -9,18 +9,20 @@ RUN := PATH="$(BIN):$$PATH"
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT ?= 8000
 
-.PHONY: help install system-deps demo test mutation-check lint serve bench bench-servers bench-latency quantization docs report clean
+.PHONY: help install system-deps demo test mutation-check lint serve bench bench-servers bench-peers bench-latency quantization gate-steadiness docs report clean
 
 help:
-	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model"
+	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model, say what next"
 	@echo "make test    - install everything the tests need and run the whole suite"
 	@echo "make mutation-check - break each guard in turn; the tests must catch every one"
 	@echo "make serve   - serve build/candidate on http://127.0.0.1:$(PORT)"
 	@echo "make bench   - every serving path side by side under 512 MB, and CPU per request"
 	@echo "make bench-servers - candidate WSGI servers side by side, hostile traffic at 0.1 CPU"
+	@echo "make bench-peers - ours, MLServer and BentoML serving the candidate: CPU, memory, start"
 	@echo "make bench-latency - in-process latency benchmarks (pytest-benchmark)"
+	@echo "make gate-steadiness - the gate twice, beside two busy processes and without: reports/gate_steadiness.json"
 	@echo "make quantization - every quantization mode side by side (reports/quantization.md)"
-	@echo "make docs    - copy the generated tables (reports/*.md) into README.md, the chart into docs/"
+	@echo "make docs    - write every measured figure from reports/ into README.md and docs/*.md"
 	@echo "make report  - reports/release.md and release.html for the candidate (BASE=main to compare)"
 
 # System packages: git-lfs for promotion, python3-venv where Debian split it off, and a
@@ -46,7 +48,7 @@ install: $(STAMP)
 
 demo: install
 	$(RUN) dvc repro
-	$(RUN) python -m pipeline.summary
+	$(RUN) python -m pipeline.summary --next-steps
 
 lint: install
 	$(BIN)/ruff check .
@@ -73,6 +75,12 @@ bench-servers: install
 mutation-check: install system-deps
 	$(RUN) python tests/mutation_check.py
 
+# Its own target: `make bench` converts every quantization and runs TensorFlow paths, while this
+# one needs only the candidate, and installs two peer venvs (build/peers/) on its first run.
+bench-peers: install
+	@test -f build/candidate/manifest.json || $(RUN) dvc repro convert
+	$(RUN) python -m benchmarks.peers
+
 bench-latency: install
 	$(RUN) python -m pytest tests/test_latency_benchmarks.py --benchmark-enable \
 		--benchmark-columns=median,iqr,ops --benchmark-sort=name
@@ -82,6 +90,10 @@ quantization: install
 	$(RUN) dvc repro parity
 	$(RUN) python -m pipeline.conversion.compare_quantization
 
+gate-steadiness: install
+	$(RUN) dvc repro parity
+	$(RUN) python -m benchmarks.gate_steadiness
+
 docs: install
 	$(RUN) python -m pipeline.report.docs
 
@@ -90,4 +102,4 @@ report: install
 	$(RUN) python -m pipeline.report $(if $(BASE),--base $(BASE))
 
 clean:
-	rm -rf build/.candidate.partial build/bench build/quantization .pytest_cache .ruff_cache
+	rm -rf build/.candidate.partial build/bench build/peers build/quantization .pytest_cache .ruff_cache

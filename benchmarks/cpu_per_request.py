@@ -21,33 +21,16 @@ import orjson
 
 from benchmarks.traffic import cpu_group, start_server, tree_cpu_seconds
 from pipeline.cgroups import ResourceGroup
+from pipeline.conversion.invoke_cost import cpu_ms_per_invoke
+from pipeline.gate.render_service import RenderWebService
 from pipeline.paths import REPO_ROOT
-from pipeline.stages.gate import RenderWebService
 
 FORMATS = {"float32": "application/octet-stream", "json": "application/json"}
 
 
 def bare_loop(bundle: str, count: int) -> None:
     """Print the CPU milliseconds of one set_tensor/invoke/get_tensor, averaged over `count`."""
-    from service.runtime import select_runtime
-
-    runtime = select_runtime()
-    interpreter = runtime.interpreter_class(
-        model_content=(Path(bundle) / "model.tflite").read_bytes(), num_threads=1
-    )
-    interpreter.allocate_tensors()
-    input_detail = interpreter.get_input_details()[0]
-    output_index = interpreter.get_output_details()[0]["index"]
-    sample = np.random.default_rng(0).normal(size=input_detail["shape"]).astype(np.float32)
-    for _ in range(20):
-        interpreter.set_tensor(input_detail["index"], sample)
-        interpreter.invoke()
-    started = time.process_time()
-    for _ in range(count):
-        interpreter.set_tensor(input_detail["index"], sample)
-        interpreter.invoke()
-        interpreter.get_tensor(output_index)
-    print((time.process_time() - started) * 1000 / count)
+    print(cpu_ms_per_invoke(Path(bundle) / "model.tflite", count))
 
 
 def bare_cpu_ms(bundle: Path, count: int, env: dict, group: ResourceGroup) -> float:

@@ -1,4 +1,4 @@
-"""The benchmark's outputs: JSON, a markdown table and a PNG chart (never the README)."""
+"""The benchmark's outputs: JSON, a markdown table and a PNG chart (never the docs' text)."""
 
 from benchmarks.cpu_per_request import markdown as cpu_markdown
 from pipeline.paths import Workspace
@@ -116,13 +116,13 @@ def chart(result: dict, png_path) -> None:
 
 
 def write_outputs(workspace: Workspace, result: dict) -> str:
-    """reports/benchmark.{json,md,png} and docs/benchmark.png; the README is left alone."""
+    """reports/benchmark.{json,md,png} and docs/benchmark.png; the docs' text is left alone."""
     reports = workspace.reports_dir
     write_json(reports / "benchmark.json", result)
     table = markdown_table(result)
     (reports / "benchmark.md").write_text(table)
     chart(result, reports / "benchmark.png")
-    # The README shows the chart from docs/, committed through Git LFS (.gitattributes).
+    # docs/benchmarks.md shows the chart from docs/, a plain git file (.gitattributes).
     docs_dir = workspace.root / "docs"
     docs_dir.mkdir(exist_ok=True)
     chart(result, docs_dir / "benchmark.png")

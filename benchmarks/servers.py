@@ -28,8 +28,8 @@ from benchmarks.traffic import (
     tree_cpu_seconds,
     tree_rss_mb,
 )
+from pipeline.gate.render_service import RenderWebService
 from pipeline.paths import REPO_ROOT
-from pipeline.stages.gate import RenderWebService
 
 CANDIDATES = {
     "gunicorn gthread, 4 threads": (

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.cgroups import ResourceGroup, cpu_limit
+from pipeline.gate.render_service import free_port
 from pipeline.paths import REPO_ROOT
-from pipeline.stages.gate import free_port
 
 HEALTH_TIMEOUT_SECONDS = 5.0  # Render's health checker gives up after 5 s
 START_DEADLINE_SECONDS = 60.0
@@ -42,29 +42,34 @@ def cpu_group(share: float | None, name_prefix: str) -> Iterator[ResourceGroup]:
 
 
 def start_server(
-    group: ResourceGroup, command: str, env: dict
+    group: ResourceGroup,
+    command: str,
+    env: dict,
+    health_path: str = "/api/health/",
+    deadline_seconds: float = START_DEADLINE_SECONDS,
+    cwd: Path = REPO_ROOT,
 ) -> tuple[subprocess.Popen, int, float]:
     """Start `command` in `group` on a free loopback port ({port} in it, and $PORT, name it).
 
-    Returns the process, its port and the seconds to its first 200 on /api/health/; the group
+    Returns the process, its port and the seconds to its first 200 on `health_path`; the group
     stops it when it closes.
     """
     port = free_port()
     started = time.perf_counter()
     process = group.popen(
         command.replace("{port}", str(port)),
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env={**env, "PORT": str(port)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    while time.perf_counter() - started < START_DEADLINE_SECONDS:
-        if health_probe(port, timeout=1)[0] == 200:
+    while time.perf_counter() - started < deadline_seconds:
+        if health_probe(port, timeout=1, path=health_path)[0] == 200:
             return process, port, time.perf_counter() - started
         if process.poll() is not None:
             raise RuntimeError(f"{command} exited with {process.returncode} before it was healthy")
         time.sleep(0.02)
-    raise RuntimeError(f"{command} was not healthy within {START_DEADLINE_SECONDS:.0f} s")
+    raise RuntimeError(f"{command} was not healthy within {deadline_seconds:.0f} s")
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -100,12 +105,14 @@ def tree_rss_mb(pid: int) -> float:
     return round(total / 1024, 1)
 
 
-def health_probe(port: int, timeout: float = HEALTH_TIMEOUT_SECONDS) -> tuple[int, float]:
-    """One GET /api/health/ as Render's checker sends it: (status or 0 on failure, seconds)."""
+def health_probe(
+    port: int, timeout: float = HEALTH_TIMEOUT_SECONDS, path: str = "/api/health/"
+) -> tuple[int, float]:
+    """One GET `path` as Render's checker sends it: (status or 0 on failure, seconds)."""
     started = time.perf_counter()
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        connection.request("GET", "/api/health/")
+        connection.request("GET", path)
         response = connection.getresponse()
         response.read()
         connection.close()
@@ -210,3 +217,47 @@ def saturate(
     for thread in threads:
         thread.join(timeout=seconds + 15)
     return statuses, latencies
+
+
+def flood(
+    port: int, body: bytes, content_type: str, clients: int, seconds: float, timeout: float
+) -> list[tuple[int, float]]:
+    """`clients` threads posting `body` back to back for `seconds`, ignoring Retry-After.
+
+    Returns (status, seconds) for every request sent; status 0 is no answer within `timeout`
+    (or a connection the server dropped).
+    """
+    answers: list[tuple[int, float]] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        connection = None
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                if connection is None:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+                connection.request(
+                    "POST", "/api/predict/", body=body, headers={"Content-Type": content_type}
+                )
+                response = connection.getresponse()
+                response.read()
+                status = response.status
+                if response.getheader("Connection", "").lower() == "close":
+                    connection.close()
+                    connection = None
+            except OSError:
+                status = 0
+                if connection is not None:
+                    connection.close()
+                connection = None
+            with lock:
+                answers.append((status, time.perf_counter() - started))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=seconds + timeout + 15)
+    return answers

@@ -19,6 +19,8 @@ from pipeline.paths import REPO_ROOT, Workspace
 MISSING = "missing"
 INTERPOLATION = re.compile(r"\$\{\s*([^}\s]+)\s*\}")
 DEFAULT_PARAMS_FILE = "params.yaml"
+# Deps that are the project's code, shared by every workspace (the rest is each one's data).
+CODE_ROOTS = ("pipeline", "service", "checks", "render.yaml")
 
 
 class UnknownStage(Exception):
@@ -72,6 +74,10 @@ def resolve_dep(workspace: Workspace, dep: str) -> Path:
     dvc.yaml holds data but not code, so code it lacks resolves against the repository."""
     path = workspace.resolve(dep)
     if path.exists() or (workspace.root / "dvc.yaml").is_file():
+        return path
+    # Only code falls back: a candidate or held-out file missing from the workspace is missing,
+    # whatever the repository's own build/ holds.
+    if Path(dep).parts[0] not in CODE_ROOTS:
         return path
     return REPO_ROOT / dep
 

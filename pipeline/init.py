@@ -1,8 +1,10 @@
 """Bring your own model: `python -m pipeline.init --model ... --labels ... --heldout ...`.
 
-Copies the user's files into one folder (`model/` by default), tracks that folder with DVC
-(`dvc add`: git holds only `model.dvc`), points params.yaml's `inputs` at the copies and says
-what to commit. The pipeline then needs no other edit, whatever the combination of files.
+Loads the user's files as the pipeline will, refusing anything that does not fit in the names of
+the user's own files before it touches anything; then copies them into one folder (`model/` by
+default), tracks that folder with DVC (`dvc add`: git holds only `model.dvc`), points
+params.yaml's `inputs` at the copies and says what to commit and what it left as it was.
+The pipeline then needs no other edit, whatever the combination of files.
 """
 
 import argparse
@@ -12,15 +14,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.inputs.files import KERAS_SUFFIXES, InputFileError, require_file
+from pipeline.inputs.files import (
+    KERAS_SUFFIXES,
+    InputFileError,
+    InputPaths,
+    ModelShape,
+    load_heldout,
+    load_preprocessing,
+)
+from pipeline.inputs.labels import load_labels
 from pipeline.paths import Workspace
+from service.bundle import is_lfs_pointer
 
 DEFAULT_FOLDER = "model"
 
 
 def copy_inputs(sources: dict[str, Path | None], folder: Path) -> dict[str, str | None]:
-    """Copy each source into a fresh `folder` (replacing the old one only once all copied);
-    the new files' names by key. A source inside the old folder is read before it goes."""
+    """Copy each source into a fresh `folder` (replacing the one there only once all copied);
+    the new files' names by key. A source inside the folder replaced is read before it goes."""
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -45,7 +56,7 @@ def copy_inputs(sources: dict[str, Path | None], folder: Path) -> dict[str, str 
     return names
 
 
-def inputs_block(folder: str, names: dict[str, str | None]) -> list[str]:
+def inputs_block(folder: str, names: dict[str, str | None], allow_unsafe: bool) -> list[str]:
     """params.yaml's `inputs` section for the files in `folder`."""
 
     def path(key: str) -> str:
@@ -59,7 +70,7 @@ def inputs_block(folder: str, names: dict[str, str | None]) -> list[str]:
         f"  normaliser: {path('normaliser')}",
         f"  heldout: {path('heldout')}",
         f"  custom_objects: {path('custom_objects')}",
-        "  allow_unsafe_deserialization: false",
+        f"  allow_unsafe_deserialization: {str(allow_unsafe).lower()}",
     ]
 
 
@@ -96,44 +107,120 @@ def dvc_add(root: Path, folder: str) -> None:
         raise InputFileError(f"`dvc add {folder}` failed: {said}{hint}")
 
 
+def _existing(path: Path, flag: str) -> Path:
+    """The file the user passed as `flag`, if it is a real file; else a refusal naming it."""
+    if not path.is_file():
+        raise InputFileError(f"{flag} {path} does not exist; give the path to your file")
+    if is_lfs_pointer(path):
+        raise InputFileError(
+            f"{flag} {path} is a Git LFS pointer, not the file itself; run `git lfs pull`"
+        )
+    return path
+
+
 def check_sources(args: argparse.Namespace) -> dict[str, Path | None]:
     """The user's files, each checked to exist and not be an LFS pointer."""
     sources: dict[str, Path | None] = {
-        "model": require_file(args.model, "model"),
-        "labels": require_file(args.labels, "labels"),
+        "model": _existing(args.model, "--model"),
+        "labels": _existing(args.labels, "--labels"),
         "normaliser": None,
-        "heldout": require_file(args.heldout, "held-out set"),
+        "heldout": _existing(args.heldout, "--heldout"),
         "custom_objects": None,
     }
     if sources["model"].suffix.lower() not in KERAS_SUFFIXES:
         raise InputFileError(
-            f"model {args.model} has suffix {args.model.suffix!r}; save it with "
+            f"--model {args.model} has suffix {args.model.suffix!r}; save it with "
             f"model.save('model.keras') (accepted: {', '.join(KERAS_SUFFIXES)})"
         )
     if args.normaliser and str(args.normaliser) != "none":
-        sources["normaliser"] = require_file(args.normaliser, "normaliser")
+        sources["normaliser"] = _existing(args.normaliser, "--normaliser")
     if args.custom_objects:
-        sources["custom_objects"] = require_file(args.custom_objects, "custom objects module")
+        sources["custom_objects"] = _existing(args.custom_objects, "--custom-objects")
         if sources["custom_objects"].suffix != ".py":
-            raise InputFileError(f"custom objects {args.custom_objects} must be a .py file")
+            raise InputFileError(f"--custom-objects {args.custom_objects} must be a .py file")
     return sources
 
 
+# The loaders' fixes name params.yaml's keys; before init has written them, the user's flags.
+FIXES_IN_FLAGS = {
+    "set inputs.custom_objects to a Python module in your repository (a .py file in the inputs "
+    "folder)": "pass --custom-objects with a .py file",
+    "the module inputs.custom_objects": "the module --custom-objects",
+    "set inputs.allow_unsafe_deserialization: true": "pass --allow-unsafe-deserialization",
+    "point inputs.model at that": "pass that file as --model",
+    "inputs.normaliser: none": "leave out --normaliser",
+}
+
+
+def load_sources(sources: dict[str, Path | None], allow_unsafe: bool) -> ModelShape:
+    """Load every file as the pipeline will: the model with its architecture, labels as many
+    as its outputs, a per-feature normaliser, held-out samples of its shape with known labels.
+    InputFileError (naming the user's own file) on the first that does not fit."""
+    from pipeline.inputs.keras_model import load_keras_model
+
+    custom = sources["custom_objects"]
+    paths = InputPaths(
+        model=sources["model"],
+        labels=sources["labels"],
+        normaliser=sources["normaliser"],
+        heldout=sources["heldout"],
+        folder=sources["model"].parent,
+        custom_objects=str(custom) if custom else None,
+        allow_unsafe_deserialization=allow_unsafe,
+    )
+    try:
+        _, shape = load_keras_model(paths)
+        labels = load_labels(paths.labels, shape)
+        load_preprocessing(paths.normaliser, shape)
+        load_heldout(paths.heldout, shape, labels)
+    except InputFileError as error:
+        message = str(error)
+        for fix, in_flags in FIXES_IN_FLAGS.items():
+            message = message.replace(fix, in_flags)
+        raise InputFileError(message) from None
+    return shape
+
+
 def init(workspace: Workspace, args: argparse.Namespace) -> None:
-    """Copy, track, point params.yaml at the files and print what to commit."""
+    """Check and load the user's files, then copy, track, point params.yaml at them and print
+    what to commit; nothing is touched until every file loads."""
     sources = {key: path and path.resolve() for key, path in check_sources(args).items()}
+    shape = load_sources(sources, args.allow_unsafe_deserialization)
     folder = args.folder.strip("/")
     names = copy_inputs(sources, workspace.resolve(folder))
     dvc_add(workspace.root, folder)
-    rewrite_inputs(workspace.params_path, inputs_block(folder, names))
+    block = inputs_block(folder, names, args.allow_unsafe_deserialization)
+    rewrite_inputs(workspace.params_path, block)
     print(
+        f"Your model loads: samples of shape {shape.sample_shape}, {shape.classes} outputs, "
+        f"labels, normaliser and held-out set agree with it.\n"
         f"Copied your files to {folder}/ and tracked it with DVC ({folder}.dvc); params.yaml's "
-        f"`inputs` now names them.\nNext:\n"
+        f"`inputs` now names them.\n{kept_settings(workspace.params_path)}\nNext:\n"
         f"  dvc repro                 # convert, parity, gate on your model\n"
         f"  git add {folder}.dvc .gitignore params.yaml dvc.lock reports/\n"
         f"  git commit -m 'Bring my model'\n"
         f"  dvc push                  # so CI can `dvc pull` {folder}/ (needs a DVC remote: "
-        "dvc remote add -d storage <url>)"
+        "dvc remote add -d storage <url>)\n"
+        f"  python -m pipeline.promote   # once `python -m pipeline.summary` says PASSED"
+    )
+
+
+def kept_settings(params_path: Path) -> str:
+    """The settings init left as they were in params.yaml that judge the user's model."""
+    import yaml
+
+    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+    floor = params.get("parity", {}).get("min_accuracy")
+    floor_words = (
+        "null: no floor on accuracy (set one to refuse a model under it)"
+        if floor is None
+        else f"{floor}: parity refuses a model whose held-out accuracy is under it"
+    )
+    return (
+        "Left as they were in params.yaml (edit them to suit your model):\n"
+        f"  convert.quantization: {params['convert']['quantization']}\n"
+        f"  parity.min_accuracy: {floor_words}\n"
+        f"  gate.plan: {params['gate']['plan']} (the Render plan the gate emulates)"
     )
 
 
@@ -151,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--normaliser", type=Path, help="fitted sklearn scaler (joblib)")
     parser.add_argument("--custom-objects", type=Path, help=".py defining custom layers")
+    parser.add_argument(
+        "--allow-unsafe-deserialization",
+        action="store_true",
+        help="load a model with Lambda layers (runs their code: only for a file you trust)",
+    )
     parser.add_argument("--folder", default=DEFAULT_FOLDER, help="where the copies go")
     args = parser.parse_args(argv)
     try:

@@ -6,7 +6,8 @@ that is in two files with the file's path; so the metrics files hold few keys, e
 file only (`passed` aside, which shows only when a verdict flips):
 
 - reports/metrics/<stage>.json: `passed`, each key figure; convert's also the candidate's
-  short `sha`, the gate's the recommended `plan`;
+  short `sha`, the gate's the plan it measured on (`measured_plan`) and the plan its plan fit
+  recommends (`recommended_plan`): two runs measured on different plans show it in a column;
 - reports/limits/<stage>.json: the same figure keys with rule and threshold ("<= 450"), an
   output rather than a metric (the keys would collide); `dvc metrics show -R reports/metrics
   reports/limits` prints the limits as rows under the values.
@@ -25,20 +26,20 @@ SIGNIFICANT_DIGITS = 3
 
 
 def _gate_plan(verdict: dict[str, Any]) -> dict[str, Any]:
-    """The plan fit's recommendation, when the gate computed one."""
+    """The plan the gate measured on, and its plan fit's recommendation when it made one."""
+    plans = {}
+    if (verdict.get("plan") or {}).get("name"):
+        plans["measured_plan"] = verdict["plan"]["name"]
     fit = verdict.get("plan_fit") or {}
-    if "recommended" not in fit:
-        return {}
-    recommended = fit["recommended"] or {}
-    return {
-        "plan": recommended.get("plan") or "none",
-    }
+    if "recommended" in fit:
+        plans["recommended_plan"] = (fit["recommended"] or {}).get("plan") or "none"
+    return plans
 
 
 # Per stage: the verdict's measure name -> (compact key, scale). DVC prints every key of every
 # file as a column 4 spaces apart, so this list is what keeps `dvc metrics show` within 120
-# columns; the release report (pipeline/report/__main__.py) shows every measure. A failed measure that
-# is not listed is added under its own name, so a failure is never missing from the table.
+# columns; the release report (pipeline/report/) shows every measure. A failed measure that is
+# not listed is added under its own name, so a failure is never missing from the table.
 KEY_MEASURES: dict[str, dict[str, tuple[str, float]]] = {
     "parity": {
         "max_abs_diff": ("diff_ppm", 1e6),

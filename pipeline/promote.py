@@ -1,12 +1,12 @@
 """Promote the candidate that passed every gate for the current inputs: release/ committed
-through Git LFS, tagged and pushed, or the remote's refs untouched.
+through Git LFS, tagged and pushed, or the remote's refs untouched. No new version when the
+release would serve what the current one serves.
 
-    python -m pipeline.promote [--dry-run] [--remote NAME]
-    python -m pipeline.promote --rollback model-v3
+    python -m pipeline.promote [--dry-run] [--remote NAME] [--gated-here]
+    python -m pipeline.promote --rollback model-v3   (as python -m pipeline.rollback model-v3)
 """
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -22,9 +22,13 @@ from pipeline.release.bundle import (
     write_release,
 )
 from pipeline.release.git_repo import GitError, GitRepo
-from pipeline.release.steps import Journal, recover, scratch_dir
+from pipeline.release.lock import release_lock
+from pipeline.release.recovery import recover
+from pipeline.release.served import current_release, on_remote, serving_changes
+from pipeline.release.steps import Journal, scratch_dir
 from pipeline.release.transaction import checked, pipeline_changes, preflight, release
 from pipeline.rollback import rollback
+from pipeline.verdicts import produced_where, read_json
 from service.bundle import MANIFEST_NAME, MODEL_NAME
 
 
@@ -37,26 +41,56 @@ def next_version(repo: GitRepo, tag_prefix: str) -> int:
     return max(numbers, default=0) + 1
 
 
-def already_promoted(repo: GitRepo, remote: str, branch: str, release_path: str, sha256: str):
-    """The tag under which HEAD already released this candidate to the remote, or None."""
-    manifest = repo.run("show", f"HEAD:{release_path}/{MANIFEST_NAME}", check=False)
-    if not manifest or json.loads(manifest).get("sha256") != sha256:
+def already_serving(repo: GitRepo, workspace: Workspace, remote: str, branch: str) -> str | None:
+    """The current release's tag when a release from HEAD would serve the same model, manifest
+    and service as it does (and the remote holds it); None when there is something to ship."""
+    release_path = os.path.relpath(workspace.release_dir, repo.root)
+    current = current_release(repo, release_path)
+    if current is None:
         return None
-    if repo.remote_ref_sha(remote, f"refs/heads/{branch}") != repo.head():
+    released, release_commit = current
+    candidate = read_json(workspace.candidate_dir / MANIFEST_NAME)
+    if serving_changes(repo, released, release_commit, candidate):
         return None
-    tags = repo.run("tag", "--points-at", "HEAD").split()
-    return tags[0] if tags else None
+    if not on_remote(repo, release_commit, remote, branch):
+        return None
+    return released.get("tag") or release_commit[:12]
 
 
-def promote(workspace: Workspace, remote: str | None, dry_run: bool) -> str:
+def place(where: dict | None) -> str:
+    if not where:
+        return "an unrecorded machine"
+    return where.get("host", "?") + (f" in {where['ci_run']}" if where.get("ci_run") else "")
+
+
+def gated_elsewhere(verdicts: dict) -> str | None:
+    """Why the gate's verdict was not produced here (this host and CI run); None if it was."""
+    where, here = verdicts["gate"].get("produced_on"), produced_where()
+    if where == here:
+        return None
+    return (
+        f"gate: its verdict was produced on {place(where)}, not here ({place(here)}); "
+        "run `dvc repro -f -s gate` here first (--gated-here)"
+    )
+
+
+def promote(workspace: Workspace, remote: str | None, dry_run: bool, gated_here=False) -> str:
     """Promote build/candidate; the new tag. Raises PromotionRefused with every reason."""
     params = load_params(workspace)
     settings = params["promote"]
     remote = remote or settings["remote"]
     repo = GitRepo.containing(workspace.root)
+    with release_lock(repo, "promote"):
+        return promote_locked(workspace, repo, params, remote, dry_run, gated_here)
+
+
+def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
+    """promote() while holding the checkout's release lock."""
+    settings = params["promote"]
     release_path = os.path.relpath(workspace.release_dir, repo.root)
+    orphan_wait = float(settings["orphan_wait_seconds"])
     if not dry_run:
-        landed = recover(repo, workspace, float(settings["push_timeout_seconds"]))
+        landed = recover(repo, workspace, orphan_wait)
         if landed and landed.action == "promote":
             return landed.tag
     verdicts, branch, _ = checked(
@@ -64,10 +98,15 @@ def promote(workspace: Workspace, remote: str | None, dry_run: bool) -> str:
         lambda: preflight(repo, remote),
         lambda: tracked_inputs(workspace),
     )
+    if gated_here and (elsewhere := gated_elsewhere(verdicts)):
+        raise PromotionRefused(elsewhere)
     sha256 = verdicts["convert"]["candidate_sha256"]
-    done = already_promoted(repo, remote, branch, release_path, sha256)
+    done = already_serving(repo, workspace, remote, branch)
     if done:
-        print(f"already promoted: {done} holds {sha256[:12]} on {remote}/{branch}; nothing to do")
+        print(
+            f"already promoted: {done} holds {sha256[:12]} on {remote}/{branch}; a release now "
+            "would serve the same model, manifest and service, so no new version: nothing to do"
+        )
         return done
     version = next_version(repo, settings["tag_prefix"])
     tag = f"{settings['tag_prefix']}{version}"
@@ -104,7 +143,8 @@ def promote(workspace: Workspace, remote: str | None, dry_run: bool) -> str:
         return pipeline_changes(repo)
 
     journal = Journal.begin(repo, "promote", branch, remote, tag, release_path)
-    release(repo, workspace, journal, message, write_files, float(settings["push_timeout_seconds"]))
+    timeout = float(settings["push_timeout_seconds"])
+    release(repo, workspace, journal, message, write_files, timeout, orphan_wait)
     print(f"promoted {tag}: {sha256} pushed to {remote}/{branch}")
     return tag
 
@@ -121,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--remote", help="git remote to push to (default: promote.remote in params.yaml)"
     )
+    parser.add_argument(
+        "--gated-here",
+        action="store_true",
+        help="refuse unless the gate's verdict was produced on this machine (and CI run)",
+    )
     parser.add_argument("--rollback", metavar="TAG", help="restore the release of an earlier tag")
     args = parser.parse_args(argv)
     workspace = Workspace.from_env()
@@ -128,8 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.rollback:
             rollback(workspace, args.rollback, args.remote, args.dry_run)
         else:
-            promote(workspace, args.remote, args.dry_run)
-    except (PromotionRefused, GitError) as refusal:
+            promote(workspace, args.remote, args.dry_run, args.gated_here)
+    except (PromotionRefused, GitError, ValueError) as refusal:
         print(f"promotion refused: {refusal}", file=sys.stderr)
         return 1
     return 0

@@ -1,60 +1,150 @@
 """Roll the release back to an earlier tag: release/, reports/ and dvc.lock exactly as they were
-at that tag, committed and pushed like a promotion (no new tag: the release is that tag again).
+at that tag, and the params.yaml sections that built its model, so the next `dvc repro` rebuilds
+that model. Committed and pushed like a promotion (no new tag: the release is that tag again).
 
-    python -m pipeline.promote --rollback model-v3
+    python -m pipeline.rollback model-v3 [--dry-run] [--remote NAME]
 """
 
+import argparse
+import json
 import os
 import shutil
+import sys
 
 from pipeline.params import load_params
 from pipeline.paths import Workspace
 from pipeline.release.bundle import PromotionRefused
-from pipeline.release.git_repo import GitRepo
-from pipeline.release.steps import LFS_FILTER, Journal, recover
+from pipeline.release.git_repo import GitError, GitRepo
+from pipeline.release.lock import release_lock
+from pipeline.release.params_sections import sections_that_built, with_sections
+from pipeline.release.recovery import recover
+from pipeline.release.steps import LFS_FILTER, Journal
 from pipeline.release.transaction import PIPELINE_OWNED, object_id, preflight, release
-from service.bundle import MODEL_NAME, sha256_of
+from service.bundle import MANIFEST_NAME, MODEL_NAME, sha256_of
+
+
+def release_tags(repo: GitRepo, tag_prefix: str) -> list[str]:
+    return repo.run("tag", "--list", f"{tag_prefix}*", "--sort=v:refname").split()
+
+
+def params_at(repo: GitRepo, workspace: Workspace, tag: str, release_path: str) -> str | None:
+    """params.yaml as it builds `tag`'s model: today's file with the sections that built it put
+    back as they were at the tag; None when the tag has no params.yaml."""
+    params_path = os.path.relpath(workspace.params_path, repo.root)
+    old_text = repo.run("show", f"{tag}:{params_path}", check=False)
+    if not old_text:
+        return None
+    manifest = json.loads(repo.run("show", f"{tag}:{release_path}/{MANIFEST_NAME}"))
+    locks = repo.run("ls-tree", "-r", "--name-only", tag).splitlines()
+    lock_texts = [repo.run("show", f"{tag}:{path}") for path in locks if path.endswith("dvc.lock")]
+    sections = sections_that_built(manifest, lock_texts)
+    return with_sections(workspace.params_path.read_text(), old_text, sections)
 
 
 def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) -> None:
-    """Restore release/, reports/ and dvc.lock as they were at `tag`; commit and push them."""
+    """Restore release/, reports/, dvc.lock and the params that built `tag`; commit, push."""
     params = load_params(workspace)
-    remote = remote or params["promote"]["remote"]
+    settings = params["promote"]
+    remote = remote or settings["remote"]
     repo = GitRepo.containing(workspace.root)
     release_path = os.path.relpath(workspace.release_dir, repo.root)
-    if tag not in repo.tags(tag):
-        raise PromotionRefused(f"there is no tag {tag!r}; see `git tag --list 'model-v*'`")
-    if not dry_run:
-        recover(repo, workspace, float(params["promote"]["push_timeout_seconds"]))
-    # A rollback rewrites dvc.lock and reports/ too: uncommitted pipeline output would be lost.
-    branch = preflight(repo, remote, owned_may_change=False)
-    restored = [
-        path
-        for path in (release_path, *PIPELINE_OWNED)
-        if repo.run("ls-tree", "--name-only", tag, "--", path.rstrip("/")).strip()
-    ]
-    same = all(object_id(repo, "HEAD", path) == object_id(repo, tag, path) for path in restored)
-    if same and repo.remote_ref_sha(remote, f"refs/heads/{branch}") == repo.head():
-        print(f"already at {tag}: {', '.join(restored)} match it on {remote}/{branch}")
-        return
-    message = f"Roll back the release to {tag}"
-    if dry_run:
-        print(
-            f"dry run, nothing changed; would restore {', '.join(restored)} from {tag}, commit "
-            f"'{message}' on {branch} and push it to {remote}"
+    with release_lock(repo, f"rollback to {tag}"):
+        releases = ", ".join(release_tags(repo, settings["tag_prefix"])) or "none yet"
+        if tag not in repo.tags(tag):
+            raise PromotionRefused(f"there is no tag {tag!r}; releases: {releases}")
+        if not repo.run("ls-tree", "--name-only", tag, "--", f"{release_path}/{MANIFEST_NAME}"):
+            raise PromotionRefused(
+                f"{tag} holds no release ({release_path}/{MANIFEST_NAME} is missing there): it "
+                f"predates the first release; roll back to one of: {releases}"
+            )
+        if not dry_run:
+            recover(repo, workspace, float(settings["orphan_wait_seconds"]))
+        # A rollback rewrites dvc.lock, reports/ and params.yaml: uncommitted edits would be lost.
+        branch = preflight(repo, remote, owned_may_change=False)
+        restored = [
+            path
+            for path in (release_path, *PIPELINE_OWNED)
+            if repo.run("ls-tree", "--name-only", tag, "--", path.rstrip("/")).strip()
+        ]
+        params_text = params_at(repo, workspace, tag, release_path)
+        params_change = params_text is not None and params_text != workspace.params_path.read_text()
+        same = all(object_id(repo, "HEAD", path) == object_id(repo, tag, path) for path in restored)
+        remote_head = repo.remote_ref_sha(remote, f"refs/heads/{branch}")
+        if same and not params_change and remote_head == repo.head():
+            print(f"already at {tag}: {', '.join(restored)} match it on {remote}/{branch}")
+            return
+        message = f"Roll back the release to {tag}"
+        params_path = os.path.relpath(workspace.params_path, repo.root)
+        files = [*restored, *([params_path] if params_change else [])]
+        if dry_run:
+            print(
+                f"dry run, nothing changed; would restore {', '.join(files)} from {tag}, commit "
+                f"'{message}' on {branch} and push it to {remote}"
+            )
+            return
+
+        def write_files() -> list[str]:
+            # Exactly as at the tag: files added since (a later release's reports) go too.
+            repo.run("rm", "-r", "-q", "--ignore-unmatch", "--", *restored)
+            shutil.rmtree(workspace.release_dir, ignore_errors=True)
+            repo.run(*LFS_FILTER, "checkout", tag, "--", *restored)  # stages them too
+            if params_change:
+                workspace.params_path.write_text(params_text)
+                return [params_path]
+            return []
+
+        restored_paths = (*(path.rstrip("/") for path in restored), params_path)
+        journal = Journal.begin(
+            repo, "rollback", branch, remote, None, release_path, restored_paths
         )
-        return
-
-    def write_files() -> list[str]:
-        # Exactly as at the tag: files added since (a later release's reports) go too.
-        repo.run("rm", "-r", "-q", "--ignore-unmatch", "--", *restored)
-        shutil.rmtree(workspace.release_dir, ignore_errors=True)
-        repo.run(*LFS_FILTER, "checkout", tag, "--", *restored)  # stages them too
-        return []
-
-    restored_paths = tuple(path.rstrip("/") for path in restored)
-    journal = Journal.begin(repo, "rollback", branch, remote, None, release_path, restored_paths)
-    timeout = float(params["promote"]["push_timeout_seconds"])
-    release(repo, workspace, journal, message, write_files, timeout)
+        timeout = float(settings["push_timeout_seconds"])
+        release(
+            repo,
+            workspace,
+            journal,
+            message,
+            write_files,
+            timeout,
+            float(settings["orphan_wait_seconds"]),
+        )
     sha256 = sha256_of(workspace.release_dir / MODEL_NAME)
     print(f"rolled back to {tag}: {sha256} pushed to {remote}/{branch}")
+    if params_change:
+        print(
+            f"params.yaml's sections that built {tag} are restored: `dvc repro` rebuilds its model"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.rollback",
+        description="Restore the release of an earlier tag (release/, reports/, dvc.lock and the "
+        "params.yaml sections that built it), commit it and push it.",
+    )
+    parser.add_argument("tag", nargs="?", help="the release tag to return to, e.g. model-v1")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="show what would happen, change nothing"
+    )
+    parser.add_argument(
+        "--remote", help="git remote to push to (default: promote.remote in params.yaml)"
+    )
+    args = parser.parse_args(argv)
+    workspace = Workspace.from_env()
+    try:
+        if not args.tag:
+            repo = GitRepo.containing(workspace.root)
+            tags = release_tags(repo, load_params(workspace)["promote"]["tag_prefix"])
+            raise PromotionRefused(
+                "give the release tag to return to, e.g. `python -m pipeline.rollback "
+                f"{tags[-2] if len(tags) > 1 else 'model-v1'}`; releases: "
+                + (", ".join(tags) or "none yet")
+            )
+        rollback(workspace, args.tag, args.remote, args.dry_run)
+    except (PromotionRefused, GitError, ValueError) as refusal:
+        print(f"rollback refused: {refusal}", file=sys.stderr)
+        return 1 if args.tag else 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,7 +5,7 @@ import yaml
 from pipeline.params import load_params
 from pipeline.paths import Workspace
 
-# Every key of `inputs` that holds a path (label_encoder is the old name of labels).
+# Every key of `inputs` that holds a path (label_encoder is another name for labels).
 INPUT_PATH_KEYS = ("folder", "model", "labels", "label_encoder", "normaliser", "heldout")
 
 

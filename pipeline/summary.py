@@ -5,11 +5,14 @@ inputs fingerprint matches the stage's deps and params now; otherwise FAILED, `s
 judged other files or settings) or `not run`. Promote applies the same rule.
 """
 
+import argparse
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.fingerprint import UnknownStage, changes, inputs_fingerprint
+from pipeline.gate.machine import measured_elsewhere
+from pipeline.gate.plan_fit import recommendation_in_words
 from pipeline.paths import Workspace
 from pipeline.verdicts import GATE_STAGES, read_json
 from service.bundle import MODEL_NAME, sha256_of
@@ -86,31 +89,52 @@ def verdict_rows(workspace: Workspace) -> list[tuple[str, str, str]]:
         detail = verdict.detail
         if verdict.stage == "gate" and verdict.report and "plan_fit" in verdict.report:
             detail = "; ".join(part for part in (detail, plan_fit_in_words(verdict.report)) if part)
+        gate_report = verdict.report if verdict.stage == "gate" else None
+        elsewhere = measured_elsewhere(gate_report) if gate_report else None
+        if elsewhere:
+            detail += f"; NOT measured on this machine: {elsewhere}"
         rows.append((verdict.stage, verdict.verdict, detail))
     return rows
 
 
 def plan_fit_in_words(report: dict) -> str:
     """The gate's plan and its recommendation, e.g. `on free; for 10 req/s: free x1, 1 worker`."""
-    fit, recommended = report["plan_fit"], report["plan_fit"]["recommended"]
+    fit = report["plan_fit"]
     target = f"for {fit['target_rps']:g} req/s"
-    if recommended is None:
-        return f"on {report['plan']['name']}; {target}: no plan fits"
-    return (
-        f"on {report['plan']['name']}; {target}: {recommended['plan']} "
-        f"x{recommended['instances']}, {recommended['workers']} worker(s)"
-    )
+    return f"on {report['plan']['name']}; {target}: {recommendation_in_words(fit)}"
 
 
-def summary(workspace: Workspace) -> int:
+NEXT_STEPS = """
+Next steps (run `. .venv/bin/activate` first to type dvc and python yourself):
+  serve it:             make serve
+                        curl -s localhost:8000/api/health/
+  read the report:      make report
+                        then open reports/release.html (reports/release.md for a PR comment)
+  bring your own model: python -m pipeline.init --model ~/my_model.keras --labels ~/labels.txt \\
+                            --heldout ~/heldout.npz [--normaliser ~/scaler.joblib]
+                        dvc repro && python -m pipeline.summary
+  release it:           python -m pipeline.promote --dry-run (docs/releasing.md)
+"""
+FIX_FIRST = """
+Next step: fix what the failed stage above names (a stale one needs only a rerun), then run
+`dvc repro` and `python -m pipeline.summary` again (docs/pipeline.md explains the verdicts).
+"""
+
+
+def summary(workspace: Workspace, next_steps: bool = False) -> int:
     """Print the table; exit status 0 only when every stage PASSED for the current candidate."""
     rows = verdict_rows(workspace)
     width = max(len(stage) for stage, _, _ in rows)
     print(f"{'stage':<{width}}  verdict  detail")
     for stage, verdict, detail in rows:
         print(f"{stage:<{width}}  {verdict:<7}  {detail}")
-    return 0 if all(verdict == PASSED for _, verdict, _ in rows) else 1
+    passed = all(verdict == PASSED for _, verdict, _ in rows)
+    if next_steps:
+        print(NEXT_STEPS if passed else FIX_FIRST, end="")
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":
-    sys.exit(summary(Workspace.from_env()))
+    parser = argparse.ArgumentParser(description="Every gate's verdict for the current candidate.")
+    parser.add_argument("--next-steps", action="store_true", help="then say what to do next")
+    sys.exit(summary(Workspace.from_env(), parser.parse_args().next_steps))

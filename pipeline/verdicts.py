@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import re
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,18 @@ def at_least(value: float, threshold: float) -> dict[str, Any]:
     return measure(value, threshold, value >= threshold, ">=")
 
 
+def produced_where() -> dict[str, str | None]:
+    """Where a verdict is being produced: this host, and the CI run when a GitHub runner."""
+    run_id = os.environ.get("GITHUB_RUN_ID")
+    ci_run = None
+    if run_id:
+        server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
+        repository = os.environ.get("GITHUB_REPOSITORY", "")
+        attempt = os.environ.get("GITHUB_RUN_ATTEMPT", "1")
+        ci_run = f"{server}/{repository}/actions/runs/{run_id}/attempts/{attempt}"
+    return {"host": platform.node(), "ci_run": ci_run}
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON through a temporary file and rename, so no reader sees half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,9 +53,13 @@ def write_verdict(workspace, stage: str, verdict: dict[str, Any]) -> None:
     Everything a verdict must carry beyond the stage's own measures (what it judged, in what
     form DVC and people read it) is added here, once, for every stage: `inputs_fingerprint`
     names every dep (with DVC's md5) and param (with its value) of the stage in dvc.yaml, so
-    a verdict can never speak for inputs it did not judge.
+    a verdict can never speak for inputs it did not judge; `produced_on` says where it ran.
     """
-    verdict = {**verdict, "inputs_fingerprint": inputs_fingerprint(workspace, stage)}
+    verdict = {
+        **verdict,
+        "inputs_fingerprint": inputs_fingerprint(workspace, stage),
+        "produced_on": produced_where(),
+    }
     write_json(workspace.report_path(stage), verdict)
     # What DVC reads as metrics: the few figures a person compares (pipeline/metrics.py).
     write_json(metrics_path(workspace.reports_dir, stage), compact(stage, verdict))

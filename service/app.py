@@ -1,4 +1,6 @@
-"""The WSGI service: /api/health/, /api/predict/ and /api/metadata/ on the lite runtime.
+"""The WSGI service: /api/health/, /api/predict/ and /api/metadata/ on the lite runtime, the
+Open Inference Protocol's /v2 routes on the same predict path (service/inference_protocol.py)
+and /openapi.json, the OpenAPI document of them all (service/openapi.py).
 
 `create_app(...)` is a pure factory; the module-level `app` reads the environment:
 
@@ -15,18 +17,30 @@
     LATENCY_BUDGET_MS   how long an accepted request may wait for the CPU (default: 1000)
                         -> samples in flight per worker: LATENCY_BUDGET_MS x CPU_SHARE /
                         SAMPLE_CPU_MS (50 by default); past it, predictions answer 503 with
-                        Retry-After at once (an idle worker always admits one request)
+                        Retry-After (an idle worker always admits one request)
+    SHED_HOLD_MS        how long a refused prediction is held, unread and at no CPU, before
+                        its 503 (default: 1000): a client that ignores Retry-After then costs
+                        at most one refusal a second, so a flood cannot starve health checks
     LARGE_PARSES        JSON bodies over 1 MiB parsed at once per worker (default: 1); the
                         next one is answered 503 with Retry-After
+    BATCH_MAX_WAIT_MS   how long a batch waits for more samples while concurrent requests are
+                        coming (default: 2): a batch-4 invoke costs some 3 ms of CPU, so a wait
+                        of 2 ms at most fills it without adding more than one invoke's latency
+    BATCH_IDLE_WAIT_MS  the wait when no other request is seen (default: 0): a lone client's
+                        request runs at once, as fast as without batching
+    BATCH_PAD_FRACTION  a short group is padded to the batched model's size when it fills at
+                        least this fraction of it (default: 0.75): a batch-N invoke costs about
+                        0.7x N batch-1 invokes (benchmarks/batch_sweep.py on the demo)
 
 A bad number stops the worker with the variable's name; a bad bundle does not stop anything:
 the service starts, /api/health/ answers 503 with the reason and /api/predict/ answers 503.
 PORT and WEB_CONCURRENCY are read by render.yaml's gunicorn command, not here.
 
 render.yaml runs gunicorn's gevent worker: a slow or idle client holds a greenlet, not a
-thread, so /api/health/ answers while clients dribble bodies. A batch yields to the event
-loop between samples, and a large JSON body is parsed a sample at a time, so health never
-waits for more than one inference or one sample's parse (service/predict.py). gunicorn reads
+thread, so /api/health/ answers while clients dribble bodies. Samples of concurrent requests
+share batch-N invokes (service/batching.py), which yield to the event loop before each
+invoke, and a large JSON body is parsed a sample at a time, so health never waits for more
+than one invoke or one sample's parse (service/predict.py). gunicorn reads
 `service.app:app` in each worker after fork (no --preload), so every worker builds its own
 interpreter, from the model's bytes in memory (the file on disk may change under it).
 """
@@ -45,8 +59,10 @@ import orjson
 from service.body import finish_unread_body, parse_count
 from service.bundle import BundleError
 from service.errors import HTTPError, loggable
+from service.inference_protocol import InferenceProtocol, RawResponse, error_body
 from service.limits import Admission, Limits, env_number
-from service.predict import JSON_TYPE, PredictHandler
+from service.openapi import openapi_document
+from service.predict import PredictHandler
 from service.predictor import Predictor
 
 __all__ = ["HTTPError", "create_app", "parse_count"]
@@ -80,7 +96,9 @@ class ServiceApp:
         self.predictor: Predictor | None = None
         self.not_ready_reason = ""
         try:
-            self.predictor = Predictor(model_dir, num_threads=num_threads)
+            self.predictor = Predictor(
+                model_dir, num_threads=num_threads, pad_fraction=limits.batch_pad_fraction
+            )
         except BundleError as error:
             self.not_ready_reason = str(error)
             log.error("predictor not ready: %s", loggable(str(error), 2000))
@@ -98,6 +116,7 @@ class ServiceApp:
             else None
         )
         self.body_limits = self.predict_handler.body_limits if self.predict_handler else None
+        self.protocol = InferenceProtocol(self.predict_handler, self.not_ready_reason)
         routes = {
             "/api/health": {"GET": self.health, "HEAD": self.health},
             "/api/predict": {"POST": self.predict},
@@ -105,18 +124,25 @@ class ServiceApp:
         }
         # Both spellings answer directly: Render counts a redirect as healthy.
         self.routes = routes | {f"{path}/": methods for path, methods in routes.items()}
+        self.routes |= self.protocol.routes()
+        self.routes["/openapi.json"] = {"GET": self.openapi, "HEAD": self.openapi}
+        # Built once from the live contract and limits: the document is what is enforced.
+        self.openapi_payload = orjson.dumps(
+            openapi_document(self.predictor, limits, self.body_limits, default_top_k, self.protocol)
+        )
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         headers: list[tuple[str, str]] = []
         try:
-            methods = self.routes.get(path)
+            methods = self.routes.get(path) or self.protocol.model_routes(path)
             if methods is None:
                 raise HTTPError(
                     404,
                     f"no such path {path[:200]!r}",
-                    "one of /api/health/, /api/predict/, /api/metadata/",
+                    "one of /api/health/, /api/predict/, /api/metadata/, /openapi.json, "
+                    "/v2/health/ready, /v2/models/{name}[/infer] (see /openapi.json)",
                 )
             handler = methods.get(method)
             if handler is None:
@@ -131,7 +157,7 @@ class ServiceApp:
         except HTTPError as refusal:
             finish_unread_body(environ, self.limits.max_body_bytes)
             status = refusal.status
-            body = {"error": refusal.error, "expected": refusal.expected}
+            body = error_body(path, refusal.error, refusal.expected)
             headers.extend(refusal.headers)
         except Exception:  # a bug of ours: say so without a traceback, keep serving
             log.error(
@@ -140,9 +166,12 @@ class ServiceApp:
                 loggable(path),
                 traceback.format_exc(),
             )
-            status, body = 500, {"error": "internal error; see the service log", "expected": ""}
-        payload = orjson.dumps(body)
-        headers += [("Content-Type", JSON_TYPE), ("Content-Length", str(len(payload)))]
+            status, body = 500, error_body(path, "internal error; see the service log", "")
+        if not isinstance(body, RawResponse):
+            body = RawResponse(orjson.dumps(body))
+        payload = body.payload
+        headers += [*body.headers, ("Content-Type", body.content_type)]
+        headers.append(("Content-Length", str(len(payload))))
         start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         log.info(
             "%s %s %d %.2fms",
@@ -191,6 +220,7 @@ class ServiceApp:
         predictor = self._ready()
         manifest = predictor.manifest
         return 200, {
+            "model_name": self.protocol.model_name,
             "model_version": manifest.get("version"),
             "model_sha256": predictor.sha256,
             "input": {
@@ -213,6 +243,9 @@ class ServiceApp:
     def predict(self, environ: dict) -> tuple[int, dict[str, Any]]:
         self._ready()
         return self.predict_handler(environ)
+
+    def openapi(self, environ: dict) -> tuple[int, RawResponse]:
+        return 200, RawResponse(self.openapi_payload)
 
 
 def create_app(

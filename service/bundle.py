@@ -2,13 +2,19 @@
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.tflite"
+# The same model with a fixed batch of N (manifest `batched`), for samples that arrive together.
+BATCHED_MODEL_NAME = "model_batched.tflite"
 MANIFEST_SCHEMA = 1
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
+# What a model name may hold: it is one segment of a URL path (/v2/models/{name}).
+NOT_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
+DEFAULT_MODEL_NAME = "model"
 
 
 class BundleError(Exception):
@@ -61,6 +67,18 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
             f"{MANIFEST_NAME} has schema {manifest['schema']}, this service reads schema "
             f"{MANIFEST_SCHEMA}; rebuild the bundle with this version of the pipeline"
         )
+    batched = manifest.get("batched")
+    if batched is not None and not (
+        isinstance(batched, dict)
+        and isinstance(batched.get("file"), str)
+        and isinstance(batched.get("sha256"), str)
+        and isinstance(batched.get("batch_size"), int)
+        and batched["batch_size"] > 1
+    ):
+        raise BundleError(
+            f"{MANIFEST_NAME} names a batched model without its file, sha256 and batch_size "
+            "(an integer above 1); rebuild the bundle"
+        )
     return manifest
 
 
@@ -87,3 +105,14 @@ def read_model_bytes(model_path: Path, expected_sha256: str) -> bytes:
             f"{expected_sha256}; the bundle is corrupt or mixed, promote it again"
         )
     return model_bytes
+
+
+def release_model_name(manifest: dict[str, Any]) -> str:
+    """The name the service serves the bundle under: its source model's file name, no suffix.
+
+    It stays the same from one release to the next (the version changes), so a client's URL
+    does too; characters that cannot stand in one URL path segment become "-".
+    """
+    source_file = str((manifest.get("source_model") or {}).get("file") or "")
+    stem = source_file.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return NOT_NAME_CHARACTERS.sub("-", stem).strip("-.") or DEFAULT_MODEL_NAME

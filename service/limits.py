@@ -5,7 +5,6 @@ contract, never from the byte count alone: a JSON body is refused by its structu
 it is parsed when it cannot be a batch of at most MAX_BATCH samples of the contract's shape.
 """
 
-import collections
 import math
 import os
 import threading
@@ -25,18 +24,21 @@ MAX_JSON_OBJECTS = 4
 MAX_JSON_STRINGS = 16
 
 
-def env_number(name: str, default: float, kind: type = int):
-    """A positive number from the environment, its default when unset; exits naming it."""
+def env_number(name: str, default: float, kind: type = int, zero_allowed: bool = False):
+    """A positive number (or 0 if `zero_allowed`) from the environment, its default when
+    unset; exits naming it."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
         value = kind(raw)
     except ValueError:
-        value = 0
-    if not value > 0 or value != value or value == float("inf"):  # also NaN and infinity
+        value = -1
+    too_small = value < 0 if zero_allowed else not value > 0
+    if too_small or value != value or value == float("inf"):  # also NaN and infinity
         kind_name = "integer" if kind is int else "number"
-        raise SystemExit(f"{name}={raw!r} must be a positive {kind_name}")
+        sign = "non-negative" if zero_allowed else "positive"
+        raise SystemExit(f"{name}={raw!r} must be a {sign} {kind_name}")
     return value
 
 
@@ -50,6 +52,10 @@ class Limits:
     sample_cpu_ms: float = 2.0
     latency_budget_ms: float = 1000.0
     large_parses: int = 1
+    batch_max_wait_ms: float = 2.0
+    batch_idle_wait_ms: float = 0.0
+    batch_pad_fraction: float = 0.75
+    shed_hold_ms: float = 1000.0
 
     @classmethod
     def from_environment(cls) -> "Limits":
@@ -62,6 +68,16 @@ class Limits:
             sample_cpu_ms=env_number("SAMPLE_CPU_MS", defaults.sample_cpu_ms, float),
             latency_budget_ms=env_number("LATENCY_BUDGET_MS", defaults.latency_budget_ms, float),
             large_parses=env_number("LARGE_PARSES", defaults.large_parses),
+            batch_max_wait_ms=env_number(
+                "BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms, float, zero_allowed=True
+            ),
+            batch_idle_wait_ms=env_number(
+                "BATCH_IDLE_WAIT_MS", defaults.batch_idle_wait_ms, float, zero_allowed=True
+            ),
+            batch_pad_fraction=env_number("BATCH_PAD_FRACTION", defaults.batch_pad_fraction, float),
+            shed_hold_ms=env_number(
+                "SHED_HOLD_MS", defaults.shed_hold_ms, float, zero_allowed=True
+            ),
         )
 
     @property
@@ -118,7 +134,7 @@ class BodyLimits:
 
 
 class Admission:
-    """Samples in flight in this worker; past the bound, a request is shed at once."""
+    """Samples in flight in this worker; past the bound, a request is shed, never queued."""
 
     def __init__(self, limits: Limits) -> None:
         self.capacity = limits.inflight_samples
@@ -145,38 +161,6 @@ class Admission:
     def retry_after_seconds(self) -> int:
         """Seconds until the work in flight is likely done at the plan's CPU share."""
         return max(1, math.ceil(self.inflight * self.seconds_per_sample))
-
-
-class FairSlot:
-    """One inference at a time, handed to waiters in arrival order.
-
-    A plain lock lets a request that arrives just as the slot is released take it before the
-    waiter that was woken for it, so under saturation a few requests lose that race again and
-    again and wait hundreds of ms; here release hands the slot straight to the oldest waiter.
-    Works with threads and with gevent's patched threading alike.
-    """
-
-    def __init__(self) -> None:
-        self._state = threading.Lock()
-        self._busy = False
-        self._waiters: collections.deque[threading.Event] = collections.deque()
-
-    def __enter__(self) -> "FairSlot":
-        with self._state:
-            if not self._busy:
-                self._busy = True
-                return self
-            turn = threading.Event()
-            self._waiters.append(turn)
-        turn.wait()  # the slot is ours once set: release never frees it in between
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        with self._state:
-            if self._waiters:
-                self._waiters.popleft().set()
-            else:
-                self._busy = False
 
 
 class LargeParses:

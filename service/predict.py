@@ -1,30 +1,31 @@
-"""POST /api/predict/: admit the request, read and decode its body, predict a sample at a time.
+"""POST /api/predict/: admit the request, read and decode its body, predict in shared batches.
 
 Past the samples a worker admits at once (service/limits.py, `Admission`) a request is
-answered 503 with Retry-After before its body is read. Each sample's invoke() takes one
-inference slot and yields to the event loop first, and a large JSON body is parsed a sample
+answered 503 with Retry-After before its body is read, after a hold of SHED_HOLD_MS (no CPU).
+Its samples join those of concurrent requests in the worker's batcher (service/batching.py),
+which yields to the event loop before each invoke, and a large JSON body is parsed a sample
 at a time (service/json_samples.py), so a health check waits for at most one step of either.
 """
 
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
 import numpy as np
 
+from service.batching import Batcher
 from service.body import (
     declared_length,
     float32_instances,
     json_instances,
     parse_count,
     read_body,
-    yield_to_other_requests,
 )
 from service.errors import HTTPError
 from service.limits import (
     LARGE_BODY_BYTES,
     Admission,
     BodyLimits,
-    FairSlot,
     LargeParses,
     Limits,
 )
@@ -45,8 +46,12 @@ class PredictHandler:
         self.body_limits = BodyLimits.for_contract(predictor.contract, limits)
         self.sample_bytes = predictor.contract.sample_bytes
         self.large_parses = LargeParses(limits.large_parses)
-        # A gevent lock under the gevent worker (gunicorn patches threading before the app).
-        self.inference_slot = FairSlot()
+        self.batcher = Batcher(
+            predictor,
+            max_wait_seconds=limits.batch_max_wait_ms / 1000,
+            idle_wait_seconds=limits.batch_idle_wait_ms / 1000,
+            samples_admitted=lambda: admission.inflight,
+        )
 
     def __call__(self, environ: dict) -> tuple[int, dict[str, Any]]:
         predictor = self.predictor
@@ -67,21 +72,17 @@ class PredictHandler:
         reserved = max(1, (length or 0) // (sample_bytes // 2 if is_json else sample_bytes))
         reserved = min(reserved, self.limits.max_batch)
         if not self.admission.try_admit(reserved):
-            raise self._shed(f"{self.admission.inflight} samples are being predicted")
+            # Held first, at no CPU: a client that ignores Retry-After and comes straight back
+            # then costs at most one refusal per hold, and the CPU stays with health checks and
+            # admitted requests. Its body stays unread until the answer.
+            time.sleep(self.limits.shed_hold_ms / 1000)
+            raise self.shed(f"{self.admission.inflight} samples are being predicted")
         try:
             batch = self._read_batch(environ, is_json, length, limit)
             self.admission.adjust(reserved, len(batch))
             reserved = len(batch)
-            outputs = []
-            for index in range(len(batch)):
-                # Take the inference slot, then let every other ready request run (health
-                # checks, parsing) before this sample's invoke(): the others wait parked on
-                # the slot, so a health check waits for at most one inference, never a queue.
-                # Always yield, even when nothing seems to wait: requests that arrived meanwhile
-                # only become visible (parked, counted in flight) once they have run.
-                with self.inference_slot:
-                    yield_to_other_requests()
-                    outputs.extend(predictor.predict(batch[index : index + 1], top_k=top_k))
+            # Samples of concurrent requests share invokes (service/batching.py).
+            outputs = predictor.answers(self.outputs(batch), top_k=top_k)
         except InputError as error:
             raise HTTPError(400, str(error), predictor.contract.describe()) from None
         finally:
@@ -92,11 +93,16 @@ class PredictHandler:
             "model_version": predictor.manifest.get("version"),
         }
 
+    def outputs(self, batch: np.ndarray) -> np.ndarray:
+        """The model's outputs (n, classes) for an admitted batch; its samples share invokes
+        with those of concurrent requests, /api/predict/'s and /v2's alike."""
+        return self.batcher.outputs(batch)
+
     def _read_batch(self, environ: dict, is_json: bool, length: int | None, limit: int):
         contract = self.predictor.contract
         large = is_json and (length is None or length > LARGE_BODY_BYTES)
         if large and not self.large_parses.try_enter():
-            raise self._shed("another large JSON body is being parsed")
+            raise self.shed("another large JSON body is being parsed")
         try:
             body = read_body(environ, length, limit)
             if is_json:
@@ -115,7 +121,8 @@ class PredictHandler:
             )
         return batch
 
-    def _shed(self, why: str) -> HTTPError:
+    def shed(self, why: str) -> HTTPError:
+        """The 503 with Retry-After for a request this worker has no capacity for now."""
         retry_after = str(self.admission.retry_after_seconds())
         return HTTPError(
             503,

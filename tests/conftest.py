@@ -13,8 +13,8 @@ import pytest
 import requests
 import yaml
 
+from pipeline.gate.render_service import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
-from pipeline.stages.gate import RenderWebService, free_port
 
 
 def run_stage(module: str, workspace: Workspace, check: bool = True) -> subprocess.CompletedProcess:
@@ -35,8 +35,8 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     # Small and quick: the same shapes as the real demo, fewer samples and epochs.
     params["demo_model"].update(train_samples=300, heldout_samples=60, epochs=3)
-    # That smaller demo is right about half the time (chance is 0.1); a wrong label order
-    # would still fall far below this.
+    # The optional accuracy floor, exercised: that smaller demo is right about half the time
+    # (chance is 0.1).
     params["parity"]["min_accuracy"] = 0.3
     for section, values in overrides.items():
         params.setdefault(section, {}).update(values)
@@ -46,7 +46,7 @@ def make_workspace(root: Path, **overrides: dict) -> Workspace:
         files = [inputs.get(key) for key in ("model", "labels", "label_encoder", "heldout")]
         params["inputs"]["folder"] = os.path.commonpath([str(Path(f).parent) for f in files if f])
     if "label_encoder" in inputs and "labels" not in inputs:
-        params["inputs"].pop("labels", None)  # the old key name, as an older params.yaml has it
+        params["inputs"].pop("labels", None)  # label_encoder names the labels instead
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     # The gate starts the service with render.yaml's own start command.
     render_yaml = REPO_ROOT / "render.yaml"
@@ -265,7 +265,8 @@ class RunningService:
             try:
                 requests.get(f"{self.url}/api/health/", timeout=1)
                 return time.perf_counter() - self.started
-            except (requests.ConnectionError, requests.Timeout):  # a busy host answers late
+            # A read timeout: the socket is bound but the worker is still booting (a busy host).
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.02)
         raise RuntimeError(f"service did not answer: {self.log_path.read_text()[-2000:]}")
 
@@ -305,6 +306,36 @@ def start_service():
 def demo_service(candidate_dir):
     """One real gunicorn serving the demo candidate, shared by a test module."""
     service = RunningService(candidate_dir)
-    service.wait_until_answering()
-    yield service
-    service.stop()
+    try:
+        service.wait_until_answering()
+        yield service
+    finally:  # also when it never answered: no gunicorn left behind
+        service.stop()
+
+
+def class_signal_samples(count: int, classes: int, shift: float, seed: int):
+    """Flat samples (2 features per class) whose class raises its own two features by `shift`
+    over unit noise, and their class ids: `shift` sets how well any model can do."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    class_ids = rng.integers(0, classes, count)
+    samples = rng.normal(0.0, 1.0, size=(count, 2 * classes)).astype(np.float32)
+    for class_id in range(classes):
+        samples[class_ids == class_id, 2 * class_id : 2 * class_id + 2] += shift
+    return samples, class_ids
+
+
+def trained_dense_classifier(classes: int, shift: float):
+    """A one-layer softmax classifier trained (about 2 s) on class_signal_samples: a shift of
+    2.5 gives about 0.9 held-out accuracy on 12 classes, 0.6 about 0.3 on 6."""
+    import keras
+
+    keras.utils.set_random_seed(11)
+    samples, class_ids = class_signal_samples(50 * classes, classes, shift, seed=0)
+    model = keras.Sequential(
+        [keras.Input((2 * classes,)), keras.layers.Dense(classes, activation="softmax")]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
+    model.fit(samples, class_ids, epochs=10, batch_size=32, verbose=0)
+    return model

@@ -145,6 +145,10 @@ def test_the_module_level_app_reads_the_environment(
     monkeypatch.setenv("SAMPLE_CPU_MS", "2.5")
     monkeypatch.setenv("LATENCY_BUDGET_MS", "300")
     monkeypatch.setenv("LARGE_PARSES", "3")
+    monkeypatch.setenv("BATCH_MAX_WAIT_MS", "5")
+    monkeypatch.setenv("BATCH_IDLE_WAIT_MS", "0")  # zero is a wait too: none
+    monkeypatch.setenv("BATCH_PAD_FRACTION", "0.5")
+    monkeypatch.setenv("SHED_HOLD_MS", "0")
     app = environment_app()
     assert app.predictor is not None, app.not_ready_reason
     assert (app.limits.max_body_bytes, app.limits.max_batch, app.default_top_k) == (1234, 7, 2)
@@ -155,6 +159,10 @@ def test_the_module_level_app_reads_the_environment(
     )
     # 300 ms x 0.5 CPU / 2.5 ms per sample = 60 samples in flight before it sheds.
     assert app.admission.capacity == 60
+    batcher = app.predict_handler.batcher
+    assert (batcher.max_wait_seconds, batcher.idle_wait_seconds) == (0.005, 0.0)
+    assert app.predictor.router.pad_from == 2  # half of the batch of 4
+    assert app.limits.shed_hold_ms == 0
     assert app.body_limits.float32_bytes == 1234 and app.body_limits.json_bytes == 1234
 
 
@@ -175,6 +183,10 @@ def test_a_missing_bundle_is_named_relative_to_the_bundle(environment_app, monke
         ("CPU_SHARE", "nan"),
         ("SAMPLE_CPU_MS", "inf"),
         ("LATENCY_BUDGET_MS", "-5"),
+        ("BATCH_MAX_WAIT_MS", "-1"),
+        ("BATCH_IDLE_WAIT_MS", "soon"),
+        ("BATCH_PAD_FRACTION", "0"),
+        ("SHED_HOLD_MS", "nan"),
     ],
 )
 def test_a_bad_number_in_the_environment_stops_the_worker_with_its_name(
@@ -328,6 +340,7 @@ def test_an_irregular_large_json_batch_gets_the_checked_paths_answer(candidate_d
 def test_metadata_describes_the_contract(demo_service, reference):
     body = requests.get(f"{demo_service.url}/api/metadata/", timeout=5).json()
     assert body["input"]["shape"] == [65, 243]
+    assert body["model_name"] == "model"  # the demo's source model is model.keras
     assert body["labels"] == list(reference.contract.labels)
     assert body["model_sha256"] == reference.sha256 and body["quantization"] == "none"
     assert body["preprocessing"] == "affine"
@@ -636,32 +649,3 @@ def test_the_service_boots_from_a_clean_venv_of_its_requirements_alone(
     freeze = subprocess.run([str(venv / "bin" / "pip"), "freeze"], capture_output=True, text=True)
     assert "tensorflow" not in freeze.stdout and "scikit-learn" not in freeze.stdout
     assert json.loads(health.text)["runtime"] == "ai-edge-litert"
-
-
-def test_the_inference_slot_serves_waiters_in_arrival_order():
-    # A plain lock let a request arriving at release time take the slot from the waiter that
-    # was woken for it: under saturation at 0.1 CPU the gate's p99 was 690 ms, 100 ms with this.
-    from service.limits import FairSlot
-
-    slot, served, arrived = FairSlot(), [], []
-
-    def wait_for_turn(name: str) -> None:
-        arrived.append(name)
-        with slot:
-            served.append(name)
-
-    slot.__enter__()
-    waiters = []
-    for name in ("first", "second", "third"):
-        waiter = threading.Thread(target=wait_for_turn, args=(name,))
-        waiter.start()
-        waiters.append(waiter)
-        deadline = time.monotonic() + 5
-        while len(slot._waiters) < len(waiters) and time.monotonic() < deadline:
-            time.sleep(0.001)
-    slot.__exit__(None, None, None)
-    # A newcomer arriving after the release queues behind every earlier waiter.
-    wait_for_turn("newcomer")
-    for waiter in waiters:
-        waiter.join(timeout=5)
-    assert served == ["first", "second", "third", "newcomer"]

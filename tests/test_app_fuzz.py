@@ -24,6 +24,12 @@ PATHS = st.sampled_from(
         "/api/predict//",
         "/%00",
         "/api/health/../predict",
+        "/v2/models/model/infer",
+        "/v2/models/model/versions/x/infer",
+        "/v2/models/model",
+        "/v2/models//infer",
+        "/v2/health/ready",
+        "/openapi.json",
     ]
 )
 METHODS = st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"])
@@ -45,9 +51,21 @@ JSON_VALUES = st.recursive(
     ),
     max_leaves=30,
 )
+# Open Inference Protocol requests with any shape, datatype, data and parameters.
+V2_BODIES = st.builds(
+    lambda shape, datatype, data, parameters: json.dumps(
+        {"inputs": [{"name": "input", "shape": shape, "datatype": datatype, "data": data}]}
+        | {"parameters": parameters}
+    ).encode(),
+    JSON_VALUES,
+    st.sampled_from(["FP32", "FP64", "BYTES", ""]),
+    JSON_VALUES,
+    JSON_VALUES,
+)
 BODIES = st.one_of(
     st.binary(max_size=2048),
     JSON_VALUES.map(lambda value: json.dumps({"instances": value}).encode()),
+    V2_BODIES,
     st.integers(0, 3).map(lambda n: b"\x00\x00\x80\x7f" * (65 * 243 * n)),  # +inf floats
 )
 QUERIES = st.one_of(
@@ -61,7 +79,17 @@ QUERIES = st.one_of(
 # Extra headers a client might send; Content-Length and Transfer-Encoding are left to requests
 # over HTTP (a false length only makes gunicorn wait for bytes), and fuzzed in-process instead.
 HEADER_NAMES = st.sampled_from(
-    ["Accept", "Accept-Encoding", "Expect", "X-Forwarded-For", "Cookie", "X-Anything", "Range"]
+    [
+        "Accept",
+        "Accept-Encoding",
+        "Expect",
+        "X-Forwarded-For",
+        "Cookie",
+        "X-Anything",
+        "Range",
+        "Inference-Header-Content-Length",
+        "Content-Encoding",
+    ]
 )
 HEADER_VALUES = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40).map(
     str.strip

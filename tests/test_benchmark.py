@@ -61,7 +61,7 @@ def test_the_benchmark_measures_every_path_and_writes_table_and_chart(checked_wo
     table = (workspace.reports_dir / "benchmark.md").read_text()
     assert "Service against the bare interpreter" in table
     assert "| ai-edge-litert dynamic |" in table
-    # The README is not the benchmark's to write (`make docs` copies the tables).
+    # The docs are not the benchmark's to write (`make docs` copies the tables).
     assert readme.read_text().count(stale_table) == 1 and table not in readme.read_text()
     cpu = result["cpu_per_request"]["settings"]
     assert set(cpu) == {"full speed", "0.1 CPU"}

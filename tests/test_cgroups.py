@@ -339,12 +339,28 @@ def test_a_cpu_share_holds_a_busy_child_to_its_quota(limit, marker):
     )
     with limit(512, cpu_share=0.1) as group:
         assert group.cpu_enforced, group.cpu_note
+        group.prioritise_cpu()  # first in line for its quota, however busy the host
         process = group.popen([sys.executable, "-c", spin, marker], stdout=subprocess.PIPE)
         cpu_seconds, wall_seconds = map(float, process.communicate(timeout=60)[0].split())
         throttled_periods, throttled_seconds = group.cpu_throttling()
     assert cpu_seconds / wall_seconds <= 2 * 0.1, (cpu_seconds, wall_seconds)
     assert throttled_periods > 0 and throttled_seconds > 0, "the kernel says it throttled"
     assert group.cpu_throttling() == (throttled_periods, throttled_seconds), "kept after close"
+
+
+@pytest.mark.slow
+def test_the_group_counts_its_cpu_in_the_kernels_accounting_and_its_wait_for_a_cpu(limit, marker):
+    # 0.3 CPU-seconds of work: the kernel charges them to the group, whatever the host does.
+    burn = "import time; end = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    with limit(512) as group:
+        prioritised = group.prioritise_cpu()
+        process = group.popen([sys.executable, "-c", burn, marker])
+        assert process.wait(timeout=60) == 0
+        used, waited = group.cpu_usage_seconds(), group.cpu_wait_seconds()
+    assert 0.3 <= used < 0.3 + 1.0, "the work plus Python's start, counted after the exit"
+    if group.backend in ("cgroup-v1", "cgroup-v2"):
+        assert group.cpu_accounting in ("cpuacct.usage", "cpu.stat") and prioritised
+        assert waited is not None and waited >= 0.0
 
 
 def wait_for_children(pid: int, count: int) -> list[int]:
@@ -381,6 +397,7 @@ def test_a_cpu_only_group_holds_a_process_that_joins_it_to_its_share(limit, mark
     try:
         with limit(None, cpu_share=0.1) as group:
             assert group.cpu_enforced, group.cpu_note
+            group.prioritise_cpu()
             group.join(busy.pid)
             before, started = group.cpu_seconds(), time.monotonic()
             time.sleep(1.5)

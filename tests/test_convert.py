@@ -80,6 +80,14 @@ def test_demo_candidate_has_a_complete_manifest(demo_workspace):
     assert manifest["source_model"]["sha256"] == sha256_of(demo_workspace.demo_dir / "model.keras")
     assert manifest["quantization"] == "none"
     assert {"tensorflow-cpu", "keras", "ai-edge-litert"} <= set(manifest["tools"])
+    # The same model with a fixed batch (params.yaml convert.batch_size), named and hashed.
+    batched_path = demo_workspace.candidate_dir / "model_batched.tflite"
+    assert manifest["batched"] == {
+        "file": "model_batched.tflite",
+        "sha256": sha256_of(batched_path),
+        "batch_size": 4,
+    }
+    assert manifest["files"]["model_batched.tflite"]["bytes"] == batched_path.stat().st_size
 
 
 def test_demo_report_lists_builtin_ops_and_judges_the_candidate(demo_workspace):
@@ -98,8 +106,18 @@ def test_recurrent_models_convert_and_match_keras(tmp_path, kind):
     samples = np.load(inputs["heldout"])["X"]
     if kind == "masked":
         samples[:, TIMESTEPS // 2 :, :] = 0.0  # padded frames, as a masked model receives them
-    served = Predictor(workspace.candidate_dir).predict_proba(samples)
-    np.testing.assert_allclose(served, keras_reference(inputs, samples), atol=1e-5)
+    predictor = Predictor(workspace.candidate_dir)
+    for route in ("single", "batched"):  # every sample through each model the bundle holds
+        served = predictor.predict_proba(samples, route=route)
+        np.testing.assert_allclose(served, keras_reference(inputs, samples), atol=1e-5)
+
+
+def test_a_batch_size_that_cannot_be_exported_is_refused_naming_the_key(tmp_path):
+    workspace = make_workspace(tmp_path / "ws", convert={"batch_size": 1})
+    completed = run_stage("pipeline.stages.convert", workspace, check=False)
+    assert completed.returncode != 0
+    assert "convert.batch_size=1 is not usable" in completed.stderr
+    assert not workspace.candidate_dir.exists()
 
 
 def test_legacy_h5_model_without_normaliser_converts(tmp_path):

@@ -53,7 +53,16 @@ QUICK = {
     "cold_start_deadline_seconds": 30,
     "target_rps": 5,
     "service_env": {"MAX_BODY_BYTES": str(256 * 1024)},
+    # The CPU cost, measured unthrottled: fewer starts, requests and worst-case rounds.
+    "cost_cold_starts": 1,
+    "cost_max_cold_starts": 2,
+    "cost_requests": 20,
+    "cost_batch_requests": 10,
+    "cost_health_requests": 5,
+    "cost_worst_case_rounds": 1,
+    "max_phase_repeats": 0,
 }
+BUSY_LOOP = "while True: pass"
 
 # The real service, made slow or greedy on purpose by environment variables.
 WRAPPED_APP = """
@@ -167,6 +176,22 @@ def serving_wrapped_app(workspace, tmp_path):
     return workspace
 
 
+@pytest.fixture
+def two_busy_processes():
+    """Two processes spinning on the CPU beside the test, as on a shared CI runner."""
+    spinners = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(2)]
+    yield spinners
+    for spinner in spinners:
+        spinner.kill()
+        spinner.wait()
+
+
+# With QUICK's 256 KiB body limit all eight worst-case float32 batches are admitted at once,
+# and at 0.1 CPU a health check waits behind them: about 0.27 CPU-s, 2.7 s (measured). Tests
+# that are not about health allow 4 s; health under saturation has its own test.
+FREE_QUICK = {**QUICK, "plan": "free", "max_health_latency_seconds": 4.0}
+
+
 def test_the_demo_on_render_free_reports_plan_limits_series_and_fit(checked_workspace, tmp_path):
     # About the report, not about latency: health under saturation has its own tests (here and
     # in test_hostile_traffic.py), so no wall-clock threshold may fail this one on a busy host.
@@ -197,6 +222,18 @@ def test_the_demo_on_render_free_reports_plan_limits_series_and_fit(checked_work
         "backend": None,
     }
     assert report["figures"]["cpu_throttled_periods"] > 0, "the kernel throttled the service"
+    assert report["machine"]["cores"] == os.cpu_count()
+    assert report["machine"]["cgroup_backend"] == report["backend"]
+    # Judged on the CPU cost at 0.1 CPU; the throttled run's own wall times reported beside.
+    cost, throttled = report["figures"]["cost"], report["figures"]["throttled"]
+    assert (
+        report["measures"]["cold_start_seconds"]["value"]
+        >= 9 * cost["least_cold_start_cpu_seconds"]
+    )
+    assert throttled["cold_start_seconds"] > 0 and throttled["latency_p95_ms"] > 0
+    assert {"cost: cheapest cold start", "throttled: typical load"} <= set(
+        report["figures"]["interference"]
+    )
     for name in ("cold_start_seconds", "health_latency_saturated_seconds", "sustainable_rps"):
         assert report["measures"][name]["value"] > 0, name  # measured and reported
     assert (
@@ -471,3 +508,43 @@ def test_a_plan_not_in_the_table_is_named_with_the_plans_there_are(checked_works
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate={**QUICK, "plan": "gold"})
     reason = failure_line(gate(workspace))
     assert "gate.plan='gold' is not in gate.plans; use one of free, starter, roomy" in reason
+
+
+def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(
+    checked_workspace, tmp_path, two_busy_processes
+):
+    # The same demo candidate, gated on free beside two busy processes and after them: it
+    # passes both times and every judged timing stays within 30% of the quieter run's. (The
+    # busy run is compared with a quieter run, not with its own cost measure: the judged
+    # figures ARE the cost measure, so that comparison could not fail.) Health under
+    # saturation must pass but is not compared: with QUICK's small bodies the worst-case
+    # float32 batches it waits behind cost 0.13 to 0.30 CPU-s from one run to the next on
+    # the same host, busy or not (measured); the demo's own settings are compared by
+    # `make gate-steadiness`.
+    settings = {
+        **FREE_QUICK,
+        "cost_cold_starts": 3,
+        "cost_max_cold_starts": 4,
+        "cost_worst_case_rounds": 2,
+    }
+    busy_ws = workspace_like(checked_workspace, tmp_path / "busy", gate=settings)
+    busy = gate(busy_ws)
+    assert busy.returncode == 0, busy.stderr
+    for spinner in two_busy_processes:
+        spinner.kill()
+        spinner.wait()
+    quiet_ws = workspace_like(checked_workspace, tmp_path / "quiet", gate=settings)
+    quiet = gate(quiet_ws)
+    assert quiet.returncode == 0, quiet.stderr
+    busy_measures = read_json(busy_ws.report_path("gate"))["measures"]
+    quiet_measures = read_json(quiet_ws.report_path("gate"))["measures"]
+    assert busy_measures["health_latency_saturated_seconds"]["passed"]
+    for name in (
+        "cold_start_seconds",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "throughput_rps",
+        "sustainable_rps",
+    ):
+        ratio = busy_measures[name]["value"] / quiet_measures[name]["value"]
+        assert 1 / 1.3 <= ratio <= 1.3, (name, busy_measures[name], quiet_measures[name])

@@ -30,18 +30,37 @@ def test_demo_passes_with_every_measure_judged(parity_workspace):
     report = read_json(parity_workspace.report_path("parity"))
     assert report["passed"] is True
     assert report["candidate_sha256"] == sha256_of(parity_workspace.candidate_dir / "model.tflite")
-    assert set(report["measures"]) == {*PARITY_MEASURES, "accuracy"}  # min_accuracy is set
+    judged = {
+        "max_abs_diff",
+        "mean_abs_diff",
+        "top1_agreement",
+        "min_class_agreement",
+        "accuracy_drop",
+        "label_order",
+        "accuracy",  # the tests' demo sets the optional parity.min_accuracy
+    }
+    # Every held-out sample through the batch-1 model and through the batch-N one.
+    assert set(report["measures"]) == judged | {f"batched_{name}" for name in judged}
+    assert report["batch_sizes"] == [1, 4]
+    assert report["batched_sha256"] == sha256_of(
+        parity_workspace.candidate_dir / "model_batched.tflite"
+    )
     for measure in report["measures"].values():
         assert {"value", "threshold", "rule", "passed"} <= set(measure)
+        assert measure["passed"] is True
+    assert report["measures"]["label_order"]["value"] == 0.0  # the demo's labels are in order
+    assert set(report["accuracy"]) == {"keras", "tflite"}
     assert report["measures"]["max_abs_diff"]["value"] < 1e-4
+    assert report["measures"]["batched_max_abs_diff"]["value"] < 1e-4
     assert report["samples"] == 60 and len(report["per_class"]) == 10
     assert report["output_kind"] == "probability" and report["served_as"] == "probability"
 
 
 def test_writes_plots_and_the_predictions_the_gate_checks_against(parity_workspace):
     per_class = (parity_workspace.reports_dir / "parity_per_class.csv").read_text().splitlines()
-    assert per_class[0] == "label,agreement,keras_accuracy,tflite_accuracy"
+    assert per_class[0] == "label,agreement,keras_accuracy,tflite_accuracy,samples"
     assert len(per_class) == 11
+    assert sum(int(line.rsplit(",", 1)[1]) for line in per_class[1:]) == 60
     confidence = (parity_workspace.reports_dir / "parity_confidence.csv").read_text().splitlines()
     assert len(confidence) == 61
     with np.load(parity_workspace.parity_predictions_path) as predictions:

@@ -1,6 +1,6 @@
 """Plan fit from measured figures: which Render plans fit, and the cheapest recommended."""
 
-from pipeline.gate.plan_fit import plan_fit
+from pipeline.gate.plan_fit import plan_fit, recommendation_in_words
 from pipeline.verdicts import at_least, at_most
 
 PLANS = {
@@ -57,6 +57,7 @@ def test_a_latency_over_its_threshold_is_scaled_to_each_plans_cpu_share():
     slow["measures"]["health_latency_saturated_seconds"] = at_most(3.0, 1.0)
     fit = plan_fit(PLANS, slow, SETTINGS)
     rows = rows_by_name(fit)
+    assert rows["free"]["why"].startswith("does not fit (measured): ")
     assert "health_latency_saturated_seconds 3.000 s measured" in rows["free"]["why"]
     assert rows["starter"]["fits"], "3 s at 0.1 CPU is about 0.6 s at 0.5 CPU"
     assert fit["recommended"]["plan"] == "starter"
@@ -65,12 +66,18 @@ def test_a_latency_over_its_threshold_is_scaled_to_each_plans_cpu_share():
 def test_out_of_memory_fits_no_plan_of_that_size_and_asks_for_a_measure_on_a_bigger_one():
     fit = plan_fit(PLANS, measured_on_free(oom_or_thrash=True), SETTINGS)
     rows = rows_by_name(fit)
-    assert not rows["free"]["fits"] and not rows["starter"]["fits"]
-    assert (
-        "ran out of memory in 512 MB: measure it here (gate.plan=standard)"
-        in rows["standard"]["why"]
+    assert rows["free"]["why"] == "does not fit (measured): ran out of memory in 512 MB"
+    assert rows["starter"]["why"] == "does not fit (estimated): ran out of memory in 512 MB"
+    assert rows["standard"]["basis"] == "not measured" and not rows["standard"]["fits"]
+    assert rows["standard"]["why"] == (
+        "not measured: the service ran out of memory in 512 MB; measure it here "
+        "(gate.plan=standard)"
     )
     assert fit["recommended"] is None
+    # Never "no plan fits" while a larger plan was never measured.
+    assert recommendation_in_words(fit) == (
+        "no measured plan fits; not measured: standard (measure one with gate.plan=standard)"
+    )
 
 
 def test_wrong_answers_fit_no_plan():
@@ -79,3 +86,12 @@ def test_wrong_answers_fit_no_plan():
     fit = plan_fit(PLANS, wrong, SETTINGS)
     assert fit["recommended"] is None
     assert all("wrong_answers 3: no plan fixes that" in row["why"] for row in fit["plans"])
+    assert recommendation_in_words(fit) == "no plan fits"
+
+
+def test_a_plan_judged_on_figures_from_another_plan_says_estimated():
+    slow = measured_on_free()
+    slow["measures"]["latency_p95_ms"] = at_most(1300.0, 250)
+    rows = rows_by_name(plan_fit(PLANS, slow, SETTINGS))
+    assert rows["free"]["basis"] == "measured" and rows["starter"]["basis"] == "estimated"
+    assert rows["starter"]["why"].startswith("does not fit (estimated): latency_p95_ms 260.000")

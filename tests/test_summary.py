@@ -1,12 +1,15 @@
 """The summary: PASSED only for the current candidate and inputs; stale and not run otherwise."""
 
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
 from conftest import make_workspace, run_stage
 
-from pipeline.paths import Workspace
+from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.verdicts import write_verdict
 from service.bundle import sha256_of
 
@@ -44,6 +47,41 @@ def test_every_stage_passed_for_the_current_candidate(judged_workspace):
     code, rows = summary(judged_workspace)
     assert code == 0
     assert all(row.startswith("PASSED") for row in rows.values()), rows
+
+
+def next_steps(workspace: Workspace) -> subprocess.CompletedProcess:
+    """`python -m pipeline.summary --next-steps`, as `make demo` ends."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.summary", "--next-steps"],
+        cwd=REPO_ROOT,
+        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_make_demo_ends_with_the_commands_to_run_next(judged_workspace):
+    completed = next_steps(judged_workspace)
+    assert completed.returncode == 0
+    tail = completed.stdout.split("Next steps", 1)[1]
+    for command in (
+        "make serve",
+        "make report",
+        "reports/release.html",
+        "python -m pipeline.init --model",
+        "--heldout",
+        ". .venv/bin/activate",
+    ):
+        assert command in completed.stdout.split("gate", 1)[1], command
+    assert completed.stdout.rstrip().endswith(tail.rstrip().splitlines()[-1])
+
+
+def test_a_failed_demo_ends_with_what_to_fix_not_what_to_do_next(judged_workspace):
+    write_verdict(judged_workspace, "gate", {"passed": False, "reason": "OOM-killed at 512 MB"})
+    completed = next_steps(judged_workspace)
+    assert completed.returncode == 1
+    assert "OOM-killed at 512 MB" in completed.stdout and "make serve" not in completed.stdout
+    assert "Next step: fix what the failed stage above names" in completed.stdout
 
 
 def test_a_failed_convert_leaves_no_downstream_pass(judged_workspace):
@@ -91,3 +129,22 @@ def test_a_params_change_makes_the_gate_stale(judged_workspace):
         "stale    params.yaml gate.plans.free.max_peak_memory_mb changed since the gate ran"
     )
     assert rows["convert"].startswith("PASSED") and rows["parity"].startswith("PASSED")
+
+
+def test_a_gate_verdict_from_another_machine_says_so(judged_workspace):
+    sha256 = sha256_of(judged_workspace.candidate_dir / "model.tflite")
+    machine = {
+        "id": "0" * 12,
+        "cpu_model": "Some Other CPU",
+        "cores": 64,
+        "cgroup_backend": "cgroup-v2",
+        "measured_at": "2026-01-02T03:04:05+00:00",
+    }
+    verdict = {"passed": True, "candidate_sha256": sha256, "machine": machine, "measures": {}}
+    write_verdict(judged_workspace, "gate", verdict)
+    _, rows = summary(judged_workspace)
+    assert rows["gate"].startswith("PASSED")
+    assert (
+        "NOT measured on this machine: measured on another machine (Some Other CPU, 64 cores, "
+        "cgroup-v2) at 2026-01-02T03:04:05+00:00" in rows["gate"]
+    )

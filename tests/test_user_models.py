@@ -6,7 +6,13 @@ import json
 import numpy as np
 import pytest
 import requests
-from conftest import make_workspace, run_stage, write_user_files
+from conftest import (
+    class_signal_samples,
+    make_workspace,
+    run_stage,
+    trained_dense_classifier,
+    write_user_files,
+)
 
 from pipeline.verdicts import read_json
 
@@ -54,6 +60,11 @@ def convert_and_check(tmp_path, inputs: dict, min_accuracy: float | None = None)
     converted = run_stage("pipeline.stages.convert", workspace, check=False)
     assert converted.returncode == 0, converted.stderr[-3000:]
     checked = run_stage("pipeline.stages.parity", workspace, check=False)
+    if checked.returncode == 0:  # both models the service runs were judged, and passed
+        report = read_json(workspace.report_path("parity"))
+        assert report["batch_sizes"] == [1, 4]
+        batched = {k: m for k, m in report["measures"].items() if k.startswith("batched_")}
+        assert batched and all(measure["passed"] for measure in batched.values()), batched
     return workspace, checked
 
 
@@ -90,23 +101,37 @@ def test_a_flat_vector_model_with_an_unsorted_label_list(tmp_path, start_service
     assert one[0]["label"] == UNSORTED_LABELS[class_ids[0]] and "probability" in one[0]
 
 
-def test_a_label_list_in_the_wrong_order_fails_parity_on_accuracy(tmp_path):
-    samples, class_ids = separable_samples(60, (63,), len(UNSORTED_LABELS), seed=1)
+def test_two_swapped_names_among_twelve_are_refused_at_parity_naming_the_label_order(tmp_path):
+    labels = [f"sign_{index:02d}" for index in range(12)]
+    swapped = list(labels)
+    swapped[3], swapped[7] = swapped[7], swapped[3]
+    samples, class_ids = class_signal_samples(240, 12, shift=2.5, seed=1)
     inputs = write_user_files(
         tmp_path / "user",
-        trained_landmark_classifier(),
-        labels=sorted(UNSORTED_LABELS),  # what a LabelEncoder would have said
+        trained_dense_classifier(12, shift=2.5),
+        normaliser=None,
+        labels=swapped,
         labels_as="txt",
         heldout_x=samples,
-        heldout_y=np.array(UNSORTED_LABELS)[class_ids],
+        heldout_y=np.array(labels)[class_ids],
     )
-    workspace, checked = convert_and_check(tmp_path, inputs, min_accuracy=0.9)
+    workspace, checked = convert_and_check(tmp_path, inputs)
     assert checked.returncode != 0
-    assert "accuracy" in checked.stderr.strip().splitlines()[-1]
+    reason = checked.stderr.strip().splitlines()[-1]
+    assert reason.startswith("parity failed for none: the label order looks wrong: ")
+    assert "answers named 'sign_07' are mostly 'sign_03'" in reason
+    assert "answers named 'sign_03' are mostly 'sign_07'" in reason
+    assert f"The labels in {workspace.root.parent / 'user' / 'labels.txt'}" in reason
+    assert "Give the labels in output order" in reason
     report = read_json(workspace.report_path("parity"))
-    # Keras and the candidate agree perfectly on the wrong names: only accuracy catches it.
+    # Keras and the candidate agree perfectly on the wrong names: the confusion tells.
     assert report["measures"]["top1_agreement"]["passed"] is True
-    assert report["measures"]["accuracy"]["passed"] is False
+    assert report["measures"]["label_order"]["passed"] is False
+    assert "accuracy" not in report["measures"]  # no floor unless the user sets one
+    # The model itself is good: renamed, its answers are right about 0.9 of the time.
+    assert report["accuracy"]["keras"] == report["accuracy"]["tflite"] < 0.85
+    renaming = report["measures"]["label_order"]["renamings"][0]
+    assert renaming["right_if_renamed"] >= 0.8 * sum(c in (3, 7) for c in class_ids)
 
 
 def small_image_model():
@@ -234,7 +259,7 @@ def test_integer_class_indices_as_y_with_a_label_encoder_and_logit_outputs(tmp_p
     keras.utils.set_random_seed(7)
     model = keras.Sequential([keras.Input((6, 5)), keras.layers.Flatten(), keras.layers.Dense(3)])
     inputs = write_user_files(tmp_path / "user", model, integer_y=True)
-    # The old key name still works.
+    # label_encoder, another name for the labels key, works too.
     inputs["label_encoder"] = inputs.pop("labels")
     assert np.load(inputs["heldout"])["y"].dtype.kind == "i"
     workspace, checked = convert_and_check(tmp_path, inputs)

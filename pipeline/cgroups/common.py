@@ -13,12 +13,16 @@ import psutil
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_MEMORY_ROOT = CGROUP_ROOT / "memory"
 V1_CPU_ROOT = CGROUP_ROOT / "cpu"
+V1_CPUACCT_ROOT = CGROUP_ROOT / "cpuacct"
 SYSTEMD_RUNTIME_DIR = Path("/run/systemd/system")  # present only when systemd is PID 1
 TERM_GRACE_SECONDS = 5.0
 EMPTY_DEADLINE_SECONDS = 10.0
 POLL_SECONDS = 0.05
 CFS_PERIOD_US = 100_000  # the kernel's default period; Render's fraction of a CPU is per period
 MB = 2**20
+# A group that must not lose its turn to the host's other work within what it may use: 10x the
+# default weight (v1 cpu.shares 1024, v2 cpu.weight 100).
+HIGH_CPU_WEIGHT = {1: 10240, 2: 1000}
 
 # Where each cgroup version keeps a figure: (file, key of its `key value` line or None).
 FIGURE_FILES = {
@@ -148,3 +152,31 @@ def throttling(cpu_stat_path: Path) -> tuple[int, float]:
         stat[name] = int(value or 0)
     seconds = stat.get("throttled_usec", 0) / 1e6 or stat.get("throttled_time", 0) / 1e9
     return stat.get("nr_throttled", 0), seconds
+
+
+def usage_seconds(accounting_file: Path) -> float | None:
+    """CPU-seconds a group has used: v1 cpuacct.usage (ns) or v2 cpu.stat usage_usec."""
+    try:
+        text = accounting_file.read_text()
+    except OSError:
+        return None
+    if accounting_file.name == "cpuacct.usage":
+        return int(text.split()[0]) / 1e9
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == "usage_usec":
+            return int(value) / 1e6
+    return None
+
+
+def pressure_seconds(pressure_file: Path) -> float | None:
+    """Seconds in which some task of the group (or host) waited for a CPU: PSI `some total`."""
+    try:
+        lines = pressure_file.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("some "):
+            fields = dict(field.split("=", 1) for field in line.split()[1:])
+            return int(fields["total"]) / 1e6
+    return None

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import psutil
 
+from pipeline.cgroups.accounting import CpuAccounting
 from pipeline.cgroups.common import (
     EMPTY_DEADLINE_SECONDS,
     FIGURE_FILES,
     FIGURES,
+    HIGH_CPU_WEIGHT,
     MB,
     MemoryGroupError,
     is_live,
@@ -28,7 +30,7 @@ from pipeline.cgroups.common import (
 )
 
 
-class ResourceGroup:
+class ResourceGroup(CpuAccounting):
     """A memory limit (and maybe a CPU share) that processes start in; subclasses enforce it."""
 
     backend = "none"
@@ -110,15 +112,6 @@ class ResourceGroup:
                 root = psutil.Process(root_pid)
                 pids += [root.pid, *(child.pid for child in root.children(recursive=True))]
         return [pid for pid in pids if is_live(pid)]
-
-    def cpu_seconds(self) -> float:
-        """CPU time (user + system) that the group's live processes have used so far."""
-        total = 0.0
-        for pid in self.pids():
-            with contextlib.suppress(psutil.Error):
-                times = psutil.Process(pid).cpu_times()
-                total += times.user + times.system
-        return total
 
     def cpu_throttling(self) -> tuple[int, float]:
         """(CFS periods in which the group was throttled, seconds it spent throttled)."""
@@ -236,6 +229,17 @@ class CgroupDirGroup(ResourceGroup):
     ) -> None:
         super().__init__(limit_mb, name, term_grace_seconds, cpu_share)
         self.directory, self.version, self.join_with_sudo = directory, version, join_with_sudo
+        if version == 2:
+            self.accounting_file = directory / "cpu.stat"
+            if (directory / "cpu.pressure").exists():
+                self.pressure_file = directory / "cpu.pressure"
+
+    def prioritise_cpu(self) -> bool:
+        weight_file = self.directory / "cpu.weight"
+        if self.version != 2 or not weight_file.exists():
+            return False
+        weight_file.write_text(str(HIGH_CPU_WEIGHT[2]))
+        return True
 
     def procs_files(self) -> list[Path]:
         """Every cgroup.procs a process must be written to (v1: one per controller tree)."""

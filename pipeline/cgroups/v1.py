@@ -10,6 +10,7 @@ from pathlib import Path
 from pipeline.cgroups import common
 from pipeline.cgroups.common import (
     CFS_PERIOD_US,
+    HIGH_CPU_WEIGHT,
     MB,
     MemoryGroupError,
     cpu_quota_us,
@@ -17,6 +18,7 @@ from pipeline.cgroups.common import (
     own_group,
     remove_group_dir,
     throttling,
+    v2_mount,
 )
 from pipeline.cgroups.group import CgroupDirGroup
 
@@ -34,8 +36,39 @@ class CgroupV1Group(CgroupDirGroup):
     def __init__(self, *args, cpu_directory: Path | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.cpu_directory = cpu_directory
+        self.accounting_dirs: list[Path] = []
         if cpu_directory is not None:
             self.cpu_enforced, self.cpu_backend = True, "cgroup-v1"
+
+    def _add_accounting(self) -> None:
+        """Sibling groups that only count: cpuacct (CPU-seconds) and, on a hybrid host, the v2
+        tree (its cpu.stat and cpu.pressure need no controller). Each is optional."""
+        own = own_group("cpuacct")
+        cpuacct = common.V1_CPUACCT_ROOT / (own or "/").lstrip("/") / self.name
+        if own is not None and cpuacct.exists():  # cpu and cpuacct mounted together
+            self.accounting_file = cpuacct / "cpuacct.usage"
+        elif own is not None and (common.V1_CPUACCT_ROOT / "cpuacct.usage").exists():
+            with contextlib.suppress(MemoryGroupError):
+                make_group_dir(cpuacct, {}, required=("cpuacct.usage",))
+                self.accounting_dirs.append(cpuacct)
+                self.accounting_file = cpuacct / "cpuacct.usage"
+        mount, own_v2 = v2_mount(), own_group("")
+        if mount is not None and mount != common.CGROUP_ROOT and own_v2 is not None:
+            unified = mount / own_v2.lstrip("/") / self.name
+            with contextlib.suppress(MemoryGroupError):
+                make_group_dir(unified, {}, required=("cpu.pressure", "cpu.stat"))
+                self.accounting_dirs.append(unified)
+                self.pressure_file = unified / "cpu.pressure"
+                self.accounting_file = self.accounting_file or unified / "cpu.stat"
+
+    def prioritise_cpu(self) -> bool:
+        if self.cpu_directory is None:  # a group with no quota still takes a weight
+            try:
+                self.cpu_directory = self._create_cpu_group(self.name, None)
+            except MemoryGroupError:
+                return False
+        (self.cpu_directory / "cpu.shares").write_text(str(HIGH_CPU_WEIGHT[1]))
+        return True
 
     @classmethod
     def create(
@@ -76,10 +109,11 @@ class CgroupV1Group(CgroupDirGroup):
             cpu_directory=cpu_directory,
         )
         group.cpu_note = note
+        group._add_accounting()
         return group
 
     @staticmethod
-    def _create_cpu_group(name: str, cpu_share: float) -> Path:
+    def _create_cpu_group(name: str, cpu_share: float | None) -> Path:
         cpu_root = common.V1_CPU_ROOT
         own = own_group("cpu")
         if own is None or not (cpu_root / "cpu.cfs_quota_us").exists():
@@ -87,7 +121,7 @@ class CgroupV1Group(CgroupDirGroup):
         directory = cpu_root / own.lstrip("/") / name
         settings = {
             "cpu.cfs_period_us": str(CFS_PERIOD_US),
-            "cpu.cfs_quota_us": str(cpu_quota_us(cpu_share)),
+            "cpu.cfs_quota_us": "-1" if cpu_share is None else str(cpu_quota_us(cpu_share)),
         }
         make_group_dir(directory, settings, required=("cpu.cfs_quota_us",))
         return directory
@@ -96,7 +130,7 @@ class CgroupV1Group(CgroupDirGroup):
         files = super().procs_files()
         if self.cpu_directory is not None:
             files.append(self.cpu_directory / "cgroup.procs")
-        return files
+        return files + [directory / "cgroup.procs" for directory in self.accounting_dirs]
 
     def _read_throttling(self) -> tuple[int, float]:
         if self.cpu_directory is None:
@@ -107,6 +141,7 @@ class CgroupV1Group(CgroupDirGroup):
         try:
             super()._remove()
         finally:
-            if self.cpu_directory is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    remove_group_dir(self.cpu_directory)
+            for directory in [self.cpu_directory, *self.accounting_dirs]:
+                if directory is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        remove_group_dir(directory)

@@ -37,7 +37,7 @@ ERROR_PREFIX = "convert-error: "
 NON_BUILTIN_OP = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
 
 
-def _configure(converter, quantization: str, representative: np.ndarray) -> None:
+def _configure(converter, quantization: str, representative: np.ndarray, batch_size: int) -> None:
     import tensorflow as tf
 
     # Builtins only: a Flex (Select TF ops) model cannot be served by either lite runtime.
@@ -49,7 +49,47 @@ def _configure(converter, quantization: str, representative: np.ndarray) -> None
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif quantization == "int8":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([sample[None]] for sample in representative)
+        # Each sample repeated to the signature's batch: the same calibration at every size.
+        converter.representative_dataset = lambda: (
+            [np.repeat(sample[None], batch_size, axis=0)] for sample in representative
+        )
+
+
+def convert_at_batch(
+    model, sample_shape, batch_size: int, quantization: str, representative, scratch_dir
+) -> tuple[bytes, float]:
+    """The model as TFLite with a fixed batch of `batch_size`, and the export's seconds.
+
+    A fixed batch in the signature: from_keras_model fails on Keras 3 LSTMs
+    (TensorListReserve needs a static element_shape), and resizing a batch-1 model's input
+    later fails in XNNPack, so each batch size is its own export.
+    """
+    import tensorflow as tf
+
+    started = time.perf_counter()
+    # Inside the stage's own scratch folder, which the parent removes however this process
+    # ends: a converter that crashes (SIGSEGV) would leave an export in /tmp.
+    with tempfile.TemporaryDirectory(prefix="saved-model-", dir=scratch_dir) as saved_model_dir:
+        model.export(
+            saved_model_dir,
+            format="tf_saved_model",
+            input_signature=[tf.TensorSpec((batch_size, *sample_shape), tf.float32)],
+            verbose=False,
+        )
+        exported = time.perf_counter()
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+        _configure(converter, quantization, representative.astype(np.float32), batch_size)
+        try:
+            return converter.convert(), exported - started
+        except Exception as error:
+            ops = sorted(set(NON_BUILTIN_OP.findall(str(error))))
+            if ops:
+                raise InputFileError(
+                    f"it needs TensorFlow ops with no TFLite builtin kernel: "
+                    f"{', '.join(ops)}; a Flex (Select TF ops) model cannot run on the lite "
+                    "runtime, so replace those layers with builtin-friendly ones"
+                ) from None
+            raise InputFileError(f"the TFLite converter rejected it: {str(error)[-400:]}") from None
 
 
 def convert_worker(job: dict[str, Any]) -> None:
@@ -65,42 +105,22 @@ def convert_worker(job: dict[str, Any]) -> None:
     output_kind, output_evidence = detect_output_kind(keras_outputs(paths, model, samples))
     loaded = time.perf_counter()
 
-    import tensorflow as tf
-
     representative = samples[: job["representative_samples"]]
     if preprocessing is not None:
         representative = preprocessing.apply(representative)
-    # Inside the stage's own scratch folder, which the parent removes however this process
-    # ends: a converter that crashes (SIGSEGV) would leave an export in /tmp.
-    with tempfile.TemporaryDirectory(prefix="saved-model-", dir=job["out_dir"]) as saved_model_dir:
-        # Export with a fixed batch of 1: from_keras_model fails on Keras 3 LSTMs
-        # (TensorListReserve needs a static element_shape), a static signature does not.
-        model.export(
-            saved_model_dir,
-            format="tf_saved_model",
-            input_signature=[tf.TensorSpec((1, *shape.sample_shape), tf.float32)],
-            verbose=False,
-        )
-        exported = time.perf_counter()
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-        _configure(converter, job["quantization"], representative.astype(np.float32))
-        try:
-            tflite_bytes = converter.convert()
-        except Exception as error:
-            ops = sorted(set(NON_BUILTIN_OP.findall(str(error))))
-            if ops:
-                raise InputFileError(
-                    f"model {paths.model} needs TensorFlow ops with no TFLite builtin kernel: "
-                    f"{', '.join(ops)}; a Flex (Select TF ops) model cannot run on the lite "
-                    "runtime, so replace those layers with builtin-friendly ones"
-                ) from None
-            raise InputFileError(
-                f"the TFLite converter rejected {paths.model}: {str(error)[-400:]}"
-            ) from None
-    converted = time.perf_counter()
-
     out_dir = Path(job["out_dir"])
-    (out_dir / "model.tflite").write_bytes(tflite_bytes)
+    exported_seconds = 0.0
+    # Batch 1 serves a lone sample; the batched model serves concurrent samples together.
+    for batch_size, file_name in ((1, "model.tflite"), (job["batch_size"], "model_batched.tflite")):
+        try:
+            tflite_bytes, export_seconds = convert_at_batch(
+                model, shape.sample_shape, batch_size, job["quantization"], representative, out_dir
+            )
+        except InputFileError as failure:
+            raise InputFileError(f"model {paths.model}: {failure}") from None
+        (out_dir / file_name).write_bytes(tflite_bytes)
+        exported_seconds += export_seconds
+    loaded_to_converted = time.perf_counter() - loaded
     conversion = {
         "sample_shape": list(shape.sample_shape),
         "classes": shape.classes,
@@ -113,8 +133,8 @@ def convert_worker(job: dict[str, Any]) -> None:
         "parameters": int(model.count_params()),
         "durations_seconds": {
             "load_inputs": round(loaded - started, 3),
-            "export_saved_model": round(exported - loaded, 3),
-            "convert": round(converted - exported, 3),
+            "export_saved_model": round(exported_seconds, 3),
+            "convert": round(loaded_to_converted - exported_seconds, 3),
         },
         "tools": tool_versions(),
     }

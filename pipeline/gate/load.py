@@ -67,6 +67,7 @@ def drive_load(
     concurrency: int,
     timeout_seconds: float,
     tolerance: float,
+    label: str = "gate load",
 ) -> LoadResult:
     """Send `requests_total` float32 predictions over `concurrency` threads and check each:
     the model that answered must be `model_sha256`, its answer parity's within `tolerance`.
@@ -75,7 +76,7 @@ def drive_load(
     `probability` for a distribution, `score` otherwise).
     """
     result = LoadResult()
-    progress = Progress(requests_total, "gate load")
+    progress = Progress(requests_total, label)
     sessions = threading.local()
     lock = threading.Lock()
 
@@ -130,25 +131,20 @@ def drive_load(
     return result
 
 
-def latency_histogram(latencies_ms: list[float], bins: int = 30) -> dict[str, list]:
-    """Counts of latencies in `bins` log-spaced bins (latencies span decades under a quota)."""
-    if not latencies_ms:
-        return {"edges": [], "counts": []}
-    low, high = max(min(latencies_ms), 0.01), max(max(latencies_ms), 0.02)
-    edges = np.geomspace(low, high * 1.0001, bins + 1)
-    counts, _ = np.histogram(np.clip(latencies_ms, low, None), bins=edges)
-    return {"edges": [round(float(e), 3) for e in edges], "counts": counts.tolist()}
-
-
 class HealthProbe:
     """Times GET /api/health/ every `interval_seconds` in a thread, as Render's checker does.
 
     A probe that times out or answers anything but 200 counts as failed, and its latency as
-    the whole timeout: to Render it is a failed health check either way.
+    the whole timeout: to Render it is a failed health check either way. Given the group's
+    `cpu_seconds`, each probe also records the CPU-seconds the service spent while it waited.
     """
 
-    def __init__(self, url: str, interval_seconds: float, timeout_seconds: float) -> None:
+    def __init__(
+        self, url: str, interval_seconds: float, timeout_seconds: float, cpu_seconds=None
+    ) -> None:
         self.url, self.interval, self.timeout = url, interval_seconds, timeout_seconds
+        self.cpu_seconds = cpu_seconds
+        self.cpu_waits_s: list[float] = []
         self.latencies_s: list[float] = []
         self.failures: list[str] = []
         self._stop = threading.Event()
@@ -166,6 +162,7 @@ class HealthProbe:
         session = requests.Session()
         while not self._stop.is_set():
             started = time.perf_counter()
+            cpu_before = self.cpu_seconds() if self.cpu_seconds else 0.0
             try:
                 response = session.get(
                     f"{self.url}/api/health/", timeout=self.timeout, allow_redirects=False
@@ -177,4 +174,6 @@ class HealthProbe:
                 elapsed = max(time.perf_counter() - started, self.timeout)
                 self.failures.append(f"{type(error).__name__} after {elapsed:.2f} s")
             self.latencies_s.append(elapsed)
+            if self.cpu_seconds:
+                self.cpu_waits_s.append(self.cpu_seconds() - cpu_before)
             self._stop.wait(self.interval)

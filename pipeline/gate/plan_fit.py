@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from pipeline.cgroups import workers_that_fit
+from pipeline.gate.plans import plan_row
 
 # Measures that a bigger CPU share speeds up: (measure, unit in `why`).
 CPU_BOUND = {
@@ -23,15 +24,6 @@ CPU_BOUND = {
 # Measures no plan changes (a wrong answer is wrong on every plan); a worst-case request that
 # crashed the service counts here only when memory was not the cause.
 PLAN_INDEPENDENT = ("wrong_answers", "worst_case_errors")
-
-
-def plan_row(name: str, plan: dict) -> dict[str, Any]:
-    return {
-        "name": name,
-        "memory_mb": plan["memory_mb"],
-        "cpu_share": plan["cpu_share"],
-        "price_usd_month": plan["price_usd_month"],
-    }
 
 
 def _usable_cpus(share: float, workers: int) -> float:
@@ -51,11 +43,20 @@ def fit_one(name: str, plan: dict, measured: dict, settings: dict) -> dict[str, 
     budget_mb = plan["max_peak_memory_mb"]
     master_mb, per_worker_mb = measured["master_mb"], measured["per_worker_mb"]
     bigger = plan["memory_mb"] > measured["plan"]["memory_mb"]
+    estimated = name != measured["plan"]["name"]
+    if measured["oom_or_thrash"] and bigger:
+        # More memory may well be enough: only a run on this plan can say.
+        return {
+            **row,
+            "fits": False,
+            "basis": "not measured",
+            "why": f"not measured: the service ran out of memory in "
+            f"{measured['plan']['memory_mb']} MB; measure it here (gate.plan={name})",
+            "workers": 1,
+            "instances": 1,
+        }
     if measured["oom_or_thrash"]:
-        problems.append(
-            f"ran out of memory in {measured['plan']['memory_mb']} MB"
-            + (f": measure it here (gate.plan={name})" if bigger else "")
-        )
+        problems.append(f"ran out of memory in {measured['plan']['memory_mb']} MB")
     workers = max(1, math.ceil(plan["cpu_share"]))
     if per_worker_mb and not measured["oom_or_thrash"]:
         workers = max(1, min(workers, workers_that_fit(per_worker_mb, master_mb, budget_mb, 1.0)))
@@ -64,7 +65,6 @@ def fit_one(name: str, plan: dict, measured: dict, settings: dict) -> dict[str, 
             problems.append(f"needs {needed_mb} MB, over its {budget_mb} MB budget")
     measured_share = measured["plan"]["cpu_share"]
     scale = min(measured_share, measured["workers"]) / _usable_cpus(plan["cpu_share"], workers)
-    estimated = name != measured["plan"]["name"]
     for key, unit in CPU_BOUND.items():
         if key not in measures:
             continue
@@ -89,9 +89,21 @@ def fit_one(name: str, plan: dict, measured: dict, settings: dict) -> dict[str, 
                 f"{settings['target_rps']} req/s needs {instances} instances of "
                 f"{per_instance_rps:.1f} req/s; the plan allows {plan['max_instances']}"
             )
-    basis = "estimated from the measured plan" if estimated else "measured"
-    why = "; ".join(problems) if problems else f"every gate passes ({basis})"
-    return {**row, "fits": not problems, "why": why, "workers": workers, "instances": instances}
+    basis = "estimated" if estimated else "measured"
+    if problems:
+        why = f"does not fit ({basis}): " + "; ".join(problems)
+    else:
+        why = "every gate passes (" + (
+            "estimated from the measured plan)" if estimated else "measured)"
+        )
+    return {
+        **row,
+        "fits": not problems,
+        "basis": basis,
+        "why": why,
+        "workers": workers,
+        "instances": instances,
+    }
 
 
 def plan_fit(plans: dict[str, dict], measured: dict, settings: dict) -> dict[str, Any]:
@@ -109,3 +121,35 @@ def plan_fit(plans: dict[str, dict], measured: dict, settings: dict) -> dict[str
         else None
     )
     return {"target_rps": float(settings["target_rps"]), "plans": rows, "recommended": recommended}
+
+
+def recommendation_in_words(fit: dict[str, Any]) -> str:
+    """The recommendation, e.g. `free x1, 1 worker(s)`; when there is none, why, naming any
+    plan that was not measured rather than saying no plan fits."""
+    recommended = fit.get("recommended")
+    if recommended:
+        return (
+            f"{recommended['plan']} x{recommended['instances']}, {recommended['workers']} worker(s)"
+        )
+    unmeasured = [row["name"] for row in fit.get("plans", []) if row.get("basis") == "not measured"]
+    if unmeasured:
+        return (
+            f"no measured plan fits; not measured: {', '.join(unmeasured)} "
+            f"(measure one with gate.plan={unmeasured[0]})"
+        )
+    return "no plan fits"
+
+
+def measured_from_verdict(report: dict[str, Any]) -> dict[str, Any]:
+    """What plan fit needs of the gate's verdict on the plan it measured."""
+    figures, measures = report["figures"], report["measures"]
+    cpu_ms = figures.get("cpu_ms_per_request")
+    return {
+        "plan": report["plan"],
+        "measures": measures,
+        "workers": max(1, figures.get("workers", 1)),
+        "master_mb": figures.get("master_rss_mb", 0.0),
+        "per_worker_mb": report["capacity"].get("per_worker_mb", 0.0),
+        "cpu_seconds_per_request": cpu_ms / 1000 if cpu_ms else None,
+        "oom_or_thrash": bool(measures["oom_kills"]["value"] or figures.get("failcnt")),
+    }

@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 
 from pipeline.cgroups import evict_from_page_cache, resource_limit
+from pipeline.gate.interference import Reading, interference
 from pipeline.gate.load import HealthProbe, LoadResult, drive_load
 from pipeline.gate.render_service import (
     RenderWebService,
@@ -49,11 +50,16 @@ class ServiceRun:
     cpu_note: str = ""
     limits: ServiceLimits | None = None
     cold_start_seconds: float | None = None
+    cold_start_cpu_seconds: float | None = None
+    cpu_accounting: str = ""
+    prioritised: bool = False
+    phases: dict[str, dict] = field(default_factory=dict)  # interference per timing phase
     load: LoadResult | None = None
     cpu_seconds_per_request: float | None = None
     health_latencies_s: list[float] = field(default_factory=list)
     health_failures: list[str] = field(default_factory=list)
     hostile: HostileResult | None = None
+    worst_case_concurrency: int = 0
     workers_before: list[int] = field(default_factory=list)
     workers_after: list[int] = field(default_factory=list)
     master_rss_mb: float = 0.0
@@ -103,6 +109,7 @@ def observe_service(
             run.backend, run.enforced = group.backend, group.enforced
             run.cpu_backend, run.cpu_enforced = group.cpu_backend, group.cpu_enforced
             run.cpu_note = group.cpu_note
+            run.prioritised, run.cpu_accounting = group.prioritise_cpu(), group.cpu_accounting
             started = time.perf_counter()
             sampler = MemorySampler(group, started)
             process = group.popen(
@@ -155,15 +162,19 @@ def log_tail(log_path: Path) -> list[str]:
 
 def _load_the_service(run: ServiceRun, group, process, url, settings, expected, started):
     """Cold start, typical load, worst-case mix, with the health probe beside both loads."""
+    bound = settings["max_phase_wait_share"]
+    start_reading = Reading.now(group)
     run.cold_start_seconds = wait_until_healthy(
         url, process, settings["cold_start_deadline_seconds"], started
     )
+    run.cold_start_cpu_seconds = group.cpu_usage_seconds()
+    run.phases["cold start"] = interference(start_reading, Reading.now(group), bound)
     run.master_rss_mb, run.workers_before, _ = settled_process_tree_figures(process.pid)
     probe_settings = (
         settings["health_probe_interval_seconds"],
         settings["health_probe_timeout_seconds"],
     )
-    cpu_before = group.cpu_seconds()
+    cpu_before, load_reading = group.cpu_usage_seconds(), Reading.now(group)
     with HealthProbe(url, *probe_settings) as typical_probe:
         run.load = drive_load(
             url,
@@ -177,20 +188,21 @@ def _load_the_service(run: ServiceRun, group, process, url, settings, expected, 
             timeout_seconds=settings["request_timeout_seconds"],
             tolerance=settings["max_probability_diff"],
         )
+    run.phases["typical load"] = interference(load_reading, Reading.now(group), bound)
     answered = len(run.load.latencies_ms)
     if answered:
-        run.cpu_seconds_per_request = (group.cpu_seconds() - cpu_before) / answered
+        run.cpu_seconds_per_request = (group.cpu_usage_seconds() - cpu_before) / answered
     run.peak_memory_mb = round(group.peak_mb(), 1)
     run.failcnt_before_worst_case = group.failcnt()
     if process.poll() is None:
         _, run.workers_after, run.worker_uss_mb = process_tree_figures(process.pid)
     mix = hostile_kinds(expected.samples, run.limits)
-    concurrency = worst_case_concurrency(run.limits, settings)
+    run.worst_case_concurrency = worst_case_concurrency(run.limits, settings)
     with HealthProbe(url, *probe_settings) as hostile_probe:
         run.hostile = drive_hostile(
             url,
             mix,
-            concurrency=concurrency,
+            concurrency=run.worst_case_concurrency,
             timeout_seconds=settings["worst_case_timeout_seconds"],
         )
     run.worst_case_memory_mb = round(group.peak_mb(), 1)

@@ -1,21 +1,28 @@
-"""The gate's verdict from one service run: measures judged, figures kept, series, plan fit."""
+"""The gate's verdict from one service run: measures judged, figures kept, series."""
 
 from typing import Any
 
 import numpy as np
 
 from pipeline.cgroups import workers_that_fit
-from pipeline.gate.load import latency_histogram
-from pipeline.gate.plan_fit import plan_fit, plan_row
-from pipeline.gate.run import ServiceRun, worst_case_concurrency
-from pipeline.verdicts import at_least, at_most
+from pipeline.gate.cost import ServiceCost
+from pipeline.gate.machine import this_machine
+from pipeline.gate.plans import plan_row
+from pipeline.gate.run import ServiceRun
+from pipeline.gate.timings import (
+    cost_figures,
+    interference_of,
+    throttled_figures,
+    timing_measures,
+)
+from pipeline.verdicts import at_most
 
-MAX_SERIES_POINTS = 300  # issue 13 charts the series: the verdict stays small
+MAX_SERIES_POINTS = 300  # the report charts the series: the verdict stays small
 LATENCY_BINS = 30
 
 
-def judge(run: ServiceRun, settings: dict, plan: dict) -> dict[str, dict]:
-    """Each gate measure with its value, threshold and outcome."""
+def judge(run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict) -> dict[str, dict]:
+    """Each gate measure with its value, threshold and outcome; timings from the CPU cost."""
     # A worker that died is one whose PID is gone after the load (gunicorn forks a new one).
     replaced = len(set(run.workers_before) - set(run.workers_after))
     max_peak = plan["max_peak_memory_mb"]
@@ -24,35 +31,13 @@ def judge(run: ServiceRun, settings: dict, plan: dict) -> dict[str, dict]:
         "oom_kills": at_most(run.oom_kills, 0),
         "workers_replaced": at_most(replaced, 0),
     }
-    if run.cold_start_seconds is not None:
-        measures["cold_start_seconds"] = at_most(
-            round(run.cold_start_seconds, 3), settings["max_cold_start_seconds"]
-        )
     if run.load is not None:
         measures |= {
             "failed_requests": at_most(len(run.load.failures), 0),
             "wrong_answers": at_most(len(run.load.wrong_answers), 0),
-            "latency_p95_ms": at_most(
-                round(run.load.percentile_ms(95), 2), settings["max_latency_p95_ms"]
-            ),
-            "latency_p99_ms": at_most(
-                round(run.load.percentile_ms(99), 2), settings["max_latency_p99_ms"]
-            ),
-            "throughput_rps": at_least(
-                round(run.load.throughput_rps, 1), settings["min_throughput_rps"]
-            ),
         }
-    if run.cpu_seconds_per_request:
-        # A worker is one Python process: it uses at most one CPU, whatever the plan gives.
-        usable_cpus = min(plan["cpu_share"], max(1, len(run.workers_before)))
-        measures["sustainable_rps"] = at_least(
-            round(usable_cpus / run.cpu_seconds_per_request, 1),
-            settings["min_sustainable_rps"],
-        )
-    if run.health_latencies_s:
-        measures["health_latency_saturated_seconds"] = at_most(
-            round(max(run.health_latencies_s), 3), settings["max_health_latency_seconds"]
-        )
+    timings, _ = timing_measures(cost, settings, plan, len(run.workers_before))
+    measures |= timings
     if run.worst_case_memory_mb is not None:
         measures["worst_case_memory_mb"] = at_most(run.worst_case_memory_mb, max_peak)
         measures["worst_case_errors"] = at_most(len(run.hostile.errors), 0)
@@ -106,7 +91,17 @@ def capacity(peak_mb: float, master_mb: float, budget_mb: float, workers: int) -
     }
 
 
-def figures_of(run: ServiceRun, settings: dict) -> dict[str, Any]:
+def latency_histogram(latencies_ms: list[float], bins: int = 30) -> dict[str, list]:
+    """Counts of latencies in `bins` log-spaced bins (latencies span decades under a quota)."""
+    if not latencies_ms:
+        return {"edges": [], "counts": []}
+    low, high = max(min(latencies_ms), 0.01), max(max(latencies_ms), 0.02)
+    edges = np.geomspace(low, high * 1.0001, bins + 1)
+    counts, _ = np.histogram(np.clip(latencies_ms, low, None), bins=edges)
+    return {"edges": [round(float(e), 3) for e in edges], "counts": counts.tolist()}
+
+
+def figures_of(run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict) -> dict[str, Any]:
     figures = {
         "peak_memory_mb": run.peak_memory_mb,
         "worst_case_memory_mb": run.worst_case_memory_mb,
@@ -118,11 +113,15 @@ def figures_of(run: ServiceRun, settings: dict) -> dict[str, Any]:
         "cpu_throttled_periods": run.throttled_periods,
         "cpu_throttled_seconds": round(run.throttled_seconds, 2),
     }
-    if run.cpu_seconds_per_request:
-        figures["cpu_ms_per_request"] = round(run.cpu_seconds_per_request * 1000, 2)
+    costs = cost_figures(cost, settings)
+    if costs["cpu_ms_per_request_least_batch"]:
+        figures["cpu_ms_per_request"] = costs["cpu_ms_per_request_least_batch"]
+    figures.update(timing_measures(cost, settings, plan, len(run.workers_before))[1])
+    figures.update(
+        cost=costs, throttled=throttled_figures(run), interference=interference_of(cost, run)
+    )
     if run.load is not None:
         figures.update(
-            latency_p50_ms=round(run.load.percentile_ms(50), 2),
             requests=settings["requests"],
             concurrency=settings["concurrency"],
             first_failures=run.load.failures[:3],
@@ -139,7 +138,7 @@ def figures_of(run: ServiceRun, settings: dict) -> dict[str, Any]:
         }
     if run.hostile is not None:
         figures["worst_case"] = {
-            "concurrency": worst_case_concurrency(run.limits, settings),
+            "concurrency": run.worst_case_concurrency,
             "max_batch": run.limits.max_batch,
             "max_body_bytes": run.limits.max_body_bytes,
             "requests": run.hostile.kinds,
@@ -148,11 +147,12 @@ def figures_of(run: ServiceRun, settings: dict) -> dict[str, Any]:
     return figures
 
 
-def verdict(run: ServiceRun, settings: dict, plans: dict, plan_name: str) -> dict[str, Any]:
-    """The gate's report for one run of the service under plan `plan_name`."""
-    plan = plans[plan_name]
-    measures = judge(run, settings, plan)
-    figures = figures_of(run, settings)
+def verdict(
+    run: ServiceRun, cost: ServiceCost, settings: dict, plan_name: str, plan: dict
+) -> dict[str, Any]:
+    """The gate's report for one run of the service under plan `plan_name` (no plan fit yet)."""
+    measures = judge(run, cost, settings, plan)
+    figures = figures_of(run, cost, settings, plan)
     workers = len(run.workers_before)
     worst_peak = max(run.peak_memory_mb, run.worst_case_memory_mb or 0)
     report = {
@@ -173,6 +173,7 @@ def verdict(run: ServiceRun, settings: dict, plans: dict, plan_name: str) -> dic
         # Both limits, for promotion's check (release_bundle reads `enforced`).
         "backend": run.backend,
         "enforced": run.enforced and run.cpu_enforced,
+        "machine": this_machine(run.backend),
         "measures": measures,
         "figures": figures,
         "capacity": capacity(worst_peak, run.master_rss_mb, plan["memory_mb"], workers),
@@ -183,18 +184,16 @@ def verdict(run: ServiceRun, settings: dict, plans: dict, plan_name: str) -> dic
             ),
         },
     }
-    cap = report["capacity"]
-    measured = {
-        "plan": report["plan"],
-        "measures": measures,
-        "workers": max(1, workers),
-        "master_mb": round(run.master_rss_mb, 1),
-        "per_worker_mb": cap.get("per_worker_mb", 0.0),
-        "cpu_seconds_per_request": run.cpu_seconds_per_request,
-        "oom_or_thrash": bool(run.oom_kills or run.failcnt),
-    }
-    report["plan_fit"] = plan_fit(plans, measured, settings)
     reasons = reasons_in_words(run, plan)
+    busy = sorted({m["host_busy"] for m in measures.values() if "host_busy" in m})
+    if busy:
+        report["host_busy"] = busy
+        failed_busy = [n for n, m in measures.items() if "host_busy" in m and not m["passed"]]
+        if failed_busy:
+            reasons.append(
+                f"{', '.join(failed_busy)} may be the host's doing, not the model's: "
+                + "; ".join(busy)
+            )
     if reasons:
         report.update(reason="; ".join(reasons), service_log_tail=run.service_log_tail)
     return report

@@ -28,7 +28,9 @@ JSON_TYPE = "application/json"
 FLOAT32_TYPE = "application/octet-stream"
 # Answers that mean the service refused or shed the request and lived: not failures.
 ACCEPTABLE_STATUSES = {200, 400, 413, 415, 503}
-REFUSALS = {"413", "timeout", "connection closed"}
+# A request that got no answer in time is named as such ("timed out"), never a refusal.
+REFUSALS = {"413", "connection closed"}
+TIMED_OUT = "timed out"
 UPLOAD_STALL_SECONDS = 5.0  # a body the service stopped reading
 # A refusal from Content-Length comes at once (ms, or a CFS period or two under a quota).
 REFUSAL_PROBE_SECONDS = 1.0
@@ -147,9 +149,9 @@ def drive_hostile(
                 timeout=(UPLOAD_STALL_SECONDS, timeout_seconds),
             )
         except requests.Timeout:
-            return "timeout"
+            return TIMED_OUT
         except requests.ConnectionError as error:
-            return "timeout" if "timed out" in str(error) else "connection closed"
+            return TIMED_OUT if "timed out" in str(error) else "connection closed"
         if response.status_code not in ACCEPTABLE_STATUSES:
             with lock:
                 result.errors.append(f"{kind.kind}: HTTP {response.status_code}")

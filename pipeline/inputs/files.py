@@ -1,5 +1,5 @@
 """Load the files a user brings (normaliser, held-out set) and where they are, with errors
-that name the file and the fix. The labels: pipeline.inputs.labels; the model: pipeline.inputs.keras_model."""
+that name the file and the fix. The labels: inputs.labels; the model: inputs.keras_model."""
 
 import zipfile
 from dataclasses import dataclass
@@ -197,7 +197,7 @@ class InputPaths:
 
     @property
     def label_encoder(self) -> Path:
-        """The old name of `labels`, kept for callers that still use it."""
+        """Another name for `labels`, accepted in params.yaml and by callers."""
         return self.labels
 
     @classmethod

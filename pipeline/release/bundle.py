@@ -14,9 +14,9 @@ import numpy as np
 from pipeline.inputs.files import InputPaths
 from pipeline.inputs.tracking import untracked_inputs
 from pipeline.paths import Workspace
-from pipeline.report import write_release_report
+from pipeline.report.write import write_release_report
 from pipeline.summary import FAILED, NOT_RUN, STALE, stage_verdicts
-from pipeline.verdicts import read_json, write_json
+from pipeline.verdicts import GATE_STAGES, read_json, write_json
 from pipeline.versions import tool_versions
 from service.bundle import MANIFEST_NAME, MODEL_NAME, sha256_of
 
@@ -41,15 +41,18 @@ def describe_status(paths: Any) -> str:
 
 
 def pipeline_changes(workspace: Workspace) -> list[str]:
-    """What `dvc status` says changed, per stage; empty when the pipeline is up to date.
+    """What `dvc status` says changed, per stage, in the stages that build and judge the
+    candidate and every stage or .dvc file upstream of them (the demo's stage only while
+    `inputs.folder` is its output); empty when those are up to date.
 
     Only a workspace with its own dvc.yaml is a DVC project (tests' scratch workspaces are
     not); for those the inputs fingerprints alone decide.
     """
     if not (workspace.root / "dvc.yaml").is_file():
         return []
+    targets = [f"dvc.yaml:{stage}" for stage in GATE_STAGES]
     completed = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "--json"],
+        [sys.executable, "-m", "dvc", "status", "--json", "--with-deps", *targets],
         cwd=workspace.root,
         capture_output=True,
         text=True,
@@ -76,9 +79,12 @@ def blessed_verdicts(workspace: Workspace) -> dict[str, dict]:
     if not model_path.is_file():
         raise PromotionRefused(f"there is no candidate at {workspace.candidate_dir}; run dvc repro")
     manifest = read_json(workspace.candidate_dir / MANIFEST_NAME)
-    problems = [f"{change}; run dvc repro" for change in pipeline_changes(workspace)]
+    problems = []
     if manifest["sha256"] != sha256_of(model_path):
         problems.append("the candidate's manifest names another model.tflite")
+    batched = manifest.get("batched")
+    if batched and batched["sha256"] != sha256_of(workspace.candidate_dir / batched["file"]):
+        problems.append(f"the candidate's manifest names another {batched['file']}")
     verdicts = {}
     for verdict in stage_verdicts(workspace):
         stage, report = verdict.stage, verdict.report
@@ -94,6 +100,8 @@ def blessed_verdicts(workspace: Workspace) -> dict[str, dict]:
             )
         else:
             verdicts[stage] = report
+    # The reasons first; what `dvc status` lists after them, as the evidence.
+    problems += [f"{change}; run dvc repro" for change in pipeline_changes(workspace)]
     if problems:
         raise PromotionRefused("; ".join(problems))
     return verdicts
@@ -128,6 +136,9 @@ def write_release(
     release_dir.mkdir(parents=True)
     shutil.copy2(workspace.candidate_dir / MODEL_NAME, release_dir / MODEL_NAME)
     manifest = read_json(workspace.candidate_dir / MANIFEST_NAME)
+    if manifest.get("batched"):
+        batched_name = manifest["batched"]["file"]
+        shutil.copy2(workspace.candidate_dir / batched_name, release_dir / batched_name)
     samples, probabilities, labels = golden_set(
         workspace, params, manifest["sha256"], int(settings["golden_samples"])
     )
@@ -138,10 +149,16 @@ def write_release(
         promoted_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         git_commit=source_commit,
         params={
-            key: params[key] for key in ("inputs", "convert", "parity", "gate") if key in params
+            key: params[key]
+            for key in ("shared", "inputs", "demo_model", "convert", "parity", "gate")
+            if key in params
         },
         verdicts={
-            stage: {key: report[key] for key in ("passed", "measures", "accuracy") if key in report}
+            stage: {
+                key: report[key]
+                for key in ("passed", "measures", "accuracy", "produced_on")
+                if key in report
+            }
             for stage, report in verdicts.items()
         },
         golden={
@@ -151,6 +168,7 @@ def write_release(
             "probabilities": np.round(probabilities.astype(np.float64), 7).tolist(),
             "tolerance": float(settings["golden_tolerance"]),
         },
+        gated_on=verdicts["gate"].get("produced_on"),
         promotion_tools=tool_versions(),
     )
     manifest["files"][GOLDEN_NAME] = {

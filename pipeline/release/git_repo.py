@@ -94,6 +94,16 @@ class GitRepo:
         found = dict(reversed(line.split("\t", 1)) for line in lines if "\t" in line)
         return found.get(f"{ref}^{{}}") or found.get(ref)
 
+    def is_ancestor(self, commit: str, descendant: str) -> bool:
+        """Whether `descendant` contains `commit` (False when either is unknown here)."""
+        completed = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", commit, descendant],
+            cwd=self.root,
+            capture_output=True,
+            timeout=60,
+        )
+        return completed.returncode == 0
+
     def dirty_paths(self, ignore: tuple[str, ...] = ()) -> list[str]:
         """Tracked files with changes, staged or not, except those under `ignore`."""
         lines = self.run("status", "--porcelain", "--untracked-files=no").splitlines()

@@ -10,7 +10,7 @@ it is undone locally alone. Scratch lives in build/promote/ (ignored), cleaned o
 import json
 import os
 import shutil
-import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,8 +19,8 @@ from pipeline.release.git_repo import GitError, GitRepo
 from service.bundle import LFS_POINTER_PREFIX, sha256_of
 
 STEPS = ("write", "commit", "tag", "upload", "verify", "push")
-# Lock files git leaves when it is killed mid-command, relative to the git directory.
-GIT_LOCK_PATTERNS = ("index.lock", "HEAD.lock", "packed-refs.lock", "refs/**/*.lock")
+# Fault injection for the crash tests: SIGKILL promote itself right after this step (name or
+# 1-based number), as a power cut or `kill -9` would.
 
 
 # Git LFS's filters for promote's own git commands, so nothing depends on a global or system
@@ -63,6 +63,9 @@ class Journal:
     restore_paths: list[str]  # working-tree paths the release rewrites
     commit: str | None = None
     step: str = "start"
+    # Carried by every git process the release starts (orphans.RUN_ID_ENV), so the next run
+    # can find the ones a kill left running.
+    run_id: str = ""
 
     @classmethod
     def begin(
@@ -85,6 +88,7 @@ class Journal:
             release_path=release_path,
             index_tree=repo.run("write-tree").strip(),
             restore_paths=[release_path, ".gitattributes", *extra_restore_paths],
+            run_id=uuid.uuid4().hex,
         )
 
     @staticmethod
@@ -109,7 +113,7 @@ def scratch_dir(workspace: Workspace) -> Path:
 
 
 def checkpoint(workspace: Workspace, journal: Journal, step: str) -> None:
-    """Record that `step` is done."""
+    """Record that `step` is done: a run killed after it is finished or undone from there."""
     journal.step = step
     journal.save(workspace)
 
@@ -190,7 +194,21 @@ def verify_objects(
     # The commit comes from the local repository (the remote has no ref to it yet); the LFS
     # objects can only come from the remote.
     clone.run("fetch", "-q", "--no-tags", str(repo.root), commit, timeout=timeout)
-    clone.run("lfs", "fetch", "origin", commit, "--include", ",".join(oids), timeout=timeout)
+    remote_url = clone.run("remote", "get-url", "origin").strip()
+    try:
+        clone.run("lfs", "fetch", "origin", commit, "--include", ",".join(oids), timeout=timeout)
+    except GitError as error:
+        bad = [
+            path for path, oid in oids.items() if "invalid hash" in str(error) and oid in str(error)
+        ]
+        if not bad:
+            raise
+        oid = oids[bad[0]]
+        raise ReleaseFailed(
+            f"the remote {remote} holds a corrupt copy of {bad[0]}'s LFS object {oid[:12]} (its "
+            "bytes do not hash to its name), and git-lfs never re-uploads an object the remote "
+            f"says it has; repair: {corrupt_object_fix(remote_url, oid)}, then run again"
+        ) from None
     for path, oid in oids.items():
         stored = clone_dir / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
         if not stored.is_file() or sha256_of(stored) != oid:
@@ -199,6 +217,18 @@ def verify_objects(
                 "(fetched into a fresh repository to check)"
             )
     shutil.rmtree(clone_dir, ignore_errors=True)
+
+
+def corrupt_object_fix(remote_url: str, oid: str) -> str:
+    """The command that removes a corrupt LFS object from the remote; the next upload resends it."""
+    local = remote_url.removeprefix("file://")
+    if local.startswith("/") and Path(local).is_dir():
+        git_dir = Path(local) if not (Path(local) / ".git").is_dir() else Path(local) / ".git"
+        return f"`rm {git_dir / 'lfs' / 'objects' / oid[:2] / oid[2:4] / oid}`"
+    return (
+        f"delete LFS object {oid} on the server of {remote_url} (its LFS storage settings, or "
+        "its administrator; GitHub has no per-object delete: ask its support)"
+    )
 
 
 def push_refs(repo: GitRepo, journal: Journal, timeout: float) -> None:
@@ -212,88 +242,3 @@ def push_refs(repo: GitRepo, journal: Journal, timeout: float) -> None:
     tracking = f"refs/remotes/{journal.remote}/{journal.branch}"
     if repo.ref_sha(tracking):  # so `git status` does not report the branch ahead
         repo.run("update-ref", tracking, journal.commit)
-
-
-def reached_remote(repo: GitRepo, journal: Journal) -> bool:
-    """Whether the journal's release commit is what the remote's branch (and tag) name."""
-    if not journal.commit:
-        return False
-    try:
-        branch_sha = repo.remote_ref_sha(journal.remote, f"refs/heads/{journal.branch}")
-        tag_sha = (
-            repo.remote_ref_sha(journal.remote, f"refs/tags/{journal.tag}") if journal.tag else None
-        )
-    except GitError:
-        return False
-    return branch_sha == journal.commit and (not journal.tag or tag_sha == journal.commit)
-
-
-def git_running_in(root: Path) -> bool:
-    """Whether a live git process works in `root` (read from /proc; False where there is none)."""
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            command = (proc / "cmdline").read_bytes().split(b"\0")[0]
-            if Path(os.fsdecode(command)).name == "git" and Path(os.readlink(proc / "cwd")) == root:
-                return True
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-    return False
-
-
-def wait_for_git_of_the_interrupted_run(repo: GitRepo, wait_seconds: float) -> None:
-    """Wait until no git works in the repository: a push of a killed promote may still be in
-    flight and land on the remote; deciding before it ends would undo a release that lands."""
-    root = repo.root.resolve()
-    deadline = time.monotonic() + wait_seconds
-    if git_running_in(root):
-        print("a git command of the interrupted run is still running; waiting for it to end")
-    while git_running_in(root):
-        if time.monotonic() > deadline:
-            raise GitError(
-                f"a git command still runs in {root} after {wait_seconds:.0f} s "
-                "(promote.push_timeout_seconds); let it finish or stop it, then run again"
-            )
-        time.sleep(0.2)
-
-
-def remove_stale_git_locks(repo: GitRepo) -> None:
-    """Remove the lock files a git command killed with promote left (no git holds them now)."""
-    git_dir = Path(repo.run("rev-parse", "--absolute-git-dir").strip())
-    if git_running_in(repo.root.resolve()):
-        return
-    for pattern in GIT_LOCK_PATTERNS:
-        for lock in git_dir.glob(pattern):
-            lock.unlink(missing_ok=True)
-            print(f"removed {lock}, left by a git command of the interrupted run")
-
-
-def recover(repo: GitRepo, workspace: Workspace, wait_seconds: float) -> Journal | None:
-    """Finish or undo a release a previous run left half-done; the journal if it had landed."""
-    journal = Journal.load(workspace)
-    clean_scratch(workspace, keep_journal=journal is not None)
-    if journal is None:
-        return None
-    wait_for_git_of_the_interrupted_run(repo, wait_seconds)
-    if reached_remote(repo, journal):
-        print(
-            f"an interrupted {journal.action} ({journal.tag or journal.branch}) had reached "
-            f"{journal.remote}; it is complete"
-        )
-        Journal.path(workspace).unlink()
-        return journal
-    head = repo.head()
-    ours = head in (journal.old_head, journal.commit) or repo.ref_sha("HEAD^") == journal.old_head
-    if not ours:
-        raise GitError(
-            f"an interrupted {journal.action} left {Journal.path(workspace)}, but HEAD has moved "
-            f"to {head[:12]} since (it started at {journal.old_head[:12]}); check `git log`, "
-            "then delete that file and run again"
-        )
-    remove_stale_git_locks(repo)
-    restore_local(repo, journal)
-    print(
-        f"undid the local steps of an interrupted {journal.action} (step {journal.step!r}); "
-        f"it never reached {journal.remote}, starting again"
-    )
-    Journal.path(workspace).unlink()
-    return None

@@ -3,11 +3,14 @@ any failure undoes the local steps alone (the remote's refs never moved). Used b
 rollback alike.
 """
 
+import os
 from collections.abc import Callable
 
 from pipeline.paths import Workspace
 from pipeline.release.bundle import GOLDEN_NAME, PromotionRefused
 from pipeline.release.git_repo import GitError, GitRepo, require_git_lfs
+from pipeline.release.orphans import RUN_ID_ENV, settle
+from pipeline.release.recovery import RemoteUnknown, remote_holds
 from pipeline.release.steps import (
     LFS_FILTER,
     Journal,
@@ -17,22 +20,21 @@ from pipeline.release.steps import (
     enable_lfs,
     lfs_object_ids,
     push_refs,
-    reached_remote,
     restore_local,
     upload_objects,
     verify_objects,
 )
-from service.bundle import MODEL_NAME
+from service.bundle import BATCHED_MODEL_NAME, MODEL_NAME
 
-LFS_TRACKED = (MODEL_NAME, GOLDEN_NAME)
+LFS_TRACKED = (MODEL_NAME, BATCHED_MODEL_NAME, GOLDEN_NAME)
 # Files the pipeline itself rewrites: a promotion commits them rather than refusing on them.
 # The stage metrics under reports/ are in git (DVC's `cache: false`) so that main holds the
 # promoted candidate's verdicts, which is what a pull request's `dvc metrics diff` compares to.
 PIPELINE_OWNED = ("dvc.lock", "reports/")
 UNTOUCHED = (
     "nothing was pushed: the remote's branches and tags are as they were (LFS objects "
-    "already uploaded may remain there, content-addressed and harmless) and the local "
-    "repository is as before"
+    "already uploaded may remain there, stored under their own hash, named by no ref) and the "
+    "local repository is as before"
 )
 
 
@@ -96,8 +98,10 @@ def release(
     message: str,
     write_files: Callable[[], list[str]],
     timeout: float,
+    orphan_wait_seconds: float,
 ) -> None:
     """Every step of a release under the journal; any failure undoes the local steps alone."""
+    os.environ[RUN_ID_ENV] = journal.run_id  # inherited by every git process started below
     journal.save(workspace)
     step = "write"
     try:
@@ -114,7 +118,9 @@ def release(
             repo.run("tag", "-a", journal.tag, "-m", message)
         checkpoint(workspace, journal, step)
         step = "upload"
-        paths = [f"{journal.release_path}/{name}" for name in LFS_TRACKED]
+        tracked = [f"{journal.release_path}/{name}" for name in LFS_TRACKED]
+        # A release from before batched models (a rollback's target) has no batched model.
+        paths = repo.run("ls-tree", "-r", "--name-only", journal.commit, "--", *tracked).split()
         oids = lfs_object_ids(repo, journal.commit, paths)
         upload_objects(repo, journal.remote, list(oids.values()), timeout)
         checkpoint(workspace, journal, step)
@@ -125,9 +131,17 @@ def release(
         try:
             push_refs(repo, journal, timeout)
         except GitError:
-            if not reached_remote(repo, journal):  # a lost answer after an accepted push
+            # A timed-out push may leave its transport running: let it finish (or end it)
+            # before asking the remote, so the answer cannot change afterwards.
+            settle(journal.run_id, orphan_wait_seconds)
+            if not remote_holds(repo, journal):  # a lost answer after an accepted push
                 raise
         checkpoint(workspace, journal, step)
+    except RemoteUnknown as error:
+        raise PromotionRefused(
+            f"step {step!r} failed and {error}; the release is kept locally, and the next "
+            "promote or rollback finishes or undoes it"
+        ) from None
     except Exception as error:
         restore_local(repo, journal)
         Journal.path(workspace).unlink(missing_ok=True)

@@ -2,7 +2,7 @@
 
 from html import escape
 
-from pipeline.report import tables as tables
+from pipeline.report import tables
 from pipeline.report.charts import HEIGHT_PX, WIDTH_PX, Chart, all_charts
 from pipeline.report.model import ReleaseReport
 
@@ -100,7 +100,10 @@ def render_html(report: ReleaseReport) -> str:
         parts += ["<h2>Plan fit</h2>"]
         parts += [
             f"<p>{escape(text)}</p>"
-            for text in (tables.measured_under(report.gate), tables.plan_summary(report))
+            for text in (
+                tables.measured_where(report.gate, report.base_gate),
+                tables.plan_summary(report),
+            )
             if text
         ]
         plans = tables.plan_table(report)

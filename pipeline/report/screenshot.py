@@ -1,4 +1,4 @@
-"""A PNG of the release page as headless Chromium draws it: for the README and the test."""
+"""A PNG of the release page as headless Chromium draws it: for the docs and the test."""
 
 import shutil
 import subprocess
@@ -11,7 +11,7 @@ from pipeline.report.sources import ReportError
 
 # Debian's package is `chromium` (make system-deps installs it); a Chrome already there works too.
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-WINDOW = (1200, 2600)
+WINDOW = (1200, 3300)
 MARGIN_PX = 16
 
 

@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.gate.machine import measured_elsewhere
+from pipeline.gate.plan_fit import recommendation_in_words
 from pipeline.report.figures import fmt
 from pipeline.report.model import ReleaseReport
 
@@ -74,6 +76,25 @@ def figure_table(report: ReleaseReport) -> Table:
     return table
 
 
+def measured_where(gate: dict[str, Any], base_gate: dict[str, Any] | None = None) -> str:
+    """measured_under, and what makes figures not comparable: a verdict measured on another
+    machine, or a base measured on another plan than the candidate."""
+    sentences = [measured_under(gate)]
+    elsewhere = measured_elsewhere(gate) if gate else None
+    if elsewhere:
+        sentences.append(
+            f"The candidate's gate verdict was NOT measured on this machine: {elsewhere}."
+        )
+    base_plan = ((base_gate or {}).get("plan") or {}).get("name")
+    plan = (gate.get("plan") or {}).get("name")
+    if base_plan and plan and base_plan != plan:
+        sentences.append(
+            f"Base and candidate were measured on different plans (base {base_plan}, candidate "
+            f"{plan}): their timings and memory figures do not compare."
+        )
+    return " ".join(s for s in sentences if s)
+
+
 def measured_under(gate: dict[str, Any]) -> str:
     """Where the gate measured: the plan, and how each limit was enforced."""
     plan, limits = gate.get("plan") or {}, gate.get("limits") or {}
@@ -102,7 +123,7 @@ def measured_under(gate: dict[str, Any]) -> str:
 def recommendation(plan_fit: dict[str, Any]) -> str:
     recommended = plan_fit.get("recommended")
     if not recommended:
-        return "no plan fits"
+        return recommendation_in_words(plan_fit)
     return (
         f"{recommended.get('plan')}, {fmt(recommended.get('workers'))} worker(s) x "
         f"{fmt(recommended.get('instances'))} instance(s)"

@@ -21,7 +21,14 @@ from pipeline.inputs.files import InputFileError, InputPaths
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
 from pipeline.verdicts import read_json, write_json, write_verdict
-from service.bundle import MANIFEST_NAME, MANIFEST_SCHEMA, MODEL_NAME, BundleError, sha256_of
+from service.bundle import (
+    BATCHED_MODEL_NAME,
+    MANIFEST_NAME,
+    MANIFEST_SCHEMA,
+    MODEL_NAME,
+    BundleError,
+    sha256_of,
+)
 from service.predictor import Predictor
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -67,16 +74,26 @@ def run_worker(job: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
     )
 
 
-def build_manifest(bundle_dir: Path, conversion: dict, quantization: str, source: Path) -> dict:
+def build_manifest(
+    bundle_dir: Path, conversion: dict, quantization: str, source: Path, batch_size: int
+) -> dict:
     """The bundle's manifest: contract, labels, preprocessing, hashes and provenance."""
     model_path = bundle_dir / MODEL_NAME
     model_sha256 = sha256_of(model_path)
+    batched_path = bundle_dir / BATCHED_MODEL_NAME
+    batched_sha256 = sha256_of(batched_path)
     return {
         "schema": MANIFEST_SCHEMA,
         "version": f"candidate-{model_sha256[:12]}",
         "model_file": MODEL_NAME,
         "sha256": model_sha256,
-        "files": {MODEL_NAME: {"sha256": model_sha256, "bytes": model_path.stat().st_size}},
+        "files": {
+            MODEL_NAME: {"sha256": model_sha256, "bytes": model_path.stat().st_size},
+            BATCHED_MODEL_NAME: {"sha256": batched_sha256, "bytes": batched_path.stat().st_size},
+        },
+        # The same model with a fixed batch: the service runs samples that arrive together
+        # through it (a lone one through model_file).
+        "batched": {"file": BATCHED_MODEL_NAME, "sha256": batched_sha256, "batch_size": batch_size},
         "input": {
             "shape": conversion["sample_shape"],
             "dtype": "float32",
@@ -127,6 +144,12 @@ def convert(workspace: Workspace) -> None:
     partial_dir.mkdir(parents=True)
     started = time.perf_counter()
     try:
+        batch_size = settings.get("batch_size", 1)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 2:
+            raise ConversionFailed(
+                f"convert.batch_size={batch_size!r} is not usable; use an integer of 2 or more "
+                "(see params.yaml for how it is chosen)"
+            )
         if quantization not in QUANTIZATIONS:
             raise ConversionFailed(
                 f"convert.quantization={quantization!r} is unknown; use one of {QUANTIZATIONS}"
@@ -137,27 +160,34 @@ def convert(workspace: Workspace) -> None:
             "inputs": params["inputs"],
             "quantization": quantization,
             "representative_samples": int(settings["representative_samples"]),
+            "batch_size": batch_size,
             "out_dir": str(partial_dir),
         }
         conversion = run_worker(job, float(settings["timeout_seconds"]))
         (partial_dir / "conversion.json").unlink()
-        manifest = build_manifest(partial_dir, conversion, quantization, inputs.model)
+        manifest = build_manifest(partial_dir, conversion, quantization, inputs.model, batch_size)
         write_json(partial_dir / MANIFEST_NAME, manifest)
         check_started = time.perf_counter()
         predictor = Predictor(partial_dir)
         ops = judge_builtin_ops(predictor.model_path)
-        # Run it once: a file can load and still fail at invoke (e.g. READ_VARIABLE ops).
-        predictor.predict_proba(np.zeros((1, *predictor.contract.sample_shape), np.float32))
+        ops_batched = judge_builtin_ops(partial_dir / BATCHED_MODEL_NAME)
+        # Run each once: a file can load and still fail at invoke (e.g. READ_VARIABLE ops).
+        zeros = np.zeros((1, *predictor.contract.sample_shape), np.float32)
+        predictor.predict_proba(zeros, route="single")
+        predictor.predict_proba(zeros, route="batched")
         report.update(
             passed=True,
             candidate_sha256=manifest["sha256"],
             source_model_sha256=manifest["source_model"]["sha256"],
             ops=sorted(set(ops)),
             op_count=len(ops),
+            batch_size=batch_size,
+            batched_ops=sorted(set(ops_batched)),
             runtime=f"{predictor.runtime.name} {predictor.runtime.version}",
             sizes_bytes={
                 "source_model": inputs.model.stat().st_size,
                 "tflite": manifest["files"][MODEL_NAME]["bytes"],
+                "tflite_batched": manifest["files"][BATCHED_MODEL_NAME]["bytes"],
             },
             sample_shape=manifest["input"]["shape"],
             output_kind=manifest["output"]["kind"],

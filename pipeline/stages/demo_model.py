@@ -5,7 +5,7 @@ held-out `.npz` of raw samples with string labels.
 
 Every byte it writes is the same on every run and every machine of the same kind: training is
 seeded, deterministic and single-threaded, and the save dates Keras and zip files carry are
-pinned. So a fresh clone's `make demo` rebuilds the very candidate the README names."""
+pinned. So a fresh clone's `make demo` rebuilds the very candidate the committed verdicts name."""
 
 import io
 import json

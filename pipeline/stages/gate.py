@@ -1,11 +1,14 @@
 """Stage `gate`: the real service, started as render.yaml starts it, under a Render plan's limits.
 
 The plan (gate.plan, a row of gate.plans) sets the memory cgroup's limit and the CPU share the
-kernel enforces. The gate refuses in seconds a bundle that cannot fit, then measures cold
-start, a bounded load checked against parity's own answers, health-check latency while the
-service is saturated, and the kernel's peak under the most memory-hungry requests the service
-accepts; it says which plans the candidate fits, and writes the verdict for exactly this
-candidate. Any breach exits non-zero with a one-line reason.
+kernel enforces. The gate refuses in seconds a bundle that cannot fit; measures what the
+service costs in CPU unthrottled (cold starts, each request), which the host's other work
+cannot move much, and judges every timing at the plan's share from that cost; then runs the
+service under the plan's quota for a bounded load checked against parity's own answers,
+health-check latency while the service is saturated (reported beside the judged figures), and
+the kernel's peak under the most memory-hungry requests the service accepts. It says which
+plans the candidate fits, and writes the verdict for exactly this candidate, with the machine
+it was measured on. Any breach exits non-zero with a one-line reason.
 """
 
 import sys
@@ -14,12 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.cgroups import MemoryGroupError
+from pipeline.gate.cost import measure_cost
+from pipeline.gate.plan_fit import measured_from_verdict, plan_fit, recommendation_in_words
 from pipeline.gate.preflight import BundleTooLarge, refuse_what_cannot_fit
 from pipeline.gate.render_service import (
     RenderWebService,
     RenderYamlError,
     free_port,
-    lite_runtime_libraries,
 )
 from pipeline.gate.run import GateFailure, observe_service, service_environment
 from pipeline.gate.verdict import verdict, verdict_without_a_run
@@ -29,9 +33,6 @@ from pipeline.paths import REPO_ROOT, Workspace
 from pipeline.verdicts import read_json, write_verdict
 from service.bundle import MODEL_NAME, sha256_of
 from service.predictor import Contract
-
-# Imported from here by tests/conftest.py and benchmarks/run.py.
-__all__ = ["RenderWebService", "free_port", "gate", "lite_runtime_libraries"]
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,10 @@ def gate_report(workspace: Workspace, params: dict, candidate_sha256: str) -> di
         REPO_ROOT,
     )
     expected = expected_answers(workspace, params, candidate_sha256)
+    cost = measure_cost(render, settings, plan, expected, workspace.candidate_dir)
     run = observe_service(render, settings, plan, expected, workspace.candidate_dir)
-    report = verdict(run, settings, settings["plans"], plan_name)
+    report = verdict(run, cost, settings, plan_name, plan)
+    report["plan_fit"] = plan_fit(settings["plans"], measured_from_verdict(report), settings)
     report["figures"].update(preflight)
     report.update(start_command=render.start_command, render_env=render.env)
     if not report.get("service_log_tail") and not all(
@@ -140,7 +143,6 @@ def gate(workspace: Workspace) -> None:
     if problems:
         raise SystemExit("gate failed: " + "; ".join(problems))
     measures, fit = report["measures"], report["plan_fit"]
-    recommended = fit["recommended"]
     print(
         f"gate passed on plan {report['plan']['name']} ({report['plan']['memory_mb']} MB, "
         f"{report['plan']['cpu_share']} CPU; {report['backend']}): worst-case peak "
@@ -148,14 +150,10 @@ def gate(workspace: Workspace) -> None:
         f"{measures['cold_start_seconds']['value']} s, p95 {measures['latency_p95_ms']['value']} "
         f"ms, health under saturation {measures['health_latency_saturated_seconds']['value']} s, "
         f"sustainable {measures['sustainable_rps']['value']} req/s; for "
-        f"{fit['target_rps']} req/s: "
-        + (
-            f"{recommended['plan']} x{recommended['instances']} with "
-            f"{recommended['workers']} worker(s)"
-            if recommended
-            else "no plan fits"
-        )
+        f"{fit['target_rps']} req/s: {recommendation_in_words(fit)}"
     )
+    for sentence in report.get("host_busy", []):
+        print(f"note: {sentence} (the figure is marked host_busy in reports/gate.json)")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipeline.inputs.files import InputFileError, InputPaths, load_heldout
 from pipeline.inputs.keras_model import keras_outputs, load_keras_model
+from pipeline.inputs.label_order import judge_label_order, refusal
 from pipeline.inputs.labels import load_labels
 from pipeline.params import load_params
 from pipeline.paths import Workspace
@@ -25,29 +26,32 @@ from service.predictor import Predictor
 
 
 def per_class_rows(truth: np.ndarray, keras_labels: np.ndarray, tflite_labels: np.ndarray, labels):
-    """For each true class: how often the candidate's top-1 agrees with Keras's, and accuracies."""
+    """For each true class: its held-out sample count, how often the candidate's top-1 agrees
+    with Keras's, and both accuracies; None (no figure) for a class with no samples."""
     rows = []
     for label in labels:
         members = truth == label
         count = int(members.sum())
+        shares = {
+            "agreement": keras_labels == tflite_labels,
+            "keras_accuracy": keras_labels == label,
+            "tflite_accuracy": tflite_labels == label,
+        }
         rows.append(
             {
                 "label": label,
                 "samples": count,
-                "agreement": float((keras_labels[members] == tflite_labels[members]).mean())
-                if count
-                else 1.0,
-                "keras_accuracy": float((keras_labels[members] == label).mean()) if count else 0.0,
-                "tflite_accuracy": float((tflite_labels[members] == label).mean())
-                if count
-                else 0.0,
+                **{
+                    name: float(hits[members].mean()) if count else None
+                    for name, hits in shares.items()
+                },
             }
         )
     return rows
 
 
 def judge(keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, parity_params):
-    """Each parity measure with its value, threshold and outcome."""
+    """Each parity measure with its value, threshold and outcome; the convincing renamings."""
     thresholds = parity_params["thresholds"][parity_params["quantization"]]
     differences = np.abs(keras_probs - tflite_probs)
     keras_accuracy = float((keras_labels == truth).mean())
@@ -66,19 +70,41 @@ def judge(keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, p
             round(keras_accuracy - tflite_accuracy, 6), thresholds["max_accuracy_drop"]
         ),
     }
-    # Keras and the candidate agree even when the label list is in the wrong order; only
-    # the accuracy on the held-out labels can tell.
+    # Keras and the candidate agree even on a label list in the wrong order; the confusion
+    # between the held-out labels and the candidate's answers shows it.
+    labels = [row["label"] for row in rows]
+    measures["label_order"], convincing = judge_label_order(
+        truth, tflite_labels, labels, parity_params["label_order"]
+    )
     if parity_params.get("min_accuracy") is not None:
         measures["accuracy"] = at_least(tflite_accuracy, float(parity_params["min_accuracy"]))
-    return measures, {"keras": keras_accuracy, "tflite": tflite_accuracy}
+    return measures, {"keras": keras_accuracy, "tflite": tflite_accuracy}, convincing
 
 
-def served_answers_agree(predictor: Predictor, samples: np.ndarray, outputs: np.ndarray) -> None:
+def failure_lines(measures, accuracy, convincing, labels_path) -> list[str]:
+    """Each failed measure in words; the label order first, with its fix."""
+    lines = [refusal(convincing, labels_path)] if convincing else []
+    for name, m in measures.items():
+        if m["passed"] or name == "label_order":
+            continue
+        line = f"{name} {m['value']:.3g} (needs {m['rule']} {m['threshold']})"
+        if name == "accuracy":
+            line = (
+                f"accuracy {m['value']:.3g} on the held-out labels (Keras scores "
+                f"{accuracy['keras']:.3g}) is under parity.min_accuracy {m['threshold']}, "
+                "your floor in params.yaml; set it to null for none"
+            )
+        lines.append(line)
+    return lines
+
+
+def served_answers_agree(predictor: Predictor, samples: np.ndarray) -> None:
     """What the service answers (predict(): label, value named by kind, top-k) must be the
-    outputs parity judged, named as the manifest says; BundleError if not."""
+    model's outputs, named as the manifest says; BundleError if not."""
     key, labels = predictor.contract.value_key, predictor.contract.labels
     answers = predictor.predict(samples[:8], top_k=len(labels))
-    for answer, row in zip(answers, outputs[:8], strict=True):
+    outputs = predictor.predict_proba(samples[:8])
+    for answer, row in zip(answers, outputs, strict=True):
         values = [entry[key] for entry in answer["top_k"]]
         expected = [float(row[labels.index(entry["label"])]) for entry in answer["top_k"]]
         if values != sorted(values, reverse=True) or not np.allclose(values, expected):
@@ -109,18 +135,36 @@ def parity(workspace: Workspace) -> None:
         raise SystemExit(f"parity failed: {failure}") from None
 
     keras_probs = keras_outputs(paths, model, samples)
-    tflite_probs = predictor.predict_proba(samples).astype(np.float64)
+    # Every held-out sample through each model the service runs: batch 1 and batch N.
+    tflite_probs = predictor.predict_proba(samples, route="single").astype(np.float64)
+    batched_probs = None
+    if predictor.batch_size > 1:
+        batched_probs = predictor.predict_proba(samples, route="batched").astype(np.float64)
     try:
-        served_answers_agree(predictor, samples, tflite_probs)
+        served_answers_agree(predictor, samples)
     except BundleError as failure:
         write_verdict(workspace, "parity", {"passed": False, "reason": str(failure)})
         raise SystemExit(f"parity failed: {failure}") from None
     keras_labels = np.array(labels)[keras_probs.argmax(axis=1)]
     tflite_labels = np.array(labels)[tflite_probs.argmax(axis=1)]
     rows = per_class_rows(truth, keras_labels, tflite_labels, labels)
-    measures, accuracy = judge(
+    measures, accuracy, convincing = judge(
         keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, parity_params
     )
+    if batched_probs is not None:
+        batched_labels = np.array(labels)[batched_probs.argmax(axis=1)]
+        batched_rows = per_class_rows(truth, keras_labels, batched_labels, labels)
+        batched_measures, batched_accuracy = judge(
+            keras_probs,
+            batched_probs,
+            keras_labels,
+            batched_labels,
+            truth,
+            batched_rows,
+            parity_params,
+        )
+        accuracy["tflite_batched"] = batched_accuracy["tflite"]
+        measures |= {f"batched_{name}": entry for name, entry in batched_measures.items()}
     passed = all(entry["passed"] for entry in measures.values())
     report: dict[str, Any] = {
         "passed": passed,
@@ -130,6 +174,8 @@ def parity(workspace: Workspace) -> None:
         "output_kind": predictor.contract.output_kind,
         "served_as": predictor.contract.value_key,
         "samples": len(samples),
+        "batch_sizes": [1, predictor.batch_size] if batched_probs is not None else [1],
+        "batched_sha256": (predictor.manifest.get("batched") or {}).get("sha256"),
         "runtime": f"{predictor.runtime.name} {predictor.runtime.version}",
         "measures": measures,
         "accuracy": accuracy,
@@ -146,25 +192,36 @@ def parity(workspace: Workspace) -> None:
         candidate_sha256=np.array(predictor.sha256),
         output_kind=np.array(predictor.contract.output_kind),
     )
-    failed = [
-        f"{name} {m['value']:.3g} (needs {m['rule']} {m['threshold']})"
-        for name, m in measures.items()
-        if not m["passed"]
-    ]
+    failed = failure_lines(measures, accuracy, convincing, paths.labels)
     if failed:
         raise SystemExit(f"parity failed for {quantization}: " + "; ".join(failed))
+    batched_note = (
+        f", batch {predictor.batch_size} max |dp| {measures['batched_max_abs_diff']['value']:.2e}"
+        if batched_probs is not None
+        else ""
+    )
     print(
-        f"parity passed for {quantization}: max |dp| {measures['max_abs_diff']['value']:.2e}, "
-        f"top-1 agreement {measures['top1_agreement']['value']:.3f} on {len(samples)} samples"
+        f"parity passed for {quantization}: max |dp| {measures['max_abs_diff']['value']:.2e}"
+        f"{batched_note}, "
+        f"top-1 agreement {measures['top1_agreement']['value']:.3f} on {len(samples)} samples; "
+        f"accuracy {accuracy['tflite']:.3f} (Keras {accuracy['keras']:.3f})"
     )
 
 
 def write_plots(workspace: Workspace, rows, keras_probs, tflite_probs) -> None:
     """DVC plot data: agreement per class, and Keras vs candidate confidence per sample."""
-    lines = ["label,agreement,keras_accuracy,tflite_accuracy"]
+    # A class with no held-out samples has no figures: empty cells, not a 0 that reads as
+    # "always wrong". The label and agreement lead: the plot and the release chart read those.
+    columns = ("agreement", "keras_accuracy", "tflite_accuracy")
+    lines = [f"label,{','.join(columns)},samples"]
     lines += [
-        f"{row['label']},{row['agreement']:.4f},{row['keras_accuracy']:.4f},"
-        f"{row['tflite_accuracy']:.4f}"
+        ",".join(
+            [
+                row["label"],
+                *("" if row[c] is None else f"{row[c]:.4f}" for c in columns),
+                str(row["samples"]),
+            ]
+        )
         for row in rows
     ]
     (workspace.reports_dir / "parity_per_class.csv").write_text("\n".join(lines) + "\n")

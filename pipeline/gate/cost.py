@@ -1,0 +1,214 @@
+"""What the service costs in CPU, measured where the host's other work cannot move it much.
+
+The service runs in the plan's memory limit with no CPU quota and a high CPU weight, so it
+rarely waits for a core; the group's own accounting (cpuacct.usage, cpu.stat usage_usec) gives
+the CPU-seconds it spent. A cold start's cost is the least of a few starts (gate.cost_cold_starts,
+more while the cheapest was noisy, up to gate.cost_max_cold_starts); each prediction's and each
+health check's cost is read one request at a time. Under a 0.1 CPU quota the same work costs
+1x to 7x more CPU on a shared host (10 ms bursts on cold caches), so the quota's wall times are
+reported beside these figures, not judged.
+"""
+
+import contextlib
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from pipeline.cgroups import evict_from_page_cache, resource_limit
+from pipeline.gate.interference import Reading, in_words, interference
+from pipeline.gate.load import HealthProbe, drive_load
+from pipeline.gate.render_service import (
+    RenderWebService,
+    ServiceLimits,
+    free_port,
+    lite_runtime_libraries,
+)
+from pipeline.gate.run import log_tail, service_environment, worst_case_concurrency
+from pipeline.gate.watch import GateFailure, wait_until_healthy
+from pipeline.gate.worst_case import drive_hostile, hostile_kinds
+from pipeline.paths import REPO_ROOT
+
+
+@dataclass
+class ServiceCost:
+    """CPU-seconds the service spent, unthrottled, with each phase's interference."""
+
+    cpu_accounting: str = ""
+    prioritised: bool = False
+    cold_start_cpu_seconds: list[float] = field(default_factory=list)
+    cold_start_wall_seconds: list[float] = field(default_factory=list)
+    cold_start_phases: list[dict] = field(default_factory=list)
+    request_cpu_seconds: list[float] = field(default_factory=list)
+    health_cpu_seconds: list[float] = field(default_factory=list)
+    # Each health probe's (wall seconds, CPU-seconds the service spent meanwhile): one round
+    # beside the typical load, then one per worst-case mix.
+    health_probe_rounds: list[list[tuple[float, float]]] = field(default_factory=list)
+    requests_phase: dict = field(default_factory=dict)
+    noisy: list[str] = field(default_factory=list)
+
+    @property
+    def cheapest_start(self) -> int:
+        costs = self.cold_start_cpu_seconds
+        return min(range(len(costs)), key=costs.__getitem__)
+
+
+@contextlib.contextmanager
+def _service(render: RenderWebService, settings: dict, plan: dict, model_dir: Path):
+    """One fresh service in the plan's memory, unthrottled, first in line for a core."""
+    port = free_port()
+    env = service_environment(render, settings, port, model_dir)
+    evict_from_page_cache(Path(env["MODEL_DIR"]), *lite_runtime_libraries())
+    with (
+        tempfile.TemporaryDirectory(prefix="gate-cost-") as log_dir,
+        resource_limit(plan["memory_mb"], None, name_prefix="gate-cost") as group,
+    ):
+        prioritised = group.prioritise_cpu()
+        log_path = Path(log_dir) / "service.log"
+        with open(log_path, "wb") as service_log:
+            before = Reading.now(group)
+            process = group.popen(
+                render.start_command,
+                env=env,
+                cwd=REPO_ROOT,
+                stdout=service_log,
+                stderr=subprocess.STDOUT,
+            )
+            url = f"http://127.0.0.1:{port}"
+            try:
+                wall = wait_until_healthy(
+                    url, process, settings["cold_start_deadline_seconds"], before.at
+                )
+            except GateFailure as failure:
+                service_log.flush()
+                tail = [line for line in log_tail(log_path) if line.strip()]
+                said = tail[-1] if tail else "none"
+                raise GateFailure(f"{failure} (service log: {said})") from None
+            cpu = group.cpu_usage_seconds()
+            phase = interference(before, Reading.now(group), settings["max_phase_wait_share"])
+            yield (
+                group,
+                url,
+                prioritised,
+                cpu,
+                wall,
+                phase,
+                ServiceLimits.of(render.start_command, env),
+            )
+
+
+def _timed_costs(group, session, send, count: int) -> list[float]:
+    """The group's CPU-seconds for each of `count` requests sent one at a time."""
+    costs = []
+    for index in range(count):
+        before = group.cpu_usage_seconds()
+        send(session, index)
+        costs.append(group.cpu_usage_seconds() - before)
+    return costs
+
+
+def _request_costs(group, url: str, settings: dict, expected) -> tuple[list, list, dict]:
+    """Per-prediction and per-health-check CPU, one request at a time, and the interference."""
+    labels = len(expected.labels)
+
+    def predict(session, index):
+        sample = expected.samples[index % len(expected.samples)][None]
+        response = session.post(
+            f"{url}/api/predict/",
+            params={"top_k": labels},
+            data=sample.astype("<f4").tobytes(),
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=settings["request_timeout_seconds"],
+        )
+        if response.status_code != 200:
+            raise GateFailure(f"a prediction answered HTTP {response.status_code} unthrottled")
+
+    def health(session, _):
+        session.get(f"{url}/api/health/", timeout=settings["health_probe_timeout_seconds"])
+
+    with requests.Session() as session:
+        predict(session, 0)  # the first answer pays for lazy set-up: not a request's cost
+        before = Reading.now(group)
+        predictions = _timed_costs(group, session, predict, settings["cost_requests"])
+        checks = _timed_costs(group, session, health, settings["cost_health_requests"])
+        phase = interference(before, Reading.now(group), settings["max_phase_wait_share"])
+    return predictions, checks, phase
+
+
+def _health_waits(group, url: str, settings: dict, expected, limits) -> list[list]:
+    """Each probe's wall time and the CPU the service spent meanwhile: beside the gate's
+    typical load, then beside each of gate.cost_worst_case_rounds worst-case mixes
+    (pipeline.gate.run sends both again under the quota)."""
+    probe_settings = (
+        settings["cost_health_probe_interval_seconds"],
+        settings["health_probe_timeout_seconds"],
+    )
+    rounds = []
+    with HealthProbe(url, *probe_settings, cpu_seconds=group.cpu_usage_seconds) as probe:
+        drive_load(
+            url,
+            expected.samples,
+            expected.probabilities,
+            expected.labels,
+            model_sha256=expected.model_sha256,
+            value_key=expected.value_key,
+            requests_total=settings["requests"],
+            concurrency=settings["concurrency"],
+            timeout_seconds=settings["request_timeout_seconds"],
+            tolerance=settings["max_probability_diff"],
+            label="cost: load unthrottled",
+        )
+    rounds.append(list(zip(probe.latencies_s, probe.cpu_waits_s, strict=True)))
+    for _ in range(settings["cost_worst_case_rounds"]):
+        with HealthProbe(url, *probe_settings, cpu_seconds=group.cpu_usage_seconds) as probe:
+            drive_hostile(
+                url,
+                hostile_kinds(expected.samples, limits),
+                concurrency=worst_case_concurrency(limits, settings),
+                timeout_seconds=settings["worst_case_timeout_seconds"],
+            )
+        rounds.append(list(zip(probe.latencies_s, probe.cpu_waits_s, strict=True)))
+    return rounds
+
+
+def measure_cost(render: RenderWebService, settings: dict, plan: dict, expected, model_dir: Path):
+    """Cold starts and per-request costs of the service unthrottled; GateFailure if it fails."""
+    cost = ServiceCost()
+    for attempt in range(1, settings["cost_max_cold_starts"] + 1):
+        with _service(render, settings, plan, model_dir) as started:
+            group, _, prioritised, cpu, wall, phase, _ = started
+            cost.cpu_accounting, cost.prioritised = group.cpu_accounting, prioritised
+        cost.cold_start_cpu_seconds.append(round(cpu, 4))
+        cost.cold_start_wall_seconds.append(round(wall, 3))
+        cost.cold_start_phases.append(phase)
+        print(
+            f"cost cold start {attempt}/{settings['cost_max_cold_starts']}: {cpu:.3f} CPU-s, "
+            f"{wall:.2f} s wall" + (" (host busy)" if phase["noisy"] else ""),
+            flush=True,
+        )
+        cheapest_noisy = cost.cold_start_phases[cost.cheapest_start]["noisy"]
+        if attempt >= settings["cost_cold_starts"] and not cheapest_noisy:
+            break
+    if cost.cold_start_phases[cost.cheapest_start]["noisy"]:
+        cost.noisy.append(in_words("the cold start", cost.cold_start_phases[cost.cheapest_start]))
+    for attempt in range(1, settings["max_phase_repeats"] + 2):
+        with _service(render, settings, plan, model_dir) as (group, url, *_, limits):
+            predictions, checks, phase = _request_costs(group, url, settings, expected)
+            waits = _health_waits(group, url, settings, expected, limits)
+        print(
+            f"cost per request {attempt}/{settings['max_phase_repeats'] + 1}: "
+            f"{sum(predictions) / len(predictions) * 1000:.2f} ms CPU per prediction"
+            + (" (host busy)" if phase["noisy"] else ""),
+            flush=True,
+        )
+        if not cost.requests_phase or not phase["noisy"]:
+            cost.request_cpu_seconds, cost.health_cpu_seconds = predictions, checks
+            cost.health_probe_rounds = waits
+            cost.requests_phase = phase
+        if not phase["noisy"]:
+            break
+    if cost.requests_phase["noisy"]:
+        cost.noisy.append(in_words("the per-request costs", cost.requests_phase))
+    return cost

@@ -1,0 +1,178 @@
+"""The gate's timing measures: judged on the measured CPU cost at the plan's share.
+
+Each timing the gate judges is derived from what the service costs (pipeline.gate.cost,
+unthrottled, the group's own accounting) and the plan's CPU share (pipeline.gate.at_share);
+the throttled run's own wall times are kept beside them as `throttled`, with each phase's
+interference. A judged figure whose cost phase stayed noisy after its repeats is marked with
+`host_busy`, the sentence saying how busy the host was.
+"""
+
+from typing import Any
+
+import numpy as np
+
+from pipeline.gate.at_share import replay_load, wall_seconds_at_share
+from pipeline.gate.cost import ServiceCost
+from pipeline.gate.interference import in_words
+from pipeline.gate.run import ServiceRun
+from pipeline.verdicts import at_least, at_most
+
+
+def _percentile(values: list[float], percent: float) -> float:
+    return float(np.percentile(values, percent)) if values else float("inf")
+
+
+def _marked(measure: dict, phase: dict, what: str) -> dict:
+    if phase.get("noisy"):
+        measure["host_busy"] = in_words(what, phase)
+    return measure
+
+
+def _health_at_share(cost: ServiceCost, replay: dict, share: float) -> float:
+    """The slowest health check under saturation at `share`, in two parts.
+
+    CPU: the most CPU the service spent while one probe waited, at the plan's share; the
+    worse of the typical load's round and the mean of the worst-case rounds' (a probe lands
+    anywhere in the slowest stretch, so one round's worst varies). Not CPU: the median, over
+    every probe, of its wall time beyond that CPU (a lock or a sleep, which no share speeds
+    up); the median, as the host's other work delays a few probes' clients by far more.
+    The replay's figure where no probe was timed.
+    """
+    rounds = cost.health_probe_rounds
+    if not any(rounds):
+        return max(replay["health_latencies_s"], default=0.0)
+    most_cpu = [max((cpu for _, cpu in probes), default=0.0) for probes in rounds]
+    cpu = max(most_cpu[0], float(np.mean(most_cpu[1:])) if most_cpu[1:] else 0.0)
+    off_cpu = float(np.median([max(0.0, wall - c) for probes in rounds for wall, c in probes]))
+    return off_cpu + wall_seconds_at_share(cpu, share)
+
+
+def least_batch_cost(costs: list[float], batch: int) -> float:
+    """The least mean CPU per request over consecutive batches of `batch` requests: like the
+    least of a few cold starts, the batch the host's other work disturbed least."""
+    if len(costs) < 2 * batch:
+        return float(np.mean(costs))
+    usable = len(costs) // batch * batch
+    return float(np.asarray(costs[:usable]).reshape(-1, batch).mean(axis=1).min())
+
+
+def timing_measures(
+    cost: ServiceCost, settings: dict, plan: dict, workers: int
+) -> tuple[dict, dict]:
+    """Cold start, latency percentiles, throughput, sustainable rate and health under
+    saturation, each at the plan's share, from the measured costs; and the replay's p50."""
+    share = plan["cpu_share"]
+    cheapest = cost.cheapest_start
+    start_phase, requests_phase = cost.cold_start_phases[cheapest], cost.requests_phase
+    cold_start = wall_seconds_at_share(cost.cold_start_cpu_seconds[cheapest], share)
+    measures = {
+        "cold_start_seconds": _marked(
+            at_most(round(cold_start, 3), settings["max_cold_start_seconds"]),
+            start_phase,
+            "the cold starts",
+        )
+    }
+    if not cost.request_cpu_seconds:
+        return measures, {}
+    mean_cost = least_batch_cost(cost.request_cpu_seconds, settings["cost_batch_requests"])
+    # Each request's own cost, scaled so that their mean is the least batch's.
+    scale = mean_cost / float(np.mean(cost.request_cpu_seconds))
+    replay = replay_load(
+        [c * scale for c in cost.request_cpu_seconds],
+        _percentile(cost.health_cpu_seconds, 50) if cost.health_cpu_seconds else 0.0,
+        share=share,
+        workers=max(1, workers),
+        clients=settings["concurrency"],
+        requests_total=settings["requests"],
+        health_interval=settings["health_probe_interval_seconds"],
+    )
+    # A worker is one Python process: it uses at most one CPU, whatever the plan gives.
+    usable_cpus = min(share, max(1, workers))
+    derived = {
+        "latency_p95_ms": at_most(
+            round(_percentile(replay["latencies_ms"], 95), 2), settings["max_latency_p95_ms"]
+        ),
+        "latency_p99_ms": at_most(
+            round(_percentile(replay["latencies_ms"], 99), 2), settings["max_latency_p99_ms"]
+        ),
+        "throughput_rps": at_least(
+            round(replay["throughput_rps"], 1), settings["min_throughput_rps"]
+        ),
+        "sustainable_rps": at_least(
+            round(usable_cpus / mean_cost, 1), settings["min_sustainable_rps"]
+        ),
+        "health_latency_saturated_seconds": at_most(
+            round(_health_at_share(cost, replay, share), 3),
+            settings["max_health_latency_seconds"],
+        ),
+    }
+    for measure in derived.values():
+        _marked(measure, requests_phase, "the per-request costs")
+    return measures | derived, {"latency_p50_ms": round(_percentile(replay["latencies_ms"], 50), 2)}
+
+
+def cost_figures(cost: ServiceCost, settings: dict) -> dict[str, Any]:
+    """What the unthrottled measurement found, for the verdict's figures."""
+    requests_ms = [c * 1000 for c in cost.request_cpu_seconds]
+    health_ms = [c * 1000 for c in cost.health_cpu_seconds]
+    return {
+        "accounting": cost.cpu_accounting,
+        "high_cpu_weight": cost.prioritised,
+        "cold_start_cpu_seconds": cost.cold_start_cpu_seconds,
+        "cold_start_wall_seconds_unthrottled": cost.cold_start_wall_seconds,
+        "least_cold_start_cpu_seconds": cost.cold_start_cpu_seconds[cost.cheapest_start],
+        "requests_timed": len(requests_ms),
+        "cpu_ms_per_request_mean": round(float(np.mean(requests_ms)), 3) if requests_ms else None,
+        "cpu_ms_per_request_least_batch": round(
+            least_batch_cost(requests_ms, settings["cost_batch_requests"]), 3
+        )
+        if requests_ms
+        else None,
+        "cpu_ms_per_request_p50": round(_percentile(requests_ms, 50), 3) if requests_ms else None,
+        "cpu_ms_per_request_p95": round(_percentile(requests_ms, 95), 3) if requests_ms else None,
+        "cpu_ms_per_health_check_p50": round(_percentile(health_ms, 50), 3) if health_ms else None,
+        "health_probes_timed": sum(len(probes) for probes in cost.health_probe_rounds),
+        "most_cpu_seconds_while_a_probe_waited": [
+            round(max((cpu for _, cpu in probes), default=0.0), 4)
+            for probes in cost.health_probe_rounds
+        ],
+    }
+
+
+def throttled_figures(run: ServiceRun) -> dict[str, Any]:
+    """The throttled run's own wall times: reported, not judged (a busy host stretches them)."""
+    figures: dict[str, Any] = {
+        "cpu_accounting": run.cpu_accounting,
+        "high_cpu_weight": run.prioritised,
+        "cold_start_seconds": round(run.cold_start_seconds, 3)
+        if run.cold_start_seconds is not None
+        else None,
+        "cold_start_cpu_seconds": round(run.cold_start_cpu_seconds, 3)
+        if run.cold_start_cpu_seconds is not None
+        else None,
+        "throttled_periods": run.throttled_periods,
+        "throttled_seconds": round(run.throttled_seconds, 2),
+    }
+    if run.cpu_seconds_per_request:
+        figures["cpu_ms_per_request"] = round(run.cpu_seconds_per_request * 1000, 2)
+    if run.load is not None and run.load.latencies_ms:
+        figures.update(
+            latency_p50_ms=round(run.load.percentile_ms(50), 2),
+            latency_p95_ms=round(run.load.percentile_ms(95), 2),
+            latency_p99_ms=round(run.load.percentile_ms(99), 2),
+            throughput_rps=round(run.load.throughput_rps, 1),
+        )
+    if run.health_latencies_s:
+        figures["health_latency_saturated_seconds"] = round(max(run.health_latencies_s), 3)
+    return figures
+
+
+def interference_of(cost: ServiceCost, run: ServiceRun) -> dict[str, dict]:
+    """Each timing phase's interference: the judged (unthrottled) ones and the throttled run's."""
+    phases = {}
+    if cost.cold_start_phases:
+        phases["cost: cheapest cold start"] = cost.cold_start_phases[cost.cheapest_start]
+    if cost.requests_phase:
+        phases["cost: per-request"] = cost.requests_phase
+    phases |= {f"throttled: {name}": figures for name, figures in run.phases.items()}
+    return phases

@@ -1,0 +1,121 @@
+"""The gate's timings from a CPU cost: the quota's arithmetic, the replay, and the host's noise."""
+
+import pytest
+
+from pipeline.gate.at_share import replay_load, wall_seconds_at_share
+from pipeline.gate.cost import ServiceCost
+from pipeline.gate.interference import Reading, in_words, interference
+from pipeline.gate.machine import measured_elsewhere, this_machine
+from pipeline.gate.timings import least_batch_cost, timing_measures
+from pipeline.report.tables import measured_where
+
+SETTINGS = {
+    "max_cold_start_seconds": 30.0,
+    "max_latency_p95_ms": 250,
+    "max_latency_p99_ms": 500,
+    "min_throughput_rps": 20,
+    "min_sustainable_rps": 20,
+    "max_health_latency_seconds": 2.5,
+    "concurrency": 4,
+    "requests": 400,
+    "health_probe_interval_seconds": 0.25,
+    "cost_batch_requests": 20,
+}
+FREE = {"cpu_share": 0.1}
+QUIET = {"noisy": False, "measured_for": "service", "service_cpu_wait_share": 0.05}
+NOISY = {"noisy": True, "measured_for": "service", "service_cpu_wait_share": 0.62}
+
+
+def cost(cold_start_cpu=(0.5, 0.45, 0.47), request_cpu=0.002, phase=QUIET) -> ServiceCost:
+    return ServiceCost(
+        cold_start_cpu_seconds=list(cold_start_cpu),
+        cold_start_wall_seconds=[0.5] * len(cold_start_cpu),
+        cold_start_phases=[QUIET] * len(cold_start_cpu),
+        request_cpu_seconds=[request_cpu] * 200,
+        health_cpu_seconds=[0.0005] * 20,
+        health_probe_rounds=[[(0.01, 0.004)], [(0.2, 0.12)], [(0.25, 0.14)]],
+        requests_phase=phase,
+    )
+
+
+def test_a_quota_spends_its_share_of_every_period_then_waits_for_the_next():
+    assert wall_seconds_at_share(0.45, 0.1) == pytest.approx(4.41)  # 44 whole periods + 10 ms
+    assert wall_seconds_at_share(0.455, 0.1) == pytest.approx(4.505)  # 45 + 5 ms
+    assert wall_seconds_at_share(0.005, 0.1) == pytest.approx(0.005)  # within the first period
+    assert wall_seconds_at_share(0.45, 2.0) == 0.45  # one process uses one CPU at most
+
+
+def test_the_replay_sustains_the_share_over_the_cost_and_is_the_same_every_time():
+    arguments = {"workers": 1, "clients": 4, "requests_total": 400, "health_interval": 0.25}
+    first = replay_load([0.002] * 10, 0.0005, share=0.1, **arguments)
+    again = replay_load([0.002] * 10, 0.0005, share=0.1, **arguments)
+    assert first == again
+    assert first["throughput_rps"] == pytest.approx(0.1 / 0.002, rel=0.05)
+    # Four clients' 8 ms fit in one period's 10 ms: every answer within about one period.
+    assert max(first["latencies_ms"]) < 110
+    starter = replay_load([0.002] * 10, 0.0005, share=0.5, **arguments)
+    mean = [sum(r["latencies_ms"]) / len(r["latencies_ms"]) for r in (first, starter)]
+    assert mean[1] < mean[0] / 3, "five times the share: a fifth of the wait, give or take"
+
+
+def test_timings_are_judged_at_the_share_from_the_least_cold_start_and_the_least_batch():
+    measures, figures = timing_measures(cost(), SETTINGS, FREE, workers=1)
+    assert measures["cold_start_seconds"]["value"] == pytest.approx(4.41)
+    assert measures["sustainable_rps"]["value"] == pytest.approx(50.0)
+    # CPU: the worse of the typical round (4 ms) and the worst-case rounds' mean (0.13 CPU-s),
+    # 1.21 s at 0.1 CPU; plus the median wait that was not CPU (6, 80 and 110 ms): 80 ms.
+    assert measures["health_latency_saturated_seconds"]["value"] == pytest.approx(1.29)
+    assert all(m["passed"] for m in measures.values()) and figures["latency_p50_ms"] > 0
+    assert not any("host_busy" in m for m in measures.values())
+
+
+def test_a_disturbed_batch_does_not_raise_the_cost_per_request():
+    costs = [0.002] * 20 + [0.004] * 20 + [0.003] * 20
+    assert least_batch_cost(costs, 20) == pytest.approx(0.002)
+
+
+def test_a_figure_from_a_phase_that_stayed_noisy_is_marked_in_words():
+    measures, _ = timing_measures(cost(phase=NOISY), SETTINGS, FREE, workers=1)
+    sentence = measures["latency_p95_ms"]["host_busy"]
+    assert sentence == (
+        "the host was busy during the per-request costs: the service waited 62% of the phase "
+        "for CPU it was owed"
+    )
+    assert "host_busy" not in measures["cold_start_seconds"]
+
+
+def test_the_service_waited_only_for_what_its_quota_did_not_throttle():
+    start = Reading(0.0, 100, 200, host_wait_s=1.0, service_wait_s=2.0, throttled_s=1.0)
+    end = Reading(10.0, 290, 400, host_wait_s=9.0, service_wait_s=9.0, throttled_s=4.0)
+    figures = interference(start, end, max_wait_share=0.3)
+    # PSI counted 7 s of waiting; 3 of them were the quota's throttling, 4 were owed.
+    assert figures["service_cpu_wait_share"] == 0.4 and figures["noisy"]
+    assert figures["host_cpu_wait_share"] == 0.8 and figures["host_busy_share"] == 0.95
+    without_group = interference(
+        Reading(0.0, 0, 100, 1.0, None, 0.0), Reading(2.0, 50, 200, 1.2, None, 0.0), 0.3
+    )
+    assert without_group["measured_for"] == "host" and not without_group["noisy"]
+    assert "host-wide PSI" in in_words("the cold start", without_group)
+
+
+def test_a_verdict_says_when_another_machine_measured_it():
+    here = {"measures": {"x": {}}, "machine": this_machine("cgroup-v1")}
+    assert measured_elsewhere(here) is None
+    there = {"measures": {"x": {}}, "machine": {**here["machine"], "id": "0" * 12}}
+    assert measured_elsewhere(there).startswith("measured on another machine (")
+    assert measured_elsewhere({"measures": {"x": {}}}) == (
+        "it does not say which machine measured it"
+    )
+
+
+def test_the_release_report_marks_a_base_measured_on_another_plan_and_machine():
+    machine = {**this_machine("cgroup-v2"), "id": "0" * 12, "cpu_model": "Other CPU"}
+    candidate = {"plan": {"name": "starter", "memory_mb": 512, "cpu_share": 0.5}}
+    base = {"plan": {"name": "free", "memory_mb": 512, "cpu_share": 0.1}}
+    text = measured_where({**candidate, "machine": machine, "measures": {"x": {}}}, base)
+    assert "NOT measured on this machine: measured on another machine (Other CPU" in text
+    assert (
+        "Base and candidate were measured on different plans (base free, candidate starter)" in text
+    )
+    same = measured_where({**candidate, "machine": this_machine("cgroup-v1")}, candidate)
+    assert "NOT measured" not in same and "different plans" not in same

@@ -1,0 +1,70 @@
+"""The label-order check on answers alone: a swapped pair is named, a weak model is not."""
+
+import numpy as np
+import pytest
+import yaml
+
+from pipeline.inputs.label_order import judge_label_order, refusal
+from pipeline.paths import REPO_ROOT
+
+RULE = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["parity"]["label_order"]
+
+
+def answers(classes: int, accuracy: float, samples: int, seed: int, near: bool = False):
+    """True class ids and a model's answers: right with `accuracy`, else a random class
+    (or, with `near`, a neighbouring class, as a weak model's confusions often lean)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, classes, samples)
+    answered = truth.copy()
+    wrong = rng.random(samples) > accuracy
+    if near:
+        answered[wrong] = (truth[wrong] + rng.choice([-1, 1, 2], wrong.sum())) % classes
+    else:
+        answered[wrong] = rng.integers(0, classes, wrong.sum())
+    return truth, answered
+
+
+def named(truth, answered, labels, given):
+    """(held-out labels, answers as the given label list names them)."""
+    return np.array(labels)[truth], np.array(given)[answered]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_two_swapped_names_of_twelve_are_caught_and_named(seed):
+    labels = [f"sign_{i:02d}" for i in range(12)]
+    given = list(labels)
+    given[3], given[7] = given[7], given[3]
+    truth, answered = answers(12, 0.9, 240, seed)
+    measure, convincing = judge_label_order(*named(truth, answered, labels, given), given, RULE)
+    assert measure["passed"] is False and measure["value"] >= 0.1
+    assert len(convincing) == 1
+    assert sorted(convincing[0].answered) == ["sign_03", "sign_07"]
+    message = refusal(convincing, "my_labels.txt")
+    assert "answers named 'sign_07' are mostly 'sign_03'" in message
+    assert "answers named 'sign_03' are mostly 'sign_07'" in message
+    assert "my_labels.txt" in message and "output order" in message
+
+
+@pytest.mark.parametrize("near", [False, True])
+def test_weak_correctly_named_models_are_not_refused(near):
+    labels = [f"c{i}" for i in range(6)]
+    refused = 0
+    for seed in range(200):
+        truth, answered = answers(6, 0.3, 120, seed, near=near)
+        measure, _ = judge_label_order(*named(truth, answered, labels, labels), labels, RULE)
+        refused += not measure["passed"]
+    assert refused == 0
+
+
+def test_a_model_that_answers_one_class_is_not_refused():
+    labels = ["a", "b", "c", "d"]
+    truth = np.random.default_rng(1).integers(0, 4, 24)
+    measure, _ = judge_label_order(*named(truth, np.full(24, 2), labels, labels), labels, RULE)
+    assert measure["passed"] is True and measure["value"] == 0.0
+
+
+def test_a_class_with_no_held_out_samples_is_no_evidence():
+    labels = ["a", "b", "c"]
+    truth = np.array([0] * 20 + [1] * 20)
+    measure, _ = judge_label_order(*named(truth, truth, labels, labels), labels, RULE)
+    assert measure["passed"] is True
