@@ -9,11 +9,12 @@ RUN := PATH="$(BIN):$$PATH"
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT ?= 8000
 
-.PHONY: help install system-deps demo test lint serve bench bench-servers bench-peers bench-latency quantization gate-steadiness docs report clean
+.PHONY: help install system-deps demo test mutation-check lint serve bench bench-servers bench-peers bench-latency quantization gate-steadiness docs report clean
 
 help:
 	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model, say what next"
 	@echo "make test    - install everything the tests need and run the whole suite"
+	@echo "make mutation-check - break each guard in turn; the tests must catch every one"
 	@echo "make serve   - serve build/candidate on http://127.0.0.1:$(PORT)"
 	@echo "make bench   - every serving path side by side under 512 MB, and CPU per request"
 	@echo "make bench-servers - candidate WSGI servers side by side, hostile traffic at 0.1 CPU"
@@ -69,6 +70,10 @@ bench: install
 bench-servers: install
 	@test -f build/candidate/manifest.json || $(RUN) dvc repro convert
 	$(RUN) python -m benchmarks.servers
+
+# Each guard of docs/guards.md made to always pass, in a copy of the repository: a test must fail.
+mutation-check: install system-deps
+	$(RUN) python tests/mutation_check.py
 
 # Its own target: `make bench` converts every quantization and runs TensorFlow paths, while this
 # one needs only the candidate, and installs two peer venvs (build/peers/) on its first run.

@@ -150,6 +150,77 @@ def checked_workspace(demo_workspace) -> Workspace:
     return demo_workspace
 
 
+# A real gate run kept quick: two whole CPUs, few requests, a small body limit. Its verdict is
+# what promote and smoke tests start from, so wall-clock thresholds that a busy machine flips
+# are wide here; the gate's own tests hold them to params.yaml's figures.
+QUICK_GATE = {
+    "max_cold_start_seconds": 600,
+    "max_health_latency_seconds": 600,
+    "max_latency_p95_ms": 600_000,
+    "max_latency_p99_ms": 600_000,
+    "min_throughput_rps": 0,
+    "plan": "roomy",
+    "plans": {
+        "roomy": {
+            "memory_mb": 512,
+            "cpu_share": 2.0,
+            "price_usd_month": 99,
+            "max_instances": 100,
+            "max_peak_memory_mb": 450,
+        }
+    },
+    "requests": 40,
+    "concurrency": 4,
+    "cold_start_deadline_seconds": 30,
+    "target_rps": 5,
+    "service_env": {"MAX_BODY_BYTES": str(256 * 1024)},
+}
+
+
+@pytest.fixture(scope="session")
+def gated_workspace(checked_workspace, tmp_path_factory) -> Workspace:
+    """A copy of the checked workspace after a real gate run that passed: a real verdict."""
+    workspace = workspace_like(
+        checked_workspace, tmp_path_factory.mktemp("gated") / "ws", gate=QUICK_GATE
+    )
+    completed = run_stage("pipeline.stages.gate", workspace, check=False)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return workspace
+
+
+@pytest.fixture(scope="session")
+def drifted_candidate_dir(candidate_dir, tmp_path_factory) -> Path:
+    """The demo candidate with noise of its weights' size added (tests/drifted_model.py): the
+    same shape, labels and source model, other answers. Made once: it needs TensorFlow."""
+    destination = tmp_path_factory.mktemp("drifted") / "candidate"
+    subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("drifted_model.py")),
+            str(candidate_dir),
+            str(destination),
+            "--noise=1.0",
+        ],
+        capture_output=True,
+        check=True,
+    )
+    return destination
+
+
+def swap_model(bundle_dir: Path, drifted_dir: Path) -> str:
+    """Put the drifted model into the bundle at `bundle_dir`, its manifest naming it; sha256."""
+    import json
+
+    shutil.copy(drifted_dir / "model.tflite", bundle_dir / "model.tflite")
+    drifted = json.loads((drifted_dir / "manifest.json").read_text())
+    manifest_path = bundle_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["sha256"] = drifted["sha256"]
+    manifest["files"]["model.tflite"] = drifted["files"]["model.tflite"]
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+    return drifted["sha256"]
+
+
 def workspace_like(source: Workspace, root: Path, **overrides: dict) -> Workspace:
     """A new workspace on `source`'s demo files, with a copy of its build/ and any overrides."""
     inputs = {key: str(source.demo_dir / name) for key, name in DEMO_INPUT_FILES.items()}

@@ -221,8 +221,17 @@ def test_an_exception_inside_the_block_still_kills_and_removes(limit, marker):
     assert not group.directory.exists()
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler for the test, whatever pytest inherited (a shell that starts
+    it in the background ignores SIGINT, and Python then installs no handler); restored after."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
 @pytest.mark.slow
-def test_ctrl_c_inside_the_block_still_kills_and_removes(limit, marker):
+def test_ctrl_c_inside_the_block_still_kills_and_removes(limit, marker, ctrl_c_raises):
     handler = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt), limit(512) as group:
         process = group.popen(allocate(10, marker, hold_seconds=60))
@@ -243,7 +252,9 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(limit, ma
         process = group.popen([sys.executable, "-c", stubborn, marker], stdout=subprocess.PIPE)
         assert process.stdout.readline() == b"ready\n"
         leaving = time.monotonic()
-    assert 1.0 <= time.monotonic() - leaving < 4.0
+    # The grace was given (a busy machine only lengthens it), and the child was killed rather
+    # than waited for: left alone it would sleep 60 s and exit 0.
+    assert time.monotonic() - leaving >= 1.0
     assert process.returncode == -signal.SIGKILL
     process.stdout.close()
 
@@ -319,20 +330,21 @@ def test_a_systemd_scope_holds_the_group_until_the_block_ends(
 
 @pytest.mark.slow
 def test_a_cpu_share_holds_a_busy_child_to_its_quota(limit, marker):
-    # One second of wall time spinning: about 1 CPU-second unconfined, 0.1 under the quota.
+    # One second of wall time spinning: CPU over wall is about 1 unconfined. The quota is a
+    # ceiling (0.1 CPU per 100 ms period), so a busy machine can only lower the ratio.
     spin = (
-        "import time; end = time.monotonic() + 1.0\n"
-        "while time.monotonic() < end: pass\n"
-        "print(time.process_time())"
+        "import time; cpu, start = time.process_time(), time.monotonic()\n"
+        "while time.monotonic() < start + 1.0: pass\n"
+        "print(time.process_time() - cpu, time.monotonic() - start)"
     )
     with limit(512, cpu_share=0.1) as group:
         assert group.cpu_enforced, group.cpu_note
         group.prioritise_cpu()  # first in line for its quota, however busy the host
         process = group.popen([sys.executable, "-c", spin, marker], stdout=subprocess.PIPE)
-        cpu_seconds = float(process.communicate(timeout=30)[0])
+        cpu_seconds, wall_seconds = map(float, process.communicate(timeout=60)[0].split())
         throttled_periods, throttled_seconds = group.cpu_throttling()
-    assert cpu_seconds < 0.4
-    assert throttled_periods > 0 and throttled_seconds > 0.3
+    assert cpu_seconds / wall_seconds <= 2 * 0.1, (cpu_seconds, wall_seconds)
+    assert throttled_periods > 0 and throttled_seconds > 0, "the kernel says it throttled"
     assert group.cpu_throttling() == (throttled_periods, throttled_seconds), "kept after close"
 
 
@@ -387,16 +399,18 @@ def test_a_cpu_only_group_holds_a_process_that_joins_it_to_its_share(limit, mark
             assert group.cpu_enforced, group.cpu_note
             group.prioritise_cpu()
             group.join(busy.pid)
-            before = group.cpu_seconds()
+            before, started = group.cpu_seconds(), time.monotonic()
             time.sleep(1.5)
             cpu_seconds = group.cpu_seconds() - before
+            wall_seconds = time.monotonic() - started
             throttled_periods, _ = group.cpu_throttling()
         assert busy.wait(timeout=5) == -signal.SIGTERM
     finally:
         if busy.poll() is None:
             busy.kill()
             busy.wait()
-    assert cpu_seconds < 0.5 and throttled_periods > 0
+    # A share, not a time: the quota caps CPU over wall at 0.1 (plus a period's burst).
+    assert cpu_seconds / wall_seconds <= 2 * 0.1 and throttled_periods > 0
 
 
 def test_a_process_that_is_not_running_cannot_join(limit):

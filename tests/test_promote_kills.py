@@ -1,0 +1,181 @@
+"""kill -9 of a release at arbitrary moments: a random delay inside a random step, and while
+the push is in flight (a remote whose pre-receive hook is slow), killing promote alone or with
+every git it started. The next run always ends with exactly one complete release on both
+sides, or a rollback finished once."""
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_promote import build_candidate, git, make_release_repo, promote
+
+from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
+from pipeline.release.steps import STEPS
+from service.bundle import sha256_of
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def release_repo(checked_workspace, gated_workspace, tmp_path):
+    """A git repository with a bare remote and a real candidate that passed every gate."""
+    return make_release_repo(checked_workspace, gated_workspace, tmp_path)
+
+
+def refs(repository) -> str:
+    """Every branch and tag with its commit, as `git show-ref` lists them."""
+    return git(repository, "show-ref", "--heads", "--tags")
+
+
+def start_promote(workspace, *args: str) -> subprocess.Popen:
+    """`python -m pipeline.promote` in a session of its own, so a kill can take every git it
+    started with it, as a power cut would."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.promote", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def journal_step(workspace) -> str | None:
+    """The last step the running release recorded, None before it starts or after it ends."""
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((workspace.build_dir / "promote" / "journal.json").read_text())["step"]
+    return None
+
+
+def reached(step: str | None, wanted: str) -> bool:
+    """Whether the journal shows `wanted` done (steps can pass between two looks)."""
+    return step in STEPS and STEPS.index(step) >= STEPS.index(wanted)
+
+
+def kill_9(process: subprocess.Popen, every_process: bool) -> None:
+    """SIGKILL promote alone, or promote and every process it started (its session)."""
+    with contextlib.suppress(ProcessLookupError):
+        if every_process:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+    process.communicate(timeout=60)
+
+
+def slow_remote(remote, seconds: float) -> Path:
+    """A remote whose pre-receive hook takes `seconds`: pushes stay in flight that long. The
+    marker file it returns appears when a push reaches the hook."""
+    marker = remote / "push-in-flight"
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\ncat >/dev/null\ntouch '{marker}'\nsleep {seconds}\nexit 0\n")
+    hook.chmod(0o755)
+    return marker
+
+
+def wait_for(condition, what: str, seconds: float = 600) -> None:
+    """Poll `condition` until it holds; bounded so a broken run fails instead of hanging."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {seconds} s"
+        time.sleep(0.01)
+
+
+def assert_one_complete_release(workspace, remote) -> None:
+    root = workspace.root
+    assert git(root, "tag", "--list") == "model-v1\n"
+    assert refs(remote) == refs(root)  # same branch and tag on both sides, no orphan
+    assert git(root, "log", "--format=%s", "main").count("Promote model-v1") == 1
+    assert git(root, "status", "--porcelain") == ""
+    assert not list((root / ".git").glob("**/*.lock"))
+    assert not list((workspace.build_dir / "promote").glob("*"))
+    assert sha256_of(workspace.release_dir / "model.tflite") == sha256_of(
+        workspace.candidate_dir / "model.tflite"
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kill_9_at_a_random_moment_inside_a_step_then_rerun_completes_one_release(
+    release_repo, seed
+):
+    # A random step to reach, then a random delay into what follows it: the kill lands in the
+    # middle of git and git-lfs commands, not only between steps.
+    workspace, remote = release_repo
+    chance = random.Random(seed)
+    after_step = chance.choice(STEPS[:-1])
+    delay = chance.uniform(0.0, 0.3)
+    before = refs(remote)
+    process = start_promote(workspace)
+    wait_for(
+        lambda: reached(journal_step(workspace), after_step) or process.poll() is not None,
+        f"step {after_step!r}",
+    )
+    time.sleep(delay)
+    kill_9(process, every_process=chance.random() < 0.5)
+    print(f"killed {delay:.2f} s after step {after_step!r}, exit {process.returncode}")
+    if process.returncode == -signal.SIGKILL and journal_step(workspace) != "push":
+        assert refs(remote) in (before, refs(workspace.root))  # never half a release
+    rerun = promote(workspace)
+    assert rerun.returncode == 0, rerun.stderr
+    assert_one_complete_release(workspace, remote)
+
+
+@pytest.mark.parametrize("every_process", [True, False], ids=["with-its-git", "promote-alone"])
+def test_kill_9_while_the_push_is_in_flight_then_rerun_completes_one_release(
+    release_repo, every_process
+):
+    # Killed with its git, the push dies unlanded; killed alone, the push lands afterwards,
+    # and the next run must wait for it rather than undo a release the remote is taking.
+    workspace, remote = release_repo
+    before = refs(remote)
+    marker = slow_remote(remote, seconds=2)
+    process = start_promote(workspace)
+    wait_for(marker.exists, "the push reaching the remote")
+    kill_9(process, every_process)
+    assert process.returncode == -signal.SIGKILL
+    if every_process:  # and the locks a git killed mid-command leaves, whichever it was
+        for lock in ("index.lock", "refs/heads/main.lock", "refs/tags/model-v1.lock"):
+            (workspace.root / ".git" / lock).write_text("")
+    rerun = promote(workspace)
+    assert rerun.returncode == 0, rerun.stderr
+    if every_process:
+        assert "it never reached origin, starting again" in rerun.stdout
+        assert before != refs(remote)
+    else:
+        assert "had reached origin; it is complete" in rerun.stdout
+    assert_one_complete_release(workspace, remote)
+
+
+def test_a_killed_rollback_is_undone_or_finished_by_the_next_run(release_repo):
+    workspace, remote = release_repo
+    root = workspace.root
+    assert promote(workspace).returncode == 0
+    build_candidate(workspace, "float16")
+    assert promote(workspace).returncode == 0
+    v2_refs = refs(remote)
+    marker = slow_remote(remote, seconds=2)
+    # First killed with its git while the push is in flight: it never lands. Then killed
+    # alone at the same point: its push lands after it died.
+    for every_process in (True, False):
+        marker.unlink(missing_ok=True)
+        process = start_promote(workspace, "--rollback", "model-v1")
+        wait_for(marker.exists, "the rollback's push reaching the remote")
+        kill_9(process, every_process)
+        assert process.returncode == -signal.SIGKILL
+    rerun = promote(workspace, "--rollback", "model-v1")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "had reached origin; it is complete" in rerun.stdout
+    assert "already at model-v1" in rerun.stdout
+    assert refs(remote) != v2_refs and refs(remote) == refs(root)
+    log = git(root, "log", "--format=%s", "main")
+    assert log.count("Roll back the release to model-v1") == 1
+    assert git(root, "diff", "model-v1", "HEAD", "--stat", "--", "release", "reports") == ""
+    assert git(root, "status", "--porcelain") == ""
+    assert not list((workspace.build_dir / "promote").glob("*"))
