@@ -154,7 +154,7 @@ def parity(workspace: Workspace) -> None:
     if batched_probs is not None:
         batched_labels = np.array(labels)[batched_probs.argmax(axis=1)]
         batched_rows = per_class_rows(truth, keras_labels, batched_labels, labels)
-        batched_measures, batched_accuracy = judge(
+        batched_measures, batched_accuracy, _ = judge(
             keras_probs,
             batched_probs,
             keras_labels,
