@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import workspace_like
+from workspaces import workspace_like
 
 from pipeline.cgroups import existing_groups
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV

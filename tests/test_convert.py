@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_workspace, run_stage, workspace_like, write_user_files
+from user_files import write_user_files
+from workspaces import make_workspace, run_stage, workspace_like
 
 from pipeline.verdicts import read_json
 from service.bundle import sha256_of

@@ -124,7 +124,7 @@ def test_an_experiment_with_float16_converts_and_passes_parity(reproduced):
 
 def test_a_users_own_model_by_params_alone_never_trains_the_demo(tmp_path_factory):
     import keras
-    from conftest import write_user_files
+    from user_files import write_user_files
 
     clone = clone_of(REPO_ROOT, tmp_path_factory.mktemp("user") / "repo")
     params_path = clone / "params.yaml"

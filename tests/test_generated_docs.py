@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import yaml
-from conftest import run_stage
+from workspaces import run_stage
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 

@@ -13,7 +13,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import yaml
-from conftest import write_user_files
+from user_files import write_user_files
 
 from pipeline.init import main as init_main
 from pipeline.inputs.tracking import untracked_inputs

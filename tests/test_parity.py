@@ -4,7 +4,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import run_stage, swap_model, workspace_like
+from workspaces import run_stage, swap_model, workspace_like
 
 from pipeline.verdicts import read_json
 from service.bundle import sha256_of

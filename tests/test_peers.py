@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import run_stage, workspace_like
+from workspaces import run_stage, workspace_like
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
 from pipeline.verdicts import read_json

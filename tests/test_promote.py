@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DEMO_INPUT_FILES, make_workspace, run_stage
+from workspaces import DEMO_INPUT_FILES, make_workspace, run_stage
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.verdicts import read_json, write_json, write_verdict

@@ -5,8 +5,8 @@ repositories exactly as they were."""
 
 import numpy as np
 import pytest
-from conftest import swap_model
 from test_promote import make_release_repo, refuse
+from workspaces import swap_model
 
 from pipeline.verdicts import GATE_STAGES, read_json, write_json, write_verdict
 from service.bundle import sha256_of

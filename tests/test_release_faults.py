@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_stage
 from test_promote import (
     build_candidate,
     git,
@@ -21,6 +20,7 @@ from test_promote import (
     refuse,
     write_gate_verdict,
 )
+from workspaces import run_stage
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
 from service.bundle import sha256_of

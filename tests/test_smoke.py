@@ -12,8 +12,10 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 import yaml
-from conftest import RunningService, free_port, swap_model, workspace_like
+from service_runner import RunningService
+from workspaces import swap_model, workspace_like
 
+from pipeline.gate.render_service import free_port
 from pipeline.paths import REPO_ROOT
 from pipeline.release.bundle import write_release
 from pipeline.verdicts import write_verdict

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import make_workspace, run_stage
+from workspaces import make_workspace, run_stage
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.verdicts import write_verdict

@@ -6,13 +6,8 @@ import json
 import numpy as np
 import pytest
 import requests
-from conftest import (
-    class_signal_samples,
-    make_workspace,
-    run_stage,
-    trained_dense_classifier,
-    write_user_files,
-)
+from user_files import class_signal_samples, trained_dense_classifier, write_user_files
+from workspaces import make_workspace, run_stage
 
 from pipeline.verdicts import read_json
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import class_signal_samples, trained_dense_classifier, write_user_files
 from test_dvc_pipeline import clone_of, dvc, git
 from test_promote import write_gate_verdict
+from user_files import class_signal_samples, trained_dense_classifier, write_user_files
 
 from pipeline.paths import REPO_ROOT, Workspace
 from service.bundle import sha256_of

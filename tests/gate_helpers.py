@@ -1,0 +1,161 @@
+"""Helpers for the gate's tests: plans, quick gate settings, the real service wrapped to
+fail on purpose, a gate run and what it leaves behind."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import psutil
+import yaml
+
+from pipeline.cgroups import existing_groups
+from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
+
+
+def plan(memory_mb: int, cpu_share: float, price: int, max_instances: int = 100) -> dict:
+    """A row of gate.plans, with the gate's 450 MB budget of a 512 MB plan."""
+    return {
+        "memory_mb": memory_mb,
+        "cpu_share": cpu_share,
+        "price_usd_month": price,
+        "max_instances": max_instances,
+        "max_peak_memory_mb": 450,
+    }
+
+
+PLANS = {
+    "free": plan(512, 0.1, 0, max_instances=1),
+    "starter": plan(512, 0.5, 7),
+    "roomy": plan(512, 2.0, 99),  # two whole CPUs keep the tests that are not about CPU quick
+}
+# Few requests, and a body limit small enough that the worst-case mix is cheap to parse.
+QUICK = {
+    "plan": "roomy",
+    "plans": PLANS,
+    "requests": 40,
+    "concurrency": 4,
+    "cold_start_deadline_seconds": 30,
+    "target_rps": 5,
+    "service_env": {"MAX_BODY_BYTES": str(256 * 1024)},
+    # The CPU cost, measured unthrottled: fewer starts, requests and worst-case rounds.
+    "cost_cold_starts": 1,
+    "cost_max_cold_starts": 2,
+    "cost_requests": 20,
+    "cost_batch_requests": 10,
+    "cost_health_requests": 5,
+    "cost_worst_case_rounds": 1,
+    "max_phase_repeats": 0,
+}
+BUSY_LOOP = "while True: pass"
+
+# The real service, made slow or greedy on purpose by environment variables.
+WRAPPED_APP = """
+import os, threading, time
+from service.app import _app_from_environment
+
+end = time.process_time() + float(os.environ.get("TEST_APP_BURN_CPU_SECONDS", "0"))
+while time.process_time() < end:  # CPU work at import: a cold start the quota stretches
+    pass
+real = _app_from_environment()
+serial_seconds = float(os.environ.get("TEST_APP_SERIAL_SECONDS", "0"))
+read_path = os.environ.get("TEST_APP_READ_FILE")
+json_limit = int(os.environ.get("TEST_APP_JSON_LIMIT_BYTES", "0"))
+one_at_a_time = threading.Lock()
+
+def app(environ, start_response):
+    is_json = environ.get("CONTENT_TYPE", "").startswith("application/json")
+    if json_limit and is_json and int(environ.get("CONTENT_LENGTH") or 0) > json_limit:
+        start_response("413 Payload Too Large", [("Content-Type", "application/json")])
+        return [b'{"error": "JSON body too large", "expected": "a smaller one"}']
+    if read_path and environ.get("CONTENT_TYPE", "").startswith("application/json"):
+        with open(read_path, "rb") as cached:  # page cache the kernel can reclaim, not kill for
+            while cached.read(1 << 20):
+                pass
+    if serial_seconds:  # every request, health included, queues behind a slow prediction
+        with one_at_a_time:
+            if environ["PATH_INFO"].startswith("/api/predict"):
+                time.sleep(serial_seconds)
+            return real(environ, start_response)
+    return real(environ, start_response)
+"""
+
+
+# The groups the gate makes (pipeline/gate/run.py, gate_preflight.py): other programs on a
+# shared machine may make groups whose names merely start with "gate-".
+GATE_GROUP_NAME = re.compile(r"gate-(baseline-)?[0-9a-f]{10}")
+groups_before_the_test: set = set()
+
+
+def leftovers(workspace) -> tuple[list, list[int]]:
+    """Gate groups and service processes still present after a run: both must be empty."""
+    serving = []
+    for process in psutil.process_iter(["pid", "environ"]):
+        environ = process.info.get("environ") or {}
+        if environ.get("MODEL_DIR") == str(workspace.candidate_dir):
+            serving.append(process.info["pid"])
+    groups = [
+        group
+        for group in existing_groups("gate")
+        if GATE_GROUP_NAME.fullmatch(group.name) and group not in groups_before_the_test
+    ]
+    return groups, serving
+
+
+def gate(workspace, **env):
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.stages.gate"],
+        cwd=REPO_ROOT,
+        env={**os.environ, WORKSPACE_ENV: str(workspace.root), **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def default_sigint() -> None:
+    """In the child: SIGINT as a terminal delivers it, even where pytest inherited it ignored
+    (started in the background by a script), so Ctrl-C reaches the gate as a user's would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def gate_under_load(workspace) -> subprocess.Popen:
+    """A gate running in the background, returned once its load has begun."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.stages.gate"],
+        cwd=REPO_ROOT,
+        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
+    )
+    for line in process.stdout:  # progress lines mean the load has begun
+        if line.startswith("gate load:"):
+            break
+    return process
+
+
+def failure_line(completed) -> str:
+    assert completed.returncode != 0, completed.stdout
+    return completed.stderr.strip().splitlines()[-1]
+
+
+def serving_wrapped_app(workspace, tmp_path):
+    """Point the workspace's render.yaml at the wrapped service (same gunicorn flags)."""
+    (tmp_path / "app_dir").mkdir()
+    (tmp_path / "app_dir" / "wrapped_app.py").write_text(WRAPPED_APP)
+    blueprint = yaml.safe_load(workspace.render_yaml_path.read_text())
+    web = blueprint["services"][0]
+    web["startCommand"] = web["startCommand"].replace(
+        "service.app:app", f"--pythonpath {tmp_path / 'app_dir'} wrapped_app:app"
+    )
+    workspace.render_yaml_path.write_text(yaml.safe_dump(blueprint))
+    return workspace
+
+
+# With QUICK's 256 KiB body limit all eight worst-case float32 batches are admitted at once,
+# and at 0.1 CPU a health check waits behind them: about 0.27 CPU-s, 2.7 s (measured). Tests
+# that are not about health allow 4 s; health under saturation has its own test.
+FREE_QUICK = {**QUICK, "plan": "free", "max_health_latency_seconds": 4.0}

@@ -1,0 +1,70 @@
+"""A bundle the service cannot use: the service still boots, routes, and answers 503
+naming the reason, in-process and under render.yaml's gunicorn on loopback."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import requests
+from app_helpers import assert_not_ready, call, error_of, fake_bundle
+
+from service.app import create_app
+
+
+def test_a_model_the_runtime_cannot_read_answers_503(tmp_path):
+    app = create_app(fake_bundle(tmp_path / "bundle", b"not a flatbuffer" * 8))
+    assert_not_ready(app, "cannot be loaded by ai-edge-litert")
+
+
+def test_a_manifest_of_the_wrong_shape_still_boots_and_answers_503(tmp_path):
+    bundle = fake_bundle(tmp_path / "bundle", b"x", input={"shape": ["sixty-five"]})
+    assert_not_ready(create_app(bundle), "input shape ['sixty-five'] is not a list of positive")
+
+
+def test_routing_needs_no_model(tmp_path):
+    app = create_app(tmp_path / "nothing-here")
+    status, headers, body = call(app, "PUT", "/api/metadata")
+    assert status == 405 and headers["Allow"] == "GET, HEAD" and body["expected"]
+    status, _, body = call(app, "GET", "/api/predict/extra")
+    assert status == 404 and "/api/predict/" in body["expected"]
+
+
+def bundle_copy(candidate_dir: Path, destination: Path) -> Path:
+    shutil.copytree(candidate_dir, destination)
+    return destination
+
+
+@pytest.mark.slow
+def test_a_missing_bundle_answers_503_with_the_reason(start_service, tmp_path):
+    service = start_service(tmp_path / "empty")
+    response = requests.get(f"{service.url}/api/health/", timeout=5)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable" and body["predictor"] == "not ready"
+    assert "manifest.json is missing" in body["reason"]
+    predict = requests.post(f"{service.url}/api/predict/", json={"instances": [1]}, timeout=5)
+    assert "predictor not ready" in error_of(predict, 503)
+    error_of(requests.get(f"{service.url}/api/metadata/", timeout=5), 503)
+
+
+@pytest.mark.slow
+def test_an_lfs_pointer_is_named_in_words(start_service, candidate_dir, tmp_path):
+    bundle = bundle_copy(candidate_dir, tmp_path / "bundle")
+    (bundle / "model.tflite").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:" + "a" * 64 + "\nsize 1030416\n"
+    )
+    service = start_service(bundle)
+    body = requests.get(f"{service.url}/api/health/", timeout=5).json()
+    assert body["reason"] == (
+        "model.tflite is a Git LFS pointer; the LFS object was not fetched "
+        "at build time (run `git lfs pull` in the build command)"
+    )
+
+
+@pytest.mark.slow
+def test_a_corrupt_model_answers_503(start_service, candidate_dir, tmp_path):
+    bundle = bundle_copy(candidate_dir, tmp_path / "bundle")
+    (bundle / "model.tflite").write_bytes(b"garbage" * 100)
+    service = start_service(bundle)
+    response = requests.get(f"{service.url}/api/health/", timeout=5)
+    assert response.status_code == 503 and "sha256" in response.json()["reason"]
