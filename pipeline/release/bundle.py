@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from pipeline.inputs.files import InputPaths
 from pipeline.inputs.tracking import untracked_inputs
@@ -50,7 +51,11 @@ def pipeline_changes(workspace: Workspace) -> list[str]:
     """
     if not (workspace.root / "dvc.yaml").is_file():
         return []
-    targets = [f"dvc.yaml:{stage}" for stage in GATE_STAGES]
+    # The stages the release depends on that this project's dvc.yaml defines.
+    defined = (yaml.safe_load((workspace.root / "dvc.yaml").read_text()) or {}).get("stages") or {}
+    targets = [f"dvc.yaml:{stage}" for stage in GATE_STAGES if stage in defined]
+    if not targets:
+        return []
     completed = subprocess.run(
         [sys.executable, "-m", "dvc", "status", "--json", "--with-deps", *targets],
         cwd=workspace.root,
