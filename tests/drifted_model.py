@@ -61,6 +61,15 @@ def drifted_bundle(source: Path, destination: Path, noise: float, seed: int) -> 
         "sha256": sha256,
         "bytes": model_path.stat().st_size,
     }
+    batched = manifest.get("batched")
+    if batched:  # the batched model drifts too: a bundle whose every model is another model
+        batched_path = destination / batched["file"]
+        perturb_weights(batched_path, noise, seed)
+        batched["sha256"] = hashlib.sha256(batched_path.read_bytes()).hexdigest()
+        manifest["files"][batched["file"]] = {
+            "sha256": batched["sha256"],
+            "bytes": batched_path.stat().st_size,
+        }
     manifest_path.write_text(json.dumps(manifest, indent=2))
     return sha256
 

@@ -67,6 +67,11 @@ def swap_model(bundle_dir: Path, drifted_dir: Path) -> str:
     manifest = json.loads(manifest_path.read_text())
     manifest["sha256"] = drifted["sha256"]
     manifest["files"]["model.tflite"] = drifted["files"]["model.tflite"]
+    if drifted.get("batched"):  # the batched model too, or batched requests would not drift
+        name = drifted["batched"]["file"]
+        shutil.copy(drifted_dir / name, bundle_dir / name)
+        manifest["batched"] = drifted["batched"]
+        manifest["files"][name] = drifted["files"][name]
     manifest_path.write_text(json.dumps(manifest, indent=2))
     return drifted["sha256"]
 
