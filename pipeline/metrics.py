@@ -6,8 +6,8 @@ that is in two files with the file's path; so the metrics files hold few keys, e
 file only (`passed` aside, which shows only when a verdict flips):
 
 - reports/metrics/<stage>.json: `passed`, each key figure; convert's also the candidate's
-  short `sha`, the gate's the plan it measured on (`measured_plan`) and the plan its plan fit
-  recommends (`recommended_plan`): two runs measured on different plans show it in a column;
+  short `sha`, the gate's the plan it measured on (`ran_on`) and the plan its plan fit
+  recommends (`fit`): two runs measured on different plans show it in a column;
 - reports/limits/<stage>.json: the same figure keys with rule and threshold ("<= 450"), an
   output rather than a metric (the keys would collide); `dvc metrics show -R reports/metrics
   reports/limits` prints the limits as rows under the values.
@@ -29,10 +29,10 @@ def _gate_plan(verdict: dict[str, Any]) -> dict[str, Any]:
     """The plan the gate measured on, and its plan fit's recommendation when it made one."""
     plans = {}
     if (verdict.get("plan") or {}).get("name"):
-        plans["measured_plan"] = verdict["plan"]["name"]
+        plans["ran_on"] = verdict["plan"]["name"]
     fit = verdict.get("plan_fit") or {}
     if "recommended" in fit:
-        plans["recommended_plan"] = (fit["recommended"] or {}).get("plan") or "none"
+        plans["fit"] = (fit["recommended"] or {}).get("plan") or "none"
     return plans
 
 

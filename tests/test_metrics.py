@@ -58,13 +58,13 @@ def test_a_failed_measure_outside_the_key_figures_is_still_shown():
 
 
 def test_the_gate_shows_the_plan_it_measured_on_and_the_one_it_recommends():
-    assert "recommended_plan" not in compact("gate", gate_verdict())
+    assert "fit" not in compact("gate", gate_verdict())
     fit = {"target_rps": 5, "plans": [], "recommended": {"plan": "starter", "workers": 2}}
     on_free = gate_verdict(plan_fit=fit, plan={"name": "free", "memory_mb": 512})
     figures = compact("gate", on_free)
-    assert (figures["measured_plan"], figures["recommended_plan"]) == ("free", "starter")
+    assert (figures["ran_on"], figures["fit"]) == ("free", "starter")
     none = compact("gate", gate_verdict(plan_fit={**fit, "recommended": None}))
-    assert none["recommended_plan"] == "none" and "measured_plan" not in none
+    assert none["fit"] == "none" and "ran_on" not in none
 
 
 def test_a_failed_run_without_measures_still_writes_compact_files(tmp_path):
@@ -109,7 +109,7 @@ def test_dvc_metrics_show_fits_a_terminal_and_prints_the_limits_on_request(dvc_p
     }
     assert table["reports/metrics/convert.json"]["sha"] == "5e4bcfba"
     assert table["reports/metrics/gate.json"]["peak_mb"] == "60.4"
-    assert table["reports/metrics/gate.json"]["recommended_plan"] == "standard"
+    assert table["reports/metrics/gate.json"]["fit"] == "standard"
     assert table["reports/metrics/parity.json"]["diff_ppm"] == "3.93"
     # Each figure's name is in one metrics file only: `dvc exp show` prints it bare.
     names = [name for row in table.values() for name, cell in row.items() if cell != "-"]
