@@ -73,6 +73,9 @@ def app(environ, start_response):
         with open(read_path, "rb") as cached:  # page cache the kernel can reclaim, not kill for
             while cached.read(1 << 20):
                 pass
+            # Read afresh by every request, so each run of the service (the gate's unthrottled
+            # cost run, then its throttled one) fills its own group, not the first reader's.
+            os.posix_fadvise(cached.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     if serial_seconds:  # every request, health included, queues behind a slow prediction
         with one_at_a_time:
             if environ["PATH_INFO"].startswith("/api/predict"):

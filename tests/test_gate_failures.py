@@ -28,6 +28,7 @@ from gate_helpers import (
 from workspaces import workspace_like
 
 from pipeline.cgroups import evict_from_page_cache, existing_groups
+from pipeline.gate.preflight import bundle_mb
 from pipeline.verdicts import read_json
 from service.bundle import sha256_of
 
@@ -89,7 +90,8 @@ def test_a_bundle_larger_than_the_budget_is_refused_before_the_service_starts(
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
     completed = gate(workspace)
     reason = failure_line(completed)
-    assert "the model bundle (1.0 MB) plus the lite runtime's measured baseline" in reason
+    bundle = bundle_mb(checked_workspace.candidate_dir)
+    assert f"the model bundle ({bundle:.1f} MB) plus the lite runtime's measured baseline" in reason
     assert "over the 10 MB budget of plan tiny (64 MB" in reason
     assert "health attempt" not in completed.stdout, "the service was never started"
     report = read_json(workspace.report_path("gate"))
