@@ -30,7 +30,9 @@ def raw_exchange(port: int, request: bytes, timeout: float = 5) -> bytes:
         try:
             connection.sendall(request)
             connection.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):  # refused before it was all sent
+        # Refused before it was all sent: a broken pipe, a reset, or the server already gone
+        # by the half-close (ENOTCONN).
+        except OSError:
             pass
         answer = b""
         while True:
