@@ -49,7 +49,7 @@ def test_demo_passes_with_every_measure_judged(parity_workspace):
         assert {"value", "threshold", "rule", "passed"} <= set(measure)
         assert measure["passed"] is True
     assert report["measures"]["label_order"]["value"] == 0.0  # the demo's labels are in order
-    assert set(report["accuracy"]) == {"keras", "tflite"}
+    assert set(report["accuracy"]) == {"keras", "tflite", "tflite_batched"}
     assert report["measures"]["max_abs_diff"]["value"] < 1e-4
     assert report["measures"]["batched_max_abs_diff"]["value"] < 1e-4
     assert report["samples"] == 60 and len(report["per_class"]) == 10
