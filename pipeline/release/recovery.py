@@ -46,12 +46,18 @@ def git_running_in(root: Path) -> bool:
     return False
 
 
-def remove_stale_index_lock(repo: GitRepo) -> None:
-    """Remove the index.lock a git command killed with promote left (no git holds it now)."""
-    lock = Path(repo.run("rev-parse", "--absolute-git-dir").strip()) / "index.lock"
-    if lock.exists() and not git_running_in(repo.root.resolve()):
-        lock.unlink()
-        print(f"removed {lock}, left by a git command of the interrupted run")
+def remove_stale_git_locks(repo: GitRepo) -> None:
+    """Remove the lock files (index, HEAD, refs) git commands killed with promote left, once
+    no git works in the repository; the release lock's own file is not one of them."""
+    git_dir = Path(repo.run("rev-parse", "--absolute-git-dir").strip())
+    if git_running_in(repo.root.resolve()):
+        return
+    stale = [git_dir / name for name in ("index.lock", "HEAD.lock", "packed-refs.lock")]
+    stale += (git_dir / "refs").glob("**/*.lock")
+    for lock in stale:
+        if lock.exists():
+            lock.unlink()
+            print(f"removed {lock}, left by a git command of the interrupted run")
 
 
 def recover(repo: GitRepo, workspace: Workspace, orphan_wait_seconds: float) -> Journal | None:
@@ -80,7 +86,7 @@ def recover(repo: GitRepo, workspace: Workspace, orphan_wait_seconds: float) -> 
             f"(it started at {journal.old_head[:12]}); check `git log`, then delete that file "
             "and run again"
         )
-    remove_stale_index_lock(repo)
+    remove_stale_git_locks(repo)
     restore_local(repo, journal)
     print(
         f"{what} never reached {journal.remote} ({asked}: it names neither the release commit "
