@@ -73,7 +73,7 @@ def test_ours_is_measured_unthrottled_and_at_the_plans_share_and_reaches_the_doc
     readme = workspace.root / "README.md"
     readme.write_text("# x\n<!-- bench-peers:start -->\nSTALE\n<!-- bench-peers:end -->\n")
     docs = run_stage("pipeline.report.docs", workspace)
-    assert "README.md (bench-peers table)" in docs.stdout and "docs/bench-peers.png" in docs.stdout
+    assert "updated: README.md" in docs.stdout and "docs/bench-peers.png" in docs.stdout
     assert table in readme.read_text() and "STALE" not in readme.read_text()
     assert (workspace.root / "docs" / "bench-peers.png").read_bytes() == chart
 

@@ -34,9 +34,9 @@ HELD_PUSH_SECONDS = 12
 
 
 @pytest.fixture
-def release_repo(checked_workspace, tmp_path):
+def release_repo(checked_workspace, gated_workspace, tmp_path):
     """A git repository with a bare remote and a real candidate that passed every gate."""
-    return make_release_repo(checked_workspace, tmp_path)
+    return make_release_repo(checked_workspace, gated_workspace, tmp_path)
 
 
 def refs(repository: Path) -> str:

@@ -41,7 +41,7 @@ def users_repository(base: Path, bare: Path) -> None:
     """The user's side: init their weak but correctly named model, push its files to a local
     DVC remote and the repository to the bare git remote."""
     work = clone_of(REPO_ROOT, base / "work")
-    git(work, "checkout", "-q", "-b", "main")
+    git(work, "checkout", "-q", "-B", "main")  # main, whichever branch the clone came from
     params_path = work / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     # Fewer requests, the plan with the most CPU, and wall-time limits as loose as Render's own
