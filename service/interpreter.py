@@ -35,6 +35,12 @@ class FixedBatchInterpreter:
         self.input_shape = tuple(int(d) for d in self._input["shape"])
         self.output_width = int(self._output["shape"][-1])
         self.batch_size = self.input_shape[0]
+        # The first invoke prepares the delegate's kernels (XNNPack packs the weights): at 0.1
+        # CPU that takes seconds, so it happens here, while the worker starts, and never
+        # inside a request that health checks would wait behind.
+        zeros = np.zeros(self.input_shape, self._input["dtype"])
+        self._interpreter.set_tensor(self._input["index"], zeros)
+        self._interpreter.invoke()
 
     def check(self, batch_size: int, sample_shape: tuple[int, ...], classes: int) -> None:
         """BundleError unless the model takes (batch_size, *sample_shape) and has `classes`."""
