@@ -130,6 +130,20 @@ def probe_health(port: int, count: int, interval: float) -> list[tuple[int, floa
     return results
 
 
+def probe_health_with_cpu(
+    port: int, count: int, interval: float, cpu_seconds
+) -> list[tuple[int, float, float]]:
+    """As probe_health, with the CPU-seconds `cpu_seconds()` grew by while each probe waited:
+    (status or 0, seconds, CPU-seconds)."""
+    results = []
+    for _ in range(count):
+        before = cpu_seconds()
+        status, seconds = health_probe(port)
+        results.append((status, seconds, cpu_seconds() - before))
+        time.sleep(interval)
+    return results
+
+
 def open_idle_connections(port: int, count: int) -> list[socket.socket]:
     """`count` connections that send nothing; the caller closes them."""
     sockets = []

@@ -156,6 +156,16 @@ MUTATIONS = (
         "if False:",
         ("tests/test_promote_integrity.py::test_a_params_change_since_the_gate_ran_is_refused",),
     ),
+    Mutation(
+        "service: a large JSON body is parsed a sample at a time",
+        "service/body.py",
+        "if large and only_numbers and sample_shape is not None:",
+        "if False:",
+        (
+            "tests/test_hostile_traffic.py::"
+            "test_full_json_batches_are_shed_while_one_is_parsed_and_health_still_answers",
+        ),
+    ),
 )
 
 

@@ -1,7 +1,8 @@
 """The gate's reasons in words, from what one run of the service showed."""
 
-from pipeline.gate.run import ServiceRun
-from pipeline.gate.verdict import reasons_in_words
+from pipeline.gate.cost import ServiceCost
+from pipeline.gate.run import ServiceRun, heartbeat_timeouts
+from pipeline.gate.verdict import judge, reasons_in_words
 
 
 def test_a_service_that_hit_its_limit_without_an_oom_kill_is_said_to_thrash():
@@ -11,3 +12,40 @@ def test_a_service_that_hit_its_limit_without_an_oom_kill_is_said_to_thrash():
     assert reasons[0].startswith("the service thrashed at the 512 MB limit: the group hit it 812")
     assert "no OOM" not in reasons[0] and "instead of killing anything" in reasons[0]
     assert reasons[1] == "the service was slow (service log: POST /api/predict/ 200 9000ms)"
+
+
+def quota_run_after_load(log: str, tmp_path, workers_after: list[int]) -> ServiceRun:
+    log_path = tmp_path / "service.log"
+    log_path.write_text(log)
+    return ServiceRun(
+        workers_before=[101],
+        workers_after=workers_after,
+        heartbeat_timeouts=heartbeat_timeouts(log_path),
+    )
+
+
+A_COST = ServiceCost(cold_start_cpu_seconds=[0.5], cold_start_phases=[{"noisy": False}])
+PLAN = {"max_peak_memory_mb": 512, "cpu_share": 0.1}
+
+
+def test_a_worker_the_arbiter_killed_for_a_missed_heartbeat_under_the_quota_is_reported(tmp_path):
+    # gunicorn's own line when a worker misses --timeout: a wall time under the quota, which
+    # this host stretches; the figures keep it, the verdict judges what the CPU cost implies.
+    run = quota_run_after_load(
+        "[2026-11-29 17:11:18 +0000] [100] [CRITICAL] WORKER TIMEOUT (pid:101)\n",
+        tmp_path,
+        workers_after=[102],
+    )
+    assert run.heartbeat_timeouts == [101]
+    assert judge(run, A_COST, {"max_cold_start_seconds": 30}, PLAN)["workers_replaced"]["passed"]
+
+
+def test_a_worker_that_died_any_other_way_fails_the_gate(tmp_path):
+    run = quota_run_after_load(
+        "[2026-11-29 17:11:18 +0000] [100] [ERROR] Worker (pid:101) was sent SIGKILL!\n",
+        tmp_path,
+        workers_after=[102],
+    )
+    assert run.heartbeat_timeouts == []
+    replaced = judge(run, A_COST, {"max_cold_start_seconds": 30}, PLAN)["workers_replaced"]
+    assert not replaced["passed"] and replaced["value"] == 1

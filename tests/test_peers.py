@@ -16,7 +16,7 @@ from pipeline.verdicts import read_json
 
 SMALL = {
     "peer_requests": 30,
-    "peer_requests_quota": 8,
+    "peer_requests_quota": 4,
     "peer_clients": 4,
     "peer_warmup_requests": 3,
     "peer_bare_invokes": 50,
@@ -31,7 +31,9 @@ def run_peers(workspace, *arguments: str) -> subprocess.CompletedProcess:
         env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
         capture_output=True,
         text=True,
-        timeout=300,
+        # Bounded, not a latency bound: inside a 0.1 CPU group this host spends 2x to 30x
+        # more CPU on the same work from one hour to the next (../FACTS.md).
+        timeout=900,
     )
 
 
@@ -46,7 +48,7 @@ def test_ours_is_measured_unthrottled_and_at_the_plans_share_and_reaches_the_doc
     result = read_json(workspace.reports_dir / "bench" / "peers.json")
     rows = {row["cpu"]: row for row in result["rows"]}
     assert set(rows) == {"unthrottled", "0.1 CPU"}
-    for setting, count in (("unthrottled", 30), ("0.1 CPU", 8)):
+    for setting, count in (("unthrottled", 30), ("0.1 CPU", 4)):
         row = rows[setting]
         assert row["server"] == "ours (render.yaml)" and row["answer_matches"], row
         assert row["request_bytes"] == 65 * 243 * 4  # one raw float32 sample

@@ -7,6 +7,12 @@ one request per worker at a time in arrival order (the inference slot), health c
 ahead of waiting predictions as soon as the request in hand is done (the gevent worker answers
 a health check between two predictions). The replay is deterministic: the same costs give the
 same percentiles, however busy the host was.
+
+The gate judges `replay_at_share`: the plan's share as a steady speed, plus the longest wait
+one throttled period adds. The exact CFS replay steps by whole periods: a request that costs
+2.4 or 2.6 ms of CPU ends in one period or the next, so a 10% change in cost (two busy
+processes beside the measure) moved its p95 from 103 to 192 ms. The steady-speed replay moves
+by as much as the cost does, and the added period keeps it above the exact replay.
 """
 
 import math
@@ -89,3 +95,20 @@ def replay_load(
         "health_latencies_s": health_latencies,
         "throughput_rps": requests_total / now if now else 0.0,
     }
+
+
+def replay_at_share(
+    request_costs: list[float], health_cost: float, *, share: float, **load
+) -> dict:
+    """replay_load's figures with the share as a steady speed: each prediction's latency also
+    carries the longest stretch a quota stops a group for ((1 - share) x the period), so it
+    bounds the exact replay from above and moves with the cost, never by a whole period."""
+    speed = min(share, 1.0)
+    if speed >= 1.0:
+        return replay_load(request_costs, health_cost, share=share, **load)
+    replay = replay_load(
+        [cost / speed for cost in request_costs], health_cost / speed, share=1.0, **load
+    )
+    stopped_ms = (1.0 - speed) * PERIOD_SECONDS * 1000
+    replay["latencies_ms"] = [ms + stopped_ms for ms in replay["latencies_ms"]]
+    return replay

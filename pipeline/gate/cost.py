@@ -147,7 +147,7 @@ def _health_waits(group, url: str, settings: dict, expected, limits) -> list[lis
     )
     rounds = []
     with HealthProbe(url, *probe_settings, cpu_seconds=group.cpu_usage_seconds) as probe:
-        drive_load(
+        load = drive_load(
             url,
             expected.samples,
             expected.probabilities,
@@ -159,6 +159,14 @@ def _health_waits(group, url: str, settings: dict, expected, limits) -> list[lis
             timeout_seconds=settings["request_timeout_seconds"],
             tolerance=settings["max_probability_diff"],
             label="cost: load unthrottled",
+        )
+    # Unthrottled and first in line for a core, every request is answered in milliseconds:
+    # one that failed or timed out here is the service's fault, whatever the quota run saw.
+    unanswered = load.failures + load.timeouts
+    if unanswered:
+        raise GateFailure(
+            f"{len(unanswered)} of {settings['requests']} predictions were not answered "
+            f"unthrottled: {'; '.join(unanswered[:3])}"
         )
     rounds.append(list(zip(probe.latencies_s, probe.cpu_waits_s, strict=True)))
     for _ in range(settings["cost_worst_case_rounds"]):

@@ -21,6 +21,8 @@ class LoadResult:
 
     latencies_ms: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    # Requests the client gave up on at its timeout: a wall time, apart from the failures.
+    timeouts: list[str] = field(default_factory=list)
     wrong_answers: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
 
@@ -101,6 +103,11 @@ def drive_load(
                 raise RuntimeError(f"HTTP {response.status_code}{shed}: {response.text[:120]}")
             body = response.json()
             answer, served_sha256 = body["predictions"][0], body["model_sha256"]
+        except requests.Timeout:
+            with lock:
+                result.timeouts.append(f"request {request_index}: no answer in {timeout_seconds} s")
+            progress.advance()
+            return
         except (requests.RequestException, RuntimeError, ValueError, KeyError) as error:
             with lock:
                 result.failures.append(f"request {request_index}: {error}")

@@ -8,6 +8,7 @@ service's own and not its answer to our SIGTERM.
 """
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,8 @@ class ServiceRun:
     memory_series: tuple[list[float], list[float]] = ([], [])
     failure: str | None = None
     service_log_tail: list[str] = field(default_factory=list)
+    # Workers gunicorn's arbiter killed for a missed heartbeat (--timeout) under the quota.
+    heartbeat_timeouts: list[int] = field(default_factory=list)
 
 
 def service_environment(render: RenderWebService, settings: dict, port: int, model_dir: Path):
@@ -131,6 +134,7 @@ def observe_service(
                 # Before the group is stopped: the tail is what the service said, not its
                 # answer to our SIGTERM.
                 run.service_log_tail = log_tail(log_path)
+                run.heartbeat_timeouts = heartbeat_timeouts(log_path)
             run.peak_memory_mb = run.peak_memory_mb or round(group.peak_mb(), 1)
             run.usage_after_load_mb = round(group.usage_mb(), 1)
             run.failcnt, run.oom_kills = group.failcnt(), group.oom_kills()
@@ -158,6 +162,15 @@ def log_tail(log_path: Path) -> list[str]:
     tail = lines[-LOG_TAIL_LINES:]
     alerts = [line for line in lines[:-LOG_TAIL_LINES] if any(m in line for m in ALERT_MARKERS)]
     return [*alerts[-LOG_ALERT_LINES:], *(["..."] if alerts else []), *tail]
+
+
+HEARTBEAT_TIMEOUT = re.compile(r"WORKER TIMEOUT \(pid:(\d+)\)")
+
+
+def heartbeat_timeouts(log_path: Path) -> list[int]:
+    """PIDs of the workers gunicorn's arbiter killed because they missed its --timeout."""
+    text = log_path.read_text(errors="replace")
+    return [int(pid) for pid in HEARTBEAT_TIMEOUT.findall(text)]
 
 
 def _load_the_service(run: ServiceRun, group, process, url, settings, expected, started):

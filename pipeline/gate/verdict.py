@@ -24,7 +24,10 @@ LATENCY_BINS = 30
 def judge(run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict) -> dict[str, dict]:
     """Each gate measure with its value, threshold and outcome; timings from the CPU cost."""
     # A worker that died is one whose PID is gone after the load (gunicorn forks a new one).
-    replaced = len(set(run.workers_before) - set(run.workers_after))
+    # One the arbiter killed for a missed heartbeat is a wall time under the quota, which this
+    # host stretches 1x to 30x (pipeline/gate/cost.py): reported, not judged here. A model slow
+    # enough to miss it on the plan fails the timings derived from its CPU cost first.
+    replaced = len(set(run.workers_before) - set(run.workers_after) - set(run.heartbeat_timeouts))
     max_peak = plan["max_peak_memory_mb"]
     measures = {
         "peak_memory_mb": at_most(run.peak_memory_mb, max_peak),
@@ -32,6 +35,8 @@ def judge(run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict) -> dic
         "workers_replaced": at_most(replaced, 0),
     }
     if run.load is not None:
+        # A request that timed out under the quota is a wall time there (reported as a figure);
+        # unthrottled, every one of the same load must be answered (pipeline/gate/cost.py).
         measures |= {
             "failed_requests": at_most(len(run.load.failures), 0),
             "wrong_answers": at_most(len(run.load.wrong_answers), 0),
@@ -112,6 +117,7 @@ def figures_of(run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict) -
         "workers": len(run.workers_before),
         "cpu_throttled_periods": run.throttled_periods,
         "cpu_throttled_seconds": round(run.throttled_seconds, 2),
+        "workers_timed_out_under_quota": len(run.heartbeat_timeouts),
     }
     costs = cost_figures(cost, settings)
     if costs["cpu_ms_per_request_least_batch"]:
@@ -126,6 +132,7 @@ def figures_of(run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict) -
             concurrency=settings["concurrency"],
             first_failures=run.load.failures[:3],
             first_wrong_answers=run.load.wrong_answers[:3],
+            requests_timed_out_under_quota=len(run.load.timeouts),
         )
     if run.health_latencies_s:
         latencies = np.array(run.health_latencies_s)
