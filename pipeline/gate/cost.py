@@ -146,7 +146,7 @@ def _health_waits(group, url: str, settings: dict, expected, limits) -> list[lis
         settings["health_probe_timeout_seconds"],
     )
     rounds = []
-    with HealthProbe(url, *probe_settings, cpu_seconds=group.cpu_usage_seconds) as probe:
+    with HealthProbe(url, *probe_settings, accounting_file=group.accounting_file) as probe:
         load = drive_load(
             url,
             expected.samples,
@@ -168,16 +168,18 @@ def _health_waits(group, url: str, settings: dict, expected, limits) -> list[lis
             f"{len(unanswered)} of {settings['requests']} predictions were not answered "
             f"unthrottled: {'; '.join(unanswered[:3])}"
         )
-    rounds.append(list(zip(probe.latencies_s, probe.cpu_waits_s, strict=True)))
+    # No accounting file (a psutil-only group): no CPU per probe, and the timings fall back
+    # to the replay's health figure (pipeline/gate/timings.py).
+    rounds.append(list(zip(probe.latencies_s, probe.cpu_waits_s, strict=False)))
     for _ in range(settings["cost_worst_case_rounds"]):
-        with HealthProbe(url, *probe_settings, cpu_seconds=group.cpu_usage_seconds) as probe:
+        with HealthProbe(url, *probe_settings, accounting_file=group.accounting_file) as probe:
             drive_hostile(
                 url,
                 hostile_kinds(expected.samples, limits),
                 concurrency=worst_case_concurrency(limits, settings),
                 timeout_seconds=settings["worst_case_timeout_seconds"],
             )
-        rounds.append(list(zip(probe.latencies_s, probe.cpu_waits_s, strict=True)))
+        rounds.append(list(zip(probe.latencies_s, probe.cpu_waits_s, strict=False)))
     return rounds
 
 

@@ -5,14 +5,20 @@ built from held-out samples, spread over a fixed number of threads, each with a 
 and a health probe that times /api/health/ while that load saturates the service.
 """
 
+import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import orjson
 import requests
+
+from pipeline.gate.health_probe import probe_once
+from pipeline.paths import REPO_ROOT
 
 
 @dataclass
@@ -139,48 +145,75 @@ def drive_load(
 
 
 class HealthProbe:
-    """Times GET /api/health/ every `interval_seconds` in a thread, as Render's checker does.
+    """Times GET /api/health/ every `interval_seconds`, as Render's checker does.
 
     A probe that times out or answers anything but 200 counts as failed, and its latency as
     the whole timeout: to Render it is a failed health check either way. Given the group's
-    `cpu_seconds`, each probe also records the CPU-seconds the service spent while it waited.
+    `accounting_file`, each probe also records the CPU-seconds the service spent while it
+    waited, from a process of its own (pipeline/gate/health_probe.py); without one, the
+    probes run in a thread of this process.
     """
 
     def __init__(
-        self, url: str, interval_seconds: float, timeout_seconds: float, cpu_seconds=None
+        self,
+        url: str,
+        interval_seconds: float,
+        timeout_seconds: float,
+        accounting_file: Path | None = None,
     ) -> None:
         self.url, self.interval, self.timeout = url, interval_seconds, timeout_seconds
-        self.cpu_seconds = cpu_seconds
+        self.accounting_file = accounting_file
         self.cpu_waits_s: list[float] = []
         self.latencies_s: list[float] = []
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health-probe", daemon=True)
+        self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> "HealthProbe":
-        self._thread.start()
+        if self.accounting_file is None:
+            self._thread.start()
+            return self
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline.gate.health_probe",
+                self.url,
+                str(self.interval),
+                str(self.timeout),
+                str(self.accounting_file),
+            ],
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._process.stdout.readline()  # "ready": its imports are done, the probes begin
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=self.timeout + 1)
+        if self._process is None:
+            self._stop.set()
+            self._thread.join(timeout=self.timeout + 1)
+            return
+        try:  # communicate() closes its stdin: it stops after the probe in hand
+            output, _ = self._process.communicate(timeout=self.timeout + self.interval + 10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            output, _ = self._process.communicate()
+        for line in output.splitlines():
+            seconds, cpu, failure = orjson.loads(line)
+            self.latencies_s.append(seconds)
+            self.cpu_waits_s.append(cpu)
+            if failure:
+                self.failures.append(failure)
 
     def _run(self) -> None:
         session = requests.Session()
         while not self._stop.is_set():
-            started = time.perf_counter()
-            cpu_before = self.cpu_seconds() if self.cpu_seconds else 0.0
-            try:
-                response = session.get(
-                    f"{self.url}/api/health/", timeout=self.timeout, allow_redirects=False
-                )
-                elapsed = time.perf_counter() - started
-                if response.status_code != 200:
-                    self.failures.append(f"HTTP {response.status_code} after {elapsed:.2f} s")
-            except requests.RequestException as error:
-                elapsed = max(time.perf_counter() - started, self.timeout)
-                self.failures.append(f"{type(error).__name__} after {elapsed:.2f} s")
-            self.latencies_s.append(elapsed)
-            if self.cpu_seconds:
-                self.cpu_waits_s.append(self.cpu_seconds() - cpu_before)
+            seconds, failure = probe_once(session, self.url, self.timeout)
+            self.latencies_s.append(seconds)
+            if failure:
+                self.failures.append(failure)
             self._stop.wait(self.interval)

@@ -34,11 +34,10 @@ def _health_at_share(cost: ServiceCost, replay: dict, share: float) -> float:
     CPU: the most CPU the service spent while any one probe waited, over every round (the
     typical load's and each worst-case mix's), at the plan's share. One round's worst varies
     with where its probes land in the slowest stretch (0.04 to 0.07 CPU-s seen); the worst of
-    all rounds approaches the stretch itself (0.068 and 0.075 CPU-s, quiet and busy). Not
-    CPU: the median, over every probe, of its wall time beyond that CPU (a lock or a sleep,
-    which no share speeds up); the median, as the host's other work delays a few probes'
-    clients by far more.
-    The replay's figure where no probe was timed.
+    all rounds approaches the stretch itself. Not CPU: the median, over every probe, of its
+    wall time beyond that CPU (a lock or a sleep, which no share speeds up); the median, as
+    the host's other work delays a few probes' clients by far more. The replay's figure where
+    no probe was timed.
     """
     rounds = cost.health_probe_rounds
     if not any(rounds):
