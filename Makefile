@@ -9,7 +9,7 @@ RUN := PATH="$(BIN):$$PATH"
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PORT ?= 8000
 
-.PHONY: help install system-deps demo test mutation-check lint serve bench bench-servers bench-peers bench-latency quantization gate-steadiness docs report clean
+.PHONY: help install system-deps demo test mutation-check lint serve bench bench-servers bench-peers bench-batching bench-latency quantization gate-steadiness docs report clean
 
 help:
 	@echo "make demo    - install, run the whole pipeline (dvc repro) on the demo model, say what next"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench   - every serving path side by side under 512 MB, and CPU per request"
 	@echo "make bench-servers - candidate WSGI servers side by side, hostile traffic at 0.1 CPU"
 	@echo "make bench-peers - ours, MLServer and BentoML serving the candidate: CPU, memory, start"
+	@echo "make bench-batching BASELINE=DIR - CPU per request at 1, 4, 16 clients, beside another checkout"
 	@echo "make bench-latency - in-process latency benchmarks (pytest-benchmark)"
 	@echo "make gate-steadiness - the gate twice, beside two busy processes and without: reports/gate_steadiness.json"
 	@echo "make quantization - every quantization mode side by side (reports/quantization.md)"
@@ -80,6 +81,12 @@ mutation-check: install system-deps
 bench-peers: install
 	@test -f build/candidate/manifest.json || $(RUN) dvc repro convert
 	$(RUN) python -m benchmarks.peers
+
+# BASELINE: another checkout of the project to serve beside this one, e.g. the service before
+# batching: git worktree add ../before-batching ccc4a02^1 && make bench-batching BASELINE=../before-batching
+bench-batching: install
+	@test -f build/candidate/manifest.json || $(RUN) dvc repro convert
+	$(RUN) python -m benchmarks.batching_figures build/candidate data/demo/heldout.npz $(BASELINE)
 
 bench-latency: install
 	$(RUN) python -m pytest tests/test_latency_benchmarks.py --benchmark-enable \

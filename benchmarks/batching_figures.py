@@ -7,12 +7,15 @@ service before a change), side by side in interleaved rounds; each round posts s
 bodies from keep-alive clients and divides the worker's CPU (utime + stime from /proc) by the
 requests answered. Per tree and client count it keeps the median and the least CPU of the
 rounds and the median lone-client latency; the machine's CPU pressure (/proc/pressure/cpu)
-is recorded before and after. Writes reports/batching_figures.json.
+is recorded before and after. Writes reports/batching_figures.json and the table `make docs`
+copies into docs/benchmarks.md, reports/batching_figures.md (`make bench-batching
+BASELINE=DIR`).
 """
 
 import http.client
 import json
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -122,9 +125,45 @@ def batching_figures(bundle: Path, samples: Path, baseline: Path | None) -> dict
     return result
 
 
+def tree_commit(tree: Path) -> str:
+    """The tree's commit, short, or 'unknown' outside a git checkout."""
+    completed = subprocess.run(
+        ["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return completed.stdout.strip() or "unknown"
+
+
+def in_markdown(figures: dict) -> str:
+    """The table docs/benchmarks.md shows: CPU per request and its ratio to a bare invoke."""
+    names = list(figures["trees"])
+    header = ["clients", *(f"{name} ({figures['commits'][name]})" for name in names)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for clients in CLIENT_COUNTS:
+        cells = []
+        for name in names:
+            row = figures["trees"][name][f"{clients}_clients"]
+            cells.append(f"{row['cpu_ms_median']} ms ({row['median_vs_bare_invoke']}x)")
+        lines.append(f"| {clients} | " + " | ".join(cells) + " |")
+    p50s = [f"{figures['trees'][name]['1_clients']['p50_ms_median']} ms" for name in names]
+    lines.append("| 1, p50 latency | " + " | ".join(p50s) + " |")
+    return (
+        "\n".join(lines)
+        + f"\n\nWorker CPU per single-sample float32 request, median of {figures['rounds']} "
+        f"interleaved rounds, and its ratio to a bare batch-1 `invoke()` of the same model "
+        f"({figures['bare_invoke_cpu_ms']} ms). Measured {figures['measured_at']} "
+        f"(`make bench-batching`); CPU pressure before: {figures['cpu_pressure_before']}.\n"
+    )
+
+
 if __name__ == "__main__":
     baseline_tree = Path(sys.argv[3]).resolve() if len(sys.argv) > 3 else None
     figures = batching_figures(Path(sys.argv[1]).resolve(), Path(sys.argv[2]), baseline_tree)
-    out_path = REPO_ROOT / "reports" / "batching_figures.json"
-    out_path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(figures, indent=2))
+    figures["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    trees = {"this tree": REPO_ROOT, "baseline": baseline_tree}
+    figures["commits"] = {name: tree_commit(trees[name]) for name in figures["trees"]}
+    reports = REPO_ROOT / "reports"
+    (reports / "batching_figures.json").write_text(
+        json.dumps(figures, indent=2) + "\n", encoding="utf-8"
+    )
+    (reports / "batching_figures.md").write_text(in_markdown(figures), encoding="utf-8")
+    print(in_markdown(figures))

@@ -19,6 +19,7 @@ COPIED = {
     "benchmark": ("benchmark.md", "make bench"),
     "servers": ("servers.md", "make bench-servers"),
     "bench-peers": ("bench/peers.md", "make bench-peers"),
+    "batching": ("batching_figures.md", "make bench-batching BASELINE=DIR"),
     "gate-steadiness": ("gate_steadiness.md", "make gate-steadiness"),
 }
 
