@@ -5,8 +5,9 @@ rarely waits for a core; the group's own accounting (cpuacct.usage, cpu.stat usa
 the CPU-seconds it spent. A cold start's cost is the least of a few starts (gate.cost_cold_starts,
 more while the cheapest was noisy, up to gate.cost_max_cold_starts); each prediction's and each
 health check's cost is read one request at a time. Under a 0.1 CPU quota the same work costs
-1x to 7x more CPU on a shared host (10 ms bursts on cold caches), so the quota's wall times are
-reported beside these figures, not judged.
+1x to 7x more CPU on a shared host (10 ms bursts on cold caches), and 25x to 100x in a bad hour
+(a prediction of 2.3 ms unthrottled took 60 to 230 ms of the group's CPU), so the quota's wall
+times are reported beside these figures, not judged.
 """
 
 import contextlib

@@ -3,10 +3,10 @@
 `python -m pipeline.gate.health_probe URL INTERVAL TIMEOUT ACCOUNTING_FILE` sends GET
 /api/health/ every INTERVAL seconds until its stdin closes, and prints one JSON line per
 probe: [seconds, CPU-seconds the service's group spent meanwhile (from ACCOUNTING_FILE),
-failure or null]. It runs at the highest priority it may take, apart from the gate's load
-clients: in a thread beside them, a probe also counted the time its own thread waited for
-the GIL or for a core while the service kept working, and one busy-host round's slowest
-probe read 2.9x a quiet round's.
+failure or null]. It runs in a process separate from the gate's load clients, at the highest
+priority it may take: in a thread beside them, a probe also counted the time its own thread
+waited for the GIL or for a core while the service kept working, and one busy-host round's
+slowest probe read 2.9x a quiet round's.
 """
 
 import contextlib

@@ -18,6 +18,7 @@ import orjson
 import requests
 
 from pipeline.gate.health_probe import probe_once
+from pipeline.gate.watch import GateFailure
 from pipeline.paths import REPO_ROOT
 
 
@@ -189,7 +190,12 @@ class HealthProbe:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self._process.stdout.readline()  # "ready": its imports are done, the probes begin
+        if self._process.stdout.readline() != "ready\n":  # its imports done, probes begin
+            self._process.kill()
+            raise GateFailure(
+                f"the health probe process did not start (exit {self._process.wait()}); "
+                f"run `python -m pipeline.gate.health_probe` by hand to see why"
+            )
         return self
 
     def __exit__(self, *exc) -> None:

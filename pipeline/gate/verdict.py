@@ -24,8 +24,8 @@ LATENCY_BINS = 30
 def judge(run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict) -> dict[str, dict]:
     """Each gate measure with its value, threshold and outcome; timings from the CPU cost."""
     # A worker that died is one whose PID is gone after the load (gunicorn forks a new one).
-    # One the arbiter killed for a missed heartbeat is a wall time under the quota, which this
-    # host stretches 1x to 30x (pipeline/gate/cost.py): reported, not judged here. A model slow
+    # One the arbiter killed for a missed heartbeat is a wall time under the quota, which a
+    # shared host stretches (pipeline/gate/cost.py): reported, not judged here. A model slow
     # enough to miss it on the plan fails the timings derived from its CPU cost first.
     replaced = len(set(run.workers_before) - set(run.workers_after) - set(run.heartbeat_timeouts))
     max_peak = plan["max_peak_memory_mb"]
