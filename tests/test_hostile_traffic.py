@@ -7,7 +7,7 @@ a quota: the service runs in a real 512 MB group with no CPU quota, and each pro
 the CPU-seconds the service spent while it waited. On one worker all of that work stood
 ahead of the probe, so at the plan's 0.1 CPU the probe waits that CPU's wall time at the
 share (pipeline/gate/at_share.py), however busy or idle this host is. (Inside a 0.1 CPU group
-this host spends 2x to 30x more CPU on the same work, hour to hour: ../FACTS.md, and
+a shared host spends 1x to 100x more CPU on the same work, hour to hour:
 pipeline/gate/cost.py.) Every loop is bounded in count and time.
 """
 

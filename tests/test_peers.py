@@ -31,8 +31,8 @@ def run_peers(workspace, *arguments: str) -> subprocess.CompletedProcess:
         env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
         capture_output=True,
         text=True,
-        # Bounded, not a latency bound: inside a 0.1 CPU group this host spends 2x to 30x
-        # more CPU on the same work from one hour to the next (../FACTS.md).
+        # Bounded, not a latency bound: inside a 0.1 CPU group a shared host spends 1x to 100x
+        # more CPU on the same work from one hour to the next (pipeline/gate/cost.py).
         timeout=900,
     )
 
