@@ -1,17 +1,17 @@
 """The load the peer comparison puts on each server: one keep-alive client, then N at once.
 
-Each load returns the service's CPU per answered request (the whole process tree, from /proc)
-and the latencies. Every loop is bounded by a request count and a deadline; every socket goes
-to 127.0.0.1.
+Each load returns the service's CPU per answered request (what the kernel charged to the
+server's group, in nanoseconds: /proc's per-process times step in 10 ms ticks, coarser than a
+few requests cost) and the latencies. Every loop is bounded by a request count and a deadline;
+every socket goes to 127.0.0.1.
 """
 
 import http.client
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
-
-from benchmarks.traffic import tree_cpu_seconds
 
 REQUEST_TIMEOUT_SECONDS = 60.0  # one request at 0.1 CPU waits behind at most 16 others
 
@@ -44,10 +44,15 @@ class Client:
             self.connection = None
 
 
-def summary(pid: int, cpu_before: float, wall_seconds: float, latencies: list, failed: int):
+CpuClock = Callable[[], float]  # CPU-seconds the server has used so far
+
+
+def summary(
+    cpu_clock: CpuClock, cpu_before: float, wall_seconds: float, latencies: list, failed: int
+):
     """CPU ms per answered request, throughput and latency percentiles of one load."""
     answered = len(latencies)
-    cpu_seconds = tree_cpu_seconds(pid) - cpu_before
+    cpu_seconds = cpu_clock() - cpu_before
     return {
         "answered": answered,
         "failed": failed,
@@ -69,11 +74,11 @@ def warm_up(client: Client, count: int, deadline_seconds: float) -> None:
             raise RuntimeError(f"HTTP {status} while warming up: {answer[:300]!r}")
 
 
-def lone_client(pid: int, client: Client, count: int, deadline_seconds: float) -> dict:
+def lone_client(cpu_clock: CpuClock, client: Client, count: int, deadline_seconds: float) -> dict:
     """`count` requests one after another on one connection (fewer if the deadline passes)."""
     latencies, failed = [], 0
     deadline = time.monotonic() + deadline_seconds
-    cpu_before, began = tree_cpu_seconds(pid), time.perf_counter()
+    cpu_before, began = cpu_clock(), time.perf_counter()
     for _ in range(count):
         if time.monotonic() > deadline:
             break
@@ -83,11 +88,11 @@ def lone_client(pid: int, client: Client, count: int, deadline_seconds: float) -
             latencies.append(time.perf_counter() - started)
         else:
             failed += 1
-    return summary(pid, cpu_before, time.perf_counter() - began, latencies, failed)
+    return summary(cpu_clock, cpu_before, time.perf_counter() - began, latencies, failed)
 
 
 def concurrent_clients(
-    pid: int, clients: list[Client], count: int, deadline_seconds: float
+    cpu_clock: CpuClock, clients: list[Client], count: int, deadline_seconds: float
 ) -> dict:
     """`count` requests in all from every client at once, each on its own connection."""
     latencies: list[float] = []
@@ -111,11 +116,11 @@ def concurrent_clients(
                     failures[0] += 1
 
     threads = [threading.Thread(target=run, args=(client,), daemon=True) for client in clients]
-    cpu_before, began = tree_cpu_seconds(pid), time.perf_counter()
+    cpu_before, began = cpu_clock(), time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=deadline_seconds + REQUEST_TIMEOUT_SECONDS)
     wall_seconds = time.perf_counter() - began
     with lock:  # a thread still blocked past its join timeout must not change the figures
-        return summary(pid, cpu_before, wall_seconds, list(latencies), failures[0])
+        return summary(cpu_clock, cpu_before, wall_seconds, list(latencies), failures[0])

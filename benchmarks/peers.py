@@ -4,12 +4,12 @@ The same candidate bundle (build/candidate) served by MLServer (a custom MLModel
 LiteRT), by BentoML (a small service on LiteRT) and by ours, started exactly as render.yaml
 says; each from its own venv under build/peers/, installed from pinned requirements (the
 peers': benchmarks/peer_servers/; ours: service/requirements.txt). For each server, unthrottled
-and at the plan's CPU share: cold start to its first healthy answer, CPU of the whole service
-process tree per request (one client, then `peer_clients` at once, single float32 samples in
-the server's own request format) against a bare batch-1 invoke() of the same model measured
-just before in the same CPU share, and the kernel's peak memory for the whole service (its
-cgroup). Writes reports/bench/peers.{json,md,png}; `make docs` copies the table into the
-README and the chart into docs/.
+and at the plan's CPU share: cold start to its first healthy answer, the CPU the kernel
+charged to the service's group per request (one client, then `peer_clients` at once, single
+float32 samples in the server's own request format) against a bare batch-1 invoke() of the
+same model measured just before in the same CPU share, and the kernel's peak memory for the
+whole service (its cgroup). Writes reports/bench/peers.{json,md,png}; `make docs` copies the
+table into the README and the chart into docs/.
 
     python -m benchmarks.peers [--servers ours,mlserver,bentoml]
 """
@@ -141,7 +141,7 @@ def measure(key, share, bundle, peers_dir, sample, expected, settings, base_env)
     phase_seconds = settings["peer_phase_seconds"]
     body = server.encode(sample)
     with cpu_group(share, "peers") as group:  # it stops the server as it closes
-        process, port, cold_start = start_server(
+        _, port, cold_start = start_server(
             group, command, env, server.health_path, settings["peer_start_deadline_seconds"]
         )
         clients = [
@@ -153,8 +153,8 @@ def measure(key, share, bundle, peers_dir, sample, expected, settings, base_env)
             raise RuntimeError(f"{server.name} answered HTTP {status}: {answer[:300]!r}")
         label, probability = server.decode(answer)
         warm_up(clients[0], settings["peer_warmup_requests"], phase_seconds)
-        lone = lone_client(process.pid, clients[0], count, phase_seconds)
-        many = concurrent_clients(process.pid, clients, count, phase_seconds)
+        lone = lone_client(group.cpu_usage_seconds, clients[0], count, phase_seconds)
+        many = concurrent_clients(group.cpu_usage_seconds, clients, count, phase_seconds)
         for client in clients:
             client.close()
         peak_mb = round(group.peak_mb(), 1)

@@ -30,8 +30,8 @@ def markdown_table(result: dict) -> str:
         f"waited for a CPU {_share(machine['cpu_stalled_share'])} of the run (PSI), load "
         f"average {machine['load_average'][0]} at the end. One float32 sample per request in "
         "each server's own format (ours: raw float32 bytes; MLServer: Open Inference Protocol "
-        "v2 JSON; BentoML: its JSON). CPU is user + system time of the whole service process "
-        "tree from /proc per answered request, and in brackets its ratio to a bare batch-1 "
+        "v2 JSON; BentoML: its JSON). CPU is what the kernel charged to the service's cgroup "
+        "(every process of it) per answered request, and in brackets its ratio to a bare batch-1 "
         "`invoke()` of the same model measured just before in the same CPU share; peak memory "
         "is the kernel's peak for the service's cgroup (page cache included).",
         "",
