@@ -1,23 +1,57 @@
-"""Shared fixtures: a small demo workspace, built once per session by the real stages."""
+"""Shared fixtures: a small demo workspace, built once per run by the real stages.
 
+The suite runs in parallel (pytest-xdist, `-n` in pyproject.toml). What a session fixture
+builds with TensorFlow or a gate run is built once for the whole run, by the first worker that
+needs it, in the run's shared temporary folder; the other workers wait for it and read it.
+"""
+
+import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from service_runner import RunningService
 from workspaces import make_workspace, run_stage, workspace_like
 
 from pipeline.paths import Workspace
 
 
-@pytest.fixture(scope="session")
-def demo_workspace(tmp_path_factory) -> Workspace:
-    """A workspace whose demo model was trained and converted (quantization none) for real."""
-    workspace = make_workspace(tmp_path_factory.mktemp("demo"))
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """`build(folder)` run by one worker of the run; every worker gets the finished folder.
+
+    A build that failed leaves no marker, so the next worker to ask builds again (and fails
+    the same way, with its own error) rather than reading half a folder.
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    folder, done = shared / f"shared-{name}", shared / f"shared-{name}.done"
+    with FileLock(str(shared / f"shared-{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+def _build_demo(folder: Path) -> None:
+    workspace = make_workspace(folder)
     run_stage("pipeline.stages.demo_model", workspace)
     run_stage("pipeline.stages.convert", workspace)
-    return workspace
+    run_stage("pipeline.stages.parity", workspace)
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory) -> Workspace:
+    """A workspace whose demo model was trained, converted (quantization none) and checked
+    for parity for real. Tests read it; a test that changes a workspace copies it first
+    (workspaces.workspace_like)."""
+    return Workspace(built_once(tmp_path_factory, "demo", _build_demo))
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +62,7 @@ def candidate_dir(demo_workspace) -> Path:
 
 @pytest.fixture(scope="session")
 def checked_workspace(demo_workspace) -> Workspace:
-    """The demo workspace after a real parity run: what the gate and promotion start from."""
-    run_stage("pipeline.stages.parity", demo_workspace)
+    """The demo workspace with its real parity verdict: what the gate and promotion start from."""
     return demo_workspace
 
 
@@ -63,31 +96,34 @@ QUICK_GATE = {
 @pytest.fixture(scope="session")
 def gated_workspace(checked_workspace, tmp_path_factory) -> Workspace:
     """A copy of the checked workspace after a real gate run that passed: a real verdict."""
-    workspace = workspace_like(
-        checked_workspace, tmp_path_factory.mktemp("gated") / "ws", gate=QUICK_GATE
-    )
-    completed = run_stage("pipeline.stages.gate", workspace, check=False)
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    return workspace
+
+    def build(folder: Path) -> None:
+        workspace = workspace_like(checked_workspace, folder / "ws", gate=QUICK_GATE)
+        completed = run_stage("pipeline.stages.gate", workspace, check=False)
+        assert completed.returncode == 0, completed.stderr[-2000:]
+
+    return Workspace(built_once(tmp_path_factory, "gated", build) / "ws")
 
 
 @pytest.fixture(scope="session")
 def drifted_candidate_dir(candidate_dir, tmp_path_factory) -> Path:
     """The demo candidate with noise of its weights' size added (tests/drifted_model.py): the
     same shape, labels and source model, other answers. Made once: it needs TensorFlow."""
-    destination = tmp_path_factory.mktemp("drifted") / "candidate"
-    subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("drifted_model.py")),
-            str(candidate_dir),
-            str(destination),
-            "--noise=1.0",
-        ],
-        capture_output=True,
-        check=True,
-    )
-    return destination
+
+    def build(folder: Path) -> None:
+        subprocess.run(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("drifted_model.py")),
+                str(candidate_dir),
+                str(folder / "candidate"),
+                "--noise=1.0",
+            ],
+            capture_output=True,
+            check=True,
+        )
+
+    return built_once(tmp_path_factory, "drifted", build) / "candidate"
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import psutil
 import yaml
@@ -87,22 +89,54 @@ def app(environ, start_response):
 
 # The groups the gate makes (pipeline/gate/run.py, gate_preflight.py): other programs on a
 # shared machine may make groups whose names merely start with "gate-".
-GATE_GROUP_NAME = re.compile(r"gate-(baseline-)?[0-9a-f]{10}")
+GATE_GROUP_NAME = re.compile(r"gate-(cost-|baseline-)?[0-9a-f]{10}")
 groups_before_the_test: set = set()
+# A group being set up or torn down is empty for milliseconds; one left behind stays empty.
+EMPTY_GROUP_RECHECK_SECONDS = 2.0
+
+
+def _serves(pid: int, workspace) -> bool:
+    try:
+        return psutil.Process(pid).environ().get("MODEL_DIR") == str(workspace.candidate_dir)
+    except psutil.Error:
+        return False
+
+
+def _group_pids(group: Path) -> list[int] | None:
+    try:
+        return [int(pid) for pid in (group / "cgroup.procs").read_text().split()]
+    except OSError:
+        return None  # removed meanwhile
 
 
 def leftovers(workspace) -> tuple[list, list[int]]:
-    """Gate groups and service processes still present after a run: both must be empty."""
+    """Gate groups and service processes this workspace's gate left: both must be empty.
+
+    The suite runs in parallel, so other tests' gates make groups of their own meanwhile. A
+    group new since the test began is this gate's when a process in it serves this
+    workspace's candidate, or when it holds no process at all and still exists a moment
+    later (another gate's group is empty only while it is set up or torn down).
+    """
     serving = []
     for process in psutil.process_iter(["pid", "environ"]):
         environ = process.info.get("environ") or {}
         if environ.get("MODEL_DIR") == str(workspace.candidate_dir):
             serving.append(process.info["pid"])
-    groups = [
+    new = [
         group
         for group in existing_groups("gate")
         if GATE_GROUP_NAME.fullmatch(group.name) and group not in groups_before_the_test
     ]
+    groups, empty = [], []
+    for group in new:
+        pids = _group_pids(group)
+        if pids == []:
+            empty.append(group)
+        elif pids and any(_serves(pid, workspace) for pid in pids):
+            groups.append(group)
+    if empty:
+        time.sleep(EMPTY_GROUP_RECHECK_SECONDS)
+        groups += [group for group in empty if _group_pids(group) == []]
     return groups, serving
 
 
