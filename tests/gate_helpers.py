@@ -47,6 +47,7 @@ QUICK = {
     "cost_requests": 20,
     "cost_batch_requests": 10,
     "cost_health_requests": 5,
+    "cost_saturation_requests": 100,
     "cost_worst_case_rounds": 1,
     "max_phase_repeats": 0,
 }

@@ -94,6 +94,11 @@ def test_the_demo_on_render_free_reports_plan_limits_series_and_fit(checked_work
     )
     for name in ("cold_start_seconds", "health_latency_saturated_seconds", "sustainable_rps"):
         assert report["measures"][name]["value"] > 0, name  # measured and reported
+    # The sustainable rate: 0.1 CPU over what an answer costs with the queue kept full.
+    assert cost["saturation_clients"] == 16 and cost["cpu_ms_per_request_saturated"] > 0
+    assert report["measures"]["sustainable_rps"]["value"] == pytest.approx(
+        100 / cost["cpu_ms_per_request_saturated"], abs=0.1
+    )
     assert (
         report["measures"]["worst_case_memory_mb"]["value"]
         >= report["measures"]["peak_memory_mb"]["value"]

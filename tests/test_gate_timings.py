@@ -89,6 +89,19 @@ def test_timings_are_judged_at_the_share_from_the_least_cold_start_and_the_least
     assert not any("host_busy" in m for m in measures.values())
 
 
+def test_the_sustainable_rate_is_the_share_over_an_answers_cost_with_the_queue_full():
+    saturated = cost()
+    saturated.saturated_cpu_seconds, saturated.saturation_phase = 0.0014, NOISY
+    measures, _ = timing_measures(saturated, SETTINGS, FREE, workers=1)
+    # 0.1 CPU / 1.4 ms, not / the 2 ms a request costs alone.
+    assert measures["sustainable_rps"]["value"] == pytest.approx(71.4)
+    assert measures["sustainable_rps"]["host_busy"] == (
+        "the host was busy during the saturated cost: the service waited 62% of the phase "
+        "for CPU it was owed"
+    )
+    assert "host_busy" not in measures["latency_p95_ms"]  # its own phase was quiet
+
+
 def test_a_disturbed_batch_does_not_raise_the_cost_per_request():
     costs = [0.002] * 20 + [0.004] * 20 + [0.003] * 20
     assert least_batch_cost(costs, 20) == pytest.approx(0.002)

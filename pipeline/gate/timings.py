@@ -98,16 +98,24 @@ def timing_measures(
         "throughput_rps": at_least(
             round(replay["throughput_rps"], 1), settings["min_throughput_rps"]
         ),
-        "sustainable_rps": at_least(
-            round(usable_cpus / mean_cost, 1), settings["min_sustainable_rps"]
+        # Past what the plan clears, requests queue and every invoke is a full batch: the
+        # rate is the usable CPU over what an answer costs then (one at a time where unknown).
+        "sustainable_rps": _marked(
+            at_least(
+                round(usable_cpus / (cost.saturated_cpu_seconds or mean_cost), 1),
+                settings["min_sustainable_rps"],
+            ),
+            cost.saturation_phase,
+            "the saturated cost",
         ),
         "health_latency_saturated_seconds": at_most(
             round(_health_at_share(cost, replay, share), 3),
             settings["max_health_latency_seconds"],
         ),
     }
-    for measure in derived.values():
-        _marked(measure, requests_phase, "the per-request costs")
+    for name, measure in derived.items():
+        if name != "sustainable_rps" or not cost.saturated_cpu_seconds:
+            _marked(measure, requests_phase, "the per-request costs")
     return measures | derived, {"latency_p50_ms": round(_percentile(replay["latencies_ms"], 50), 2)}
 
 
@@ -130,6 +138,10 @@ def cost_figures(cost: ServiceCost, settings: dict) -> dict[str, Any]:
         else None,
         "cpu_ms_per_request_p50": round(_percentile(requests_ms, 50), 3) if requests_ms else None,
         "cpu_ms_per_request_p95": round(_percentile(requests_ms, 95), 3) if requests_ms else None,
+        "cpu_ms_per_request_saturated": round(cost.saturated_cpu_seconds * 1000, 3)
+        if cost.saturated_cpu_seconds
+        else None,
+        "saturation_clients": settings.get("cost_saturation_clients"),
         "cpu_ms_per_health_check_p50": round(_percentile(health_ms, 50), 3) if health_ms else None,
         "health_probes_timed": sum(len(probes) for probes in cost.health_probe_rounds),
         "most_cpu_seconds_while_a_probe_waited": [
