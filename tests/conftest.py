@@ -1,8 +1,9 @@
 """Shared fixtures: a small demo workspace, built once per run by the real stages.
 
-The suite runs in parallel (pytest-xdist, `-n` in pyproject.toml). What a session fixture
-builds with TensorFlow or a gate run is built once for the whole run, by the first worker that
-needs it, in the run's shared temporary folder; the other workers wait for it and read it.
+`make test` runs the suite on several pytest-xdist workers (TEST_WORKERS in the Makefile).
+What a session fixture builds with TensorFlow or a gate run is built once for the whole run,
+by the first worker that needs it, in the run's shared temporary folder; the other workers
+wait for it and read it.
 """
 
 import os
