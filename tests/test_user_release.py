@@ -49,6 +49,8 @@ def users_repository(base: Path, bare: Path) -> None:
     # timing, which other work on a shared test machine decides. Memory stays judged.
     params["gate"].update(
         requests=120,
+        cost_worst_case_rounds=1,
+        service_env={"MAX_BODY_BYTES": str(256 * 1024)},  # small worst-case bodies: quicker
         plan="pro",
         max_cold_start_seconds=30.0,
         max_health_latency_seconds=5.0,

@@ -22,14 +22,19 @@ import requests
 
 from pipeline.cgroups import evict_from_page_cache, resource_limit
 from pipeline.gate.interference import Reading, in_words, interference
-from pipeline.gate.load import HealthProbe, drive_load
+from pipeline.gate.load import HealthProbe
 from pipeline.gate.render_service import (
     RenderWebService,
     ServiceLimits,
     free_port,
     lite_runtime_libraries,
 )
-from pipeline.gate.run import log_tail, service_environment, worst_case_concurrency
+from pipeline.gate.run import (
+    checked_load,
+    log_tail,
+    service_environment,
+    worst_case_concurrency,
+)
 from pipeline.gate.watch import GateFailure, wait_until_healthy
 from pipeline.gate.worst_case import drive_hostile, hostile_kinds
 from pipeline.paths import REPO_ROOT
@@ -165,17 +170,12 @@ def _saturated_cost(group, url: str, settings: dict, expected) -> tuple[float, d
     """
     requests_total = settings["cost_saturation_requests"]
     before, cpu_before = Reading.now(group), group.cpu_usage_seconds()
-    load = drive_load(
+    load = checked_load(
         url,
-        expected.samples,
-        expected.probabilities,
-        expected.labels,
-        model_sha256=expected.model_sha256,
-        value_key=expected.value_key,
+        settings,
+        expected,
         requests_total=requests_total,
         concurrency=settings["cost_saturation_clients"],
-        timeout_seconds=settings["request_timeout_seconds"],
-        tolerance=settings["max_probability_diff"],
         label="cost: saturation unthrottled",
     )
     cpu = group.cpu_usage_seconds() - cpu_before
@@ -194,19 +194,7 @@ def _health_waits(group, url: str, settings: dict, expected, limits) -> list[lis
     )
     rounds = []
     with HealthProbe(url, *probe_settings, accounting_file=group.accounting_file) as probe:
-        load = drive_load(
-            url,
-            expected.samples,
-            expected.probabilities,
-            expected.labels,
-            model_sha256=expected.model_sha256,
-            value_key=expected.value_key,
-            requests_total=settings["requests"],
-            concurrency=settings["concurrency"],
-            timeout_seconds=settings["request_timeout_seconds"],
-            tolerance=settings["max_probability_diff"],
-            label="cost: load unthrottled",
-        )
+        load = checked_load(url, settings, expected, label="cost: load unthrottled")
     _unanswered(load, settings["requests"])
     # No accounting file (a psutil-only group): no CPU per probe, and the timings fall back
     # to the replay's health figure (pipeline/gate/timings.py).

@@ -143,6 +143,32 @@ def observe_service(
     return run
 
 
+def checked_load(
+    url: str,
+    settings: dict,
+    expected,
+    *,
+    requests_total: int | None = None,
+    concurrency: int | None = None,
+    label: str = "gate load",
+) -> LoadResult:
+    """The gate's load of held-out predictions, each answer checked against parity's: of
+    gate.requests over gate.concurrency clients unless told otherwise."""
+    return drive_load(
+        url,
+        expected.samples,
+        expected.probabilities,
+        expected.labels,
+        model_sha256=expected.model_sha256,
+        value_key=expected.value_key,
+        requests_total=requests_total or settings["requests"],
+        concurrency=concurrency or settings["concurrency"],
+        timeout_seconds=settings["request_timeout_seconds"],
+        tolerance=settings["max_probability_diff"],
+        label=label,
+    )
+
+
 def worst_case_concurrency(limits: ServiceLimits, settings: dict) -> int:
     """The service's full concurrency, at least gate.concurrency, at most the cap in params
     (an async worker takes 1000 connections; 1000 bodies of 8 MiB would swamp the client)."""
@@ -189,18 +215,7 @@ def _load_the_service(run: ServiceRun, group, process, url, settings, expected, 
     )
     cpu_before, load_reading = group.cpu_usage_seconds(), Reading.now(group)
     with HealthProbe(url, *probe_settings) as typical_probe:
-        run.load = drive_load(
-            url,
-            expected.samples,
-            expected.probabilities,
-            expected.labels,
-            model_sha256=expected.model_sha256,
-            value_key=expected.value_key,
-            requests_total=settings["requests"],
-            concurrency=settings["concurrency"],
-            timeout_seconds=settings["request_timeout_seconds"],
-            tolerance=settings["max_probability_diff"],
-        )
+        run.load = checked_load(url, settings, expected)
     run.phases["typical load"] = interference(load_reading, Reading.now(group), bound)
     answered = len(run.load.latencies_ms)
     if answered:
