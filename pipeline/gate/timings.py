@@ -98,24 +98,24 @@ def timing_measures(
         "throughput_rps": at_least(
             round(replay["throughput_rps"], 1), settings["min_throughput_rps"]
         ),
-        # Past what the plan clears, requests queue and every invoke is a full batch: the
-        # rate is the usable CPU over what an answer costs then (one at a time where unknown).
-        "sustainable_rps": _marked(
-            at_least(
-                round(usable_cpus / (cost.saturated_cpu_seconds or mean_cost), 1),
-                settings["min_sustainable_rps"],
-            ),
-            cost.saturation_phase,
-            "the saturated cost",
-        ),
         "health_latency_saturated_seconds": at_most(
             round(_health_at_share(cost, replay, share), 3),
             settings["max_health_latency_seconds"],
         ),
     }
-    for name, measure in derived.items():
-        if name != "sustainable_rps" or not cost.saturated_cpu_seconds:
-            _marked(measure, requests_phase, "the per-request costs")
+    for measure in derived.values():
+        _marked(measure, requests_phase, "the per-request costs")
+    # Past what the plan clears, requests queue and every invoke is a full batch: the rate is
+    # the usable CPU over what an answer costs then (one at a time where that is unknown).
+    saturated = cost.saturated_cpu_seconds is not None
+    derived["sustainable_rps"] = _marked(
+        at_least(
+            round(usable_cpus / (cost.saturated_cpu_seconds if saturated else mean_cost), 1),
+            settings["min_sustainable_rps"],
+        ),
+        cost.saturation_phase if saturated else requests_phase,
+        "the saturated cost" if saturated else "the per-request costs",
+    )
     return measures | derived, {"latency_p50_ms": round(_percentile(replay["latencies_ms"], 50), 2)}
 
 
