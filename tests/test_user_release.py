@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_dvc_pipeline import clone_of, dvc, git
+from test_dvc_pipeline import SHORT_GATE, clone_of, dvc, git
 from test_promote import write_gate_verdict
 from user_files import class_signal_samples, trained_dense_classifier, write_user_files
 
@@ -48,9 +48,7 @@ def users_repository(base: Path, bare: Path) -> None:
     # (5 s health checks): this test proves the way from init to a release, not a plan's
     # timing, which other work on a shared test machine decides. Memory stays judged.
     params["gate"].update(
-        requests=120,
-        cost_worst_case_rounds=1,
-        service_env={"MAX_BODY_BYTES": str(256 * 1024)},  # small worst-case bodies: quicker
+        SHORT_GATE,
         plan="pro",
         max_cold_start_seconds=30.0,
         max_health_latency_seconds=5.0,
