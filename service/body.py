@@ -19,9 +19,9 @@ from service.predictor import Contract
 READ_CHUNK_BYTES = 256 << 10
 YIELD_EVERY_BYTES = 1 << 20
 YIELD_SECONDS = 1e-6
-# Below this size a JSON body is parsed without counting its structure first: at worst
-# (`[[]],` repeated) its lists take about 45 bytes per body byte, some 23 MB.
-STRUCTURE_CHECK_BYTES = 512 << 10
+# Above this size a JSON body is parsed a sample at a time where it can be, and the worker
+# yields between its long steps; below it, one parse of numbers costs a few ms of CPU.
+LARGE_JSON_BYTES = 512 << 10
 JSON_EXPECTED = 'a JSON object {"instances": [...]} with nested lists of numbers'
 # JSON's literals true/false outside a string: booleans, which numpy would turn into 1 and 0.
 BOOLEAN_LITERAL = re.compile(rb"(?<![\"\w])(?:true|false)(?![\"\w])")
@@ -152,16 +152,20 @@ def json_instances(
     parsed a sample at a time, yielding to other requests in between. Anything else takes
     the checked path, which names the problem.
     """
-    large = len(body) > STRUCTURE_CHECK_BYTES
+    large = len(body) > LARGE_JSON_BYTES
     only_numbers = _quotes_at_most_two(body) and body.find(b"u") < 0 and body.find(b"l") < 0
     if large and only_numbers and sample_shape is not None:
         samples = parse_samples(body, sample_shape, limits, yield_to_other_requests)
         if samples is not None:
             return samples
-    if large:  # small bodies cannot amplify past tens of MB
-        problem = limits.json_structure_problem(body)
-        if problem:
-            raise HTTPError(413, problem, JSON_EXPECTED)
+    # Lists and values are counted in small bodies too: the counts cost microseconds, while
+    # one parse of 512 KiB of nested empty lists costs about 60 ms of CPU that no health
+    # check can cut into (eight such bodies at once held health for 0.2 CPU-s). Strings and
+    # objects in a small body cost little, and the parse below names them.
+    problem = limits.json_structure_problem(body) if large else limits.json_lists_problem(body)
+    if problem:
+        raise HTTPError(413, problem, JSON_EXPECTED)
+    if large:
         yield_to_other_requests()  # each long step of a large body lets health checks in
     try:
         document = orjson.loads(body)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.body import STRUCTURE_CHECK_BYTES, yield_to_other_requests
+from service.body import LARGE_JSON_BYTES, yield_to_other_requests
 from service.errors import HTTPError
 from service.limits import BodyLimits, Limits
 from service.predictor import Contract
@@ -22,7 +22,7 @@ from service.tensor_json import split_flat_data
 DATATYPE = "FP32"
 INPUT_NAME = "input"
 # A v2 request's JSON holds a few objects and strings around its data (inputs, outputs,
-# parameters, names, datatypes); counted before a large header is parsed, with the limits'
+# parameters, names, datatypes); counted before any header is parsed, with the limits'
 # bracket and comma bounds, so no body can expand into more lists than a full batch has.
 MAX_OBJECTS = 16
 MAX_QUOTES = 128
@@ -52,11 +52,16 @@ def expected_shape(contract: Contract) -> str:
     return "[n, " + ", ".join(str(d) for d in contract.sample_shape) + "] with n >= 1"
 
 
-def _structure_problem(header: bytes, body_limits: BodyLimits) -> str | None:
+def _structure_problem(header: bytes, body_limits: BodyLimits, large: bool) -> str | None:
+    """Why `header` cannot be a request within the limits, by counting, or None. Lists and
+    values at any size (a parse would build them first); strings and objects past
+    LARGE_JSON_BYTES only, as in service/body.py."""
     if header.count(b"[") > body_limits.max_brackets + MAX_OBJECTS:
         return "more JSON lists than a batch of the allowed size holds"
     if header.count(b",") > body_limits.max_commas + MAX_EXTRA_SEPARATORS:
         return "more JSON values than a batch of the allowed size holds"
+    if not large:
+        return None
     if header.count(b"{") > MAX_OBJECTS or header.count(b'"') > MAX_QUOTES:
         return "more JSON objects or strings than an inference request holds"
     return None
@@ -167,17 +172,20 @@ def parse_request(
     with memoryview(body) as view:
         header = view[:header_length] if header_length is not None else view
         streamed = None
-        if len(header) > STRUCTURE_CHECK_BYTES:  # small headers cannot amplify past tens of MB
-            header_bytes = bytes(header)
+        header_bytes = bytes(header)
+        large = len(header) > LARGE_JSON_BYTES
+        if large:
             most_values = limits.max_batch * contract.sample_size
             split = split_flat_data(header_bytes, most_values, yield_to_other_requests)
             if split is not None:
                 header, streamed = split
-            else:
-                problem = _structure_problem(header_bytes, body_limits)
-                if problem:
-                    raise HTTPError(413, problem, REQUEST_EXPECTED)
-            del header_bytes
+        # Counted in small headers too, as in service/body.py: microseconds, against a parse
+        # of nested empty lists that would hold the worker for tens of ms.
+        if streamed is None:
+            problem = _structure_problem(header_bytes, body_limits, large)
+            if problem:
+                raise HTTPError(413, problem, REQUEST_EXPECTED)
+        del header_bytes
         try:
             document = orjson.loads(header)
         except orjson.JSONDecodeError as error:

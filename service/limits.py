@@ -115,8 +115,9 @@ class BodyLimits:
             max_commas=batch * (contract.sample_size + lists_per_sample) + MAX_JSON_STRINGS,
         )
 
-    def json_structure_problem(self, body: bytes) -> str | None:
-        """Why `body` cannot be a batch within the limits, by counting, or None."""
+    def json_lists_problem(self, body: bytes) -> str | None:
+        """Why `body` holds more lists or values than a batch within the limits, or None:
+        what a parse would spend CPU and memory building before any check could refuse it."""
         brackets = body.count(b"[")
         if brackets > self.max_brackets:
             return (
@@ -126,6 +127,13 @@ class BodyLimits:
         commas = body.count(b",")
         if commas > self.max_commas:
             return f"{commas} JSON values, more than a batch of the allowed size holds"
+        return None
+
+    def json_structure_problem(self, body: bytes) -> str | None:
+        """Why `body` cannot be a batch within the limits, by counting, or None."""
+        problem = self.json_lists_problem(body)
+        if problem:
+            return problem
         if body.count(b"{") > MAX_JSON_OBJECTS:
             return "JSON objects inside 'instances'; samples are lists of numbers"
         if body.count(b'"') > 2 * MAX_JSON_STRINGS:

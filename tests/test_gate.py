@@ -157,6 +157,8 @@ def test_the_worst_case_is_the_largest_body_the_service_takes_in_not_one_it_refu
 ):
     # A service with its own JSON limit (64 KiB) under MAX_BODY_BYTES (256 KiB): bodies of
     # 256 KiB are refused unread and cost nothing; the worst case is what passes that limit.
+    # Nested empty lists shrink further: the service reads them and refuses (413) any body
+    # with more lists than a full batch holds, so the worst case is the largest it parses.
     settings = {
         **QUICK,
         "service_env": {**QUICK["service_env"], "TEST_APP_JSON_LIMIT_BYTES": str(64 * 1024)},
@@ -165,9 +167,13 @@ def test_the_worst_case_is_the_largest_body_the_service_takes_in_not_one_it_refu
     completed = gate(serving_wrapped_app(workspace, tmp_path))
     assert completed.returncode == 0, completed.stderr
     kinds = read_json(workspace.report_path("gate"))["figures"]["worst_case"]["requests"]
-    for name in ("JSON numbers, largest body", "JSON empty lists, largest body"):
-        assert 32 * 1024 < kinds[name]["body_bytes"] <= 64 * 1024, name
-        assert "413" not in kinds[name]["answers"], name
+    numbers, empty_lists = (
+        kinds[f"JSON {name}, largest body"] for name in ("numbers", "empty lists")
+    )
+    assert 32 * 1024 < numbers["body_bytes"] <= 64 * 1024
+    assert empty_lists["body_bytes"] <= 64 * 1024
+    for kind in (numbers, empty_lists):
+        assert "413" not in kind["answers"], kind
     assert kinds["float32, largest body"]["body_bytes"] > 200 * 1024, "float32 has no such limit"
 
 
@@ -220,16 +226,17 @@ def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(
     # The same demo candidate, gated on free beside two busy processes and after them: it
     # passes both times and every judged timing stays within 30% of the quieter run's. (The
     # busy run is compared with a quieter run, not with its own cost measure: the judged
-    # figures ARE the cost measure, so that comparison could not fail.) Health under
-    # saturation must pass but is not compared: with QUICK's small bodies the worst-case
-    # float32 batches it waits behind cost 0.13 to 0.30 CPU-s from one run to the next on
-    # the same host, busy or not (measured); the demo's own settings are compared by
-    # `make gate-steadiness`.
+    # figures ARE the cost measure, so that comparison could not fail.)
+    # Bodies of up to 4 MiB, not QUICK's 256 KiB: health is judged on the 99th percentile of
+    # its probes, and the larger worst-case bodies keep the service busy long enough for a
+    # steady share of some 900 probes to land while it is (at 256 KiB the percentile fell on
+    # four probes, and moved by 1.3x between two runs).
     settings = {
         **FREE_QUICK,
         "cost_cold_starts": 3,
         "cost_max_cold_starts": 4,
         "cost_worst_case_rounds": 2,
+        "service_env": {"MAX_BODY_BYTES": str(4 << 20)},
     }
     busy_ws = workspace_like(checked_workspace, tmp_path / "busy", gate=settings)
     busy = gate(busy_ws)
@@ -242,13 +249,13 @@ def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(
     assert quiet.returncode == 0, quiet.stderr
     busy_measures = read_json(busy_ws.report_path("gate"))["measures"]
     quiet_measures = read_json(quiet_ws.report_path("gate"))["measures"]
-    assert busy_measures["health_latency_saturated_seconds"]["passed"]
     for name in (
         "cold_start_seconds",
         "latency_p95_ms",
         "latency_p99_ms",
         "throughput_rps",
         "sustainable_rps",
+        "health_latency_saturated_seconds",
     ):
         ratio = busy_measures[name]["value"] / quiet_measures[name]["value"]
         assert 1 / 1.3 <= ratio <= 1.3, (name, busy_measures[name], quiet_measures[name])

@@ -121,6 +121,25 @@ def test_health_checks_slower_than_the_threshold_under_saturation_fail(checked_w
     assert leftovers(workspace) == ([], [])
 
 
+def test_health_checks_that_fail_under_load_fail_the_gate_whatever_their_speed(
+    checked_workspace, tmp_path
+):
+    # Health answers 503 at once while a prediction is in flight: fast, and still a failed
+    # check to Render. However few they are, no percentile may hide them.
+    settings = {
+        **QUICK,
+        "service_env": {**QUICK["service_env"], "TEST_APP_HEALTH_503_WHILE_BUSY": "1"},
+    }
+    workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
+    reason = failure_line(gate(serving_wrapped_app(workspace, tmp_path)))
+    assert "health_latency_saturated_seconds 5 (needs <= " in reason, reason
+    assert "health probe(s) failed with no quota on the service, first: HTTP 503" in reason
+    report = read_json(workspace.report_path("gate"))
+    assert report["figures"]["cost"]["health_probes_failed"] > 0
+    assert report["measures"]["wrong_answers"]["value"] == 0
+    assert leftovers(workspace) == ([], [])
+
+
 def test_answers_from_a_model_other_than_the_candidate_fail_even_when_they_agree(
     checked_workspace, tmp_path
 ):

@@ -12,7 +12,8 @@ The gate judges `replay_at_share`: the plan's share as a steady speed, plus the 
 one throttled period adds. The exact CFS replay steps by whole periods: a request that costs
 2.4 or 2.6 ms of CPU ends in one period or the next, so a 10% change in cost (two busy
 processes beside the measure) moved its p95 from 103 to 192 ms. The steady-speed replay moves
-by as much as the cost does, and the added period keeps it above the exact replay.
+by as much as the cost does, and the added period keeps it above the exact replay. A health
+check's wait is judged on the same terms (`wall_seconds_at_steady_share`).
 """
 
 import math
@@ -31,6 +32,22 @@ def wall_seconds_at_share(cpu_seconds: float, share: float) -> float:
     per_period = usable * PERIOD_SECONDS
     whole_periods = max(0, math.ceil(cpu_seconds / per_period - 1e-9) - 1)
     return whole_periods * PERIOD_SECONDS + (cpu_seconds - whole_periods * per_period)
+
+
+def longest_stop_seconds(share: float) -> float:
+    """The longest stretch a quota of `share` CPUs stops a group for: the rest of a period
+    after its quota is spent ((1 - share) x the period; none at a whole CPU or more)."""
+    return max(0.0, 1.0 - min(share, 1.0)) * PERIOD_SECONDS
+
+
+def wall_seconds_at_steady_share(cpu_seconds: float, share: float) -> float:
+    """Wall time to spend `cpu_seconds` at `share` taken as a steady speed, after the longest
+    stop a quota makes: at least wall_seconds_at_share from any point of a period, and it
+    moves with the CPU, never by a whole period (0.018 or 0.022 CPU-s at 0.1 CPU: 0.27 or
+    0.31 s here, where the exact rule gives 0.108 or 0.202 s)."""
+    if cpu_seconds <= 0:
+        return 0.0
+    return cpu_seconds / min(share, 1.0) + longest_stop_seconds(share)
 
 
 def replay_load(
@@ -109,6 +126,6 @@ def replay_at_share(
     replay = replay_load(
         [cost / speed for cost in request_costs], health_cost / speed, share=1.0, **load
     )
-    stopped_ms = (1.0 - speed) * PERIOD_SECONDS * 1000
+    stopped_ms = longest_stop_seconds(share) * 1000
     replay["latencies_ms"] = [ms + stopped_ms for ms in replay["latencies_ms"]]
     return replay

@@ -54,6 +54,8 @@ class ServiceCost:
     # Each health probe's (wall seconds, CPU-seconds the service spent meanwhile): one round
     # beside the typical load, then one per worst-case mix.
     health_probe_rounds: list[list[tuple[float, float]]] = field(default_factory=list)
+    # Probes that timed out or got anything but 200, unthrottled: no quota explains those.
+    health_probe_failures: list[str] = field(default_factory=list)
     requests_phase: dict = field(default_factory=dict)
     # CPU-seconds per answered prediction with the queue kept full, and that phase's noise.
     saturated_cpu_seconds: float | None = None
@@ -184,21 +186,23 @@ def _saturated_cost(group, url: str, settings: dict, expected) -> tuple[float, d
     return cpu / len(load.latencies_ms), phase
 
 
-def _health_waits(group, url: str, settings: dict, expected, limits) -> list[list]:
-    """Each probe's wall time and the CPU the service spent meanwhile: beside the gate's
-    typical load, then beside each of gate.cost_worst_case_rounds worst-case mixes
-    (pipeline.gate.run sends both again under the quota)."""
+def _health_waits(group, url: str, settings: dict, expected, limits) -> tuple[list, list]:
+    """Each probe's wall time and the CPU the service spent meanwhile, round by round, and
+    the probes that failed: beside the gate's typical load, then beside each of
+    gate.cost_worst_case_rounds worst-case mixes (pipeline.gate.run sends both again under
+    the quota)."""
     probe_settings = (
         settings["cost_health_probe_interval_seconds"],
         settings["health_probe_timeout_seconds"],
     )
-    rounds = []
+    rounds, failures = [], []
     with HealthProbe(url, *probe_settings, accounting_file=group.accounting_file) as probe:
         load = checked_load(url, settings, expected, label="cost: load unthrottled")
     _unanswered(load, settings["requests"])
     # No accounting file (a psutil-only group): no CPU per probe, and the timings fall back
     # to the replay's health figure (pipeline/gate/timings.py).
     rounds.append(list(zip(probe.latencies_s, probe.cpu_waits_s, strict=False)))
+    failures += probe.failures
     for _ in range(settings["cost_worst_case_rounds"]):
         with HealthProbe(url, *probe_settings, accounting_file=group.accounting_file) as probe:
             drive_hostile(
@@ -208,7 +212,8 @@ def _health_waits(group, url: str, settings: dict, expected, limits) -> list[lis
                 timeout_seconds=settings["worst_case_timeout_seconds"],
             )
         rounds.append(list(zip(probe.latencies_s, probe.cpu_waits_s, strict=False)))
-    return rounds
+        failures += probe.failures
+    return rounds, failures
 
 
 def measure_cost(render: RenderWebService, settings: dict, plan: dict, expected, model_dir: Path):
@@ -246,7 +251,7 @@ def measure_cost(render: RenderWebService, settings: dict, plan: dict, expected,
         noisy = phase["noisy"] or saturation_phase["noisy"]
         if not cost.requests_phase or not noisy:
             cost.request_cpu_seconds, cost.health_cpu_seconds = predictions, checks
-            cost.health_probe_rounds = waits
+            cost.health_probe_rounds, cost.health_probe_failures = waits
             cost.requests_phase = phase
             cost.saturated_cpu_seconds, cost.saturation_phase = saturated, saturation_phase
         if not noisy:

@@ -100,6 +100,7 @@ def gate_report(workspace: Workspace, params: dict, candidate_sha256: str) -> di
 def problems_of(report: dict, settings: dict) -> list[str]:
     problems = [
         f"{name} {m['value']} (needs {m['rule']} {m['threshold']})"
+        + (f": {m['why']}" if m.get("why") else "")
         for name, m in report["measures"].items()
         if not m["passed"]
     ]
