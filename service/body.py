@@ -159,9 +159,9 @@ def json_instances(
         if samples is not None:
             return samples
     # Lists and values are counted in small bodies too: the counts cost microseconds, while
-    # one parse of 512 KiB of nested empty lists costs about 60 ms of CPU that no health
-    # check can cut into (eight such bodies at once held health for 0.2 CPU-s). Strings and
-    # objects in a small body cost little, and the parse below names them.
+    # parsing 256 KiB of nested empty lists into an array costs about 30 ms of CPU that no
+    # health check can cut into (eight such bodies at once held health for 0.2 CPU-s).
+    # Strings and objects in a small body cost little, and the parse below names them.
     problem = limits.json_structure_problem(body) if large else limits.json_lists_problem(body)
     if problem:
         raise HTTPError(413, problem, JSON_EXPECTED)

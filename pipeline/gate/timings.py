@@ -222,5 +222,7 @@ def interference_of(cost: ServiceCost, run: ServiceRun) -> dict[str, dict]:
         phases["cost: cheapest cold start"] = cost.cold_start_phases[cost.cheapest_start]
     if cost.requests_phase:
         phases["cost: per-request"] = cost.requests_phase
+    if cost.saturation_phase:
+        phases["cost: saturated"] = cost.saturation_phase
     phases |= {f"throttled: {name}": figures for name, figures in run.phases.items()}
     return phases
