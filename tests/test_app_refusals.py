@@ -74,6 +74,32 @@ def test_bad_requests_get_a_json_error_and_the_worker_survives(demo_service, cas
 
 
 @pytest.mark.slow
+def test_a_small_body_of_nested_empty_lists_is_counted_and_refused_before_it_is_parsed(
+    demo_service,
+):
+    # 200 KB, under the 512 KiB where bodies are parsed in pieces: parsed whole, its 80,000
+    # lists would hold the worker (and every health check) for about 25 ms of CPU each time.
+    lists = b"[[]]," * 40_000 + b"[[]]"
+    predict = requests.post(
+        f"{demo_service.url}/api/predict/",
+        data=b'{"instances": [' + lists + b"]}",
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert "80003 JSON lists, more than a batch of the allowed size holds" in error_of(predict, 413)
+    v2 = requests.post(
+        f"{demo_service.url}/v2/models/model/infer",
+        data=b'{"inputs": [{"name": "input", "shape": [1, 65, 243], "datatype": "FP32", '
+        + b'"data": ['
+        + lists
+        + b"]}]}",
+        timeout=10,
+    )
+    assert v2.status_code == 413 and "more JSON lists" in v2.json()["error"], v2.text[:300]
+    assert requests.get(f"{demo_service.url}/api/health/", timeout=5).status_code == 200
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
 def test_non_finite_float32_values_are_refused(demo_service, samples, value):
     sample = samples[:1].copy()
