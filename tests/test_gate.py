@@ -236,6 +236,7 @@ def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(
         "cost_cold_starts": 3,
         "cost_max_cold_starts": 4,
         "cost_worst_case_rounds": 2,
+        "cost_saturation_rounds": 5,
         "service_env": {"MAX_BODY_BYTES": str(4 << 20)},
     }
     busy_ws = workspace_like(checked_workspace, tmp_path / "busy", gate=settings)

@@ -110,6 +110,7 @@ def test_health_checks_slower_than_the_threshold_under_saturation_fail(checked_w
         "max_latency_p99_ms": 10_000,
         "min_throughput_rps": 0,
         "max_health_latency_seconds": 0.5,
+        "cost_saturation_requests": 16,  # each waits its 0.3 s in turn: not what is judged
         "service_env": {**QUICK["service_env"], "TEST_APP_SERIAL_SECONDS": "0.3"},
     }
     workspace = workspace_like(checked_workspace, tmp_path / "ws", gate=settings)
