@@ -63,6 +63,11 @@ class ServiceCost:
     noisy: list[str] = field(default_factory=list)
 
     @property
+    def health_probes(self) -> list[tuple[float, float]]:
+        """Every round's probes, as one list."""
+        return [probe for probes in self.health_probe_rounds for probe in probes]
+
+    @property
     def cheapest_start(self) -> int:
         costs = self.cold_start_cpu_seconds
         return min(range(len(costs)), key=costs.__getitem__)

@@ -52,7 +52,7 @@ def _health_at_share(cost: ServiceCost, replay: dict, share: float, timeout: flo
     """
     if cost.health_probe_failures:
         return timeout
-    probes = [probe for probes in cost.health_probe_rounds for probe in probes]
+    probes = cost.health_probes
     if not probes:
         return max(replay["health_latencies_s"], default=0.0)
     return _percentile(
@@ -165,14 +165,11 @@ def cost_figures(cost: ServiceCost, settings: dict) -> dict[str, Any]:
         else None,
         "saturation_clients": settings.get("cost_saturation_clients"),
         "cpu_ms_per_health_check_p50": round(_percentile(health_ms, 50), 3) if health_ms else None,
-        "health_probes_timed": sum(len(probes) for probes in cost.health_probe_rounds),
+        "health_probes_timed": len(cost.health_probes),
         "cpu_seconds_while_a_probe_waited_p99": round(
-            _percentile(
-                [cpu for probes in cost.health_probe_rounds for _, cpu in probes], HEALTH_PERCENTILE
-            ),
-            4,
+            _percentile([cpu for _, cpu in cost.health_probes], HEALTH_PERCENTILE), 4
         )
-        if any(cost.health_probe_rounds)
+        if cost.health_probes
         else None,
         "most_cpu_seconds_while_a_probe_waited": [
             round(max((cpu for _, cpu in probes), default=0.0), 4)
