@@ -224,16 +224,19 @@ def test_full_json_batches_are_shed_while_one_is_parsed_and_health_still_answers
     loader.join()
     assert_render_sees_healthy(probes)
     p99 = float(np.percentile([seconds for _, seconds, _ in probes], 99))
-    longest_wait = max(cpu for _, _, cpu in probes)
+    # What the per-sample parse is for: hardly any probe waits behind a whole body's parse.
+    # Parsed in one go (the mutation check's break), about half of the probes wait for
+    # over a quarter of that parse; parsed a sample at a time, almost none do. A probe can
+    # still land behind a moment of a busy host's making, so a few such waits are allowed.
+    long_waits = sorted(cpu for _, _, cpu in probes if cpu > one_go / 4)
     print(
         f"64-sample JSON statuses: {dict(results['statuses'])}; health p99 at 0.1 CPU "
-        f"{p99:.3f} s; longest wait {longest_wait * 1000:.0f} ms of CPU, one batch's parse in "
-        f"one go {one_go * 1000:.0f} ms"
+        f"{p99:.3f} s; {len(long_waits)} of {len(probes)} probes waited for over a quarter "
+        f"of one batch's parse in one go ({one_go * 1000:.0f} ms of CPU)"
     )
     assert set(results["statuses"]) <= {200, 503} and results["statuses"][200] > 0
     assert p99 <= gate["max_health_latency_seconds"], sorted(probes)[-5:]
-    # What the per-sample parse is for: no probe waits behind a whole body's parse.
-    assert longest_wait < one_go, (longest_wait, one_go)
+    assert len(long_waits) < len(probes) / 6, (long_waits, one_go)
 
 
 def test_expanding_json_bodies_are_refused_before_they_are_materialised(
