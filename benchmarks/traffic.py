@@ -123,11 +123,8 @@ def health_probe(
 
 def probe_health(port: int, count: int, interval: float) -> list[tuple[int, float]]:
     """`count` health probes, `interval` seconds apart (bounded: count x (interval + 5 s))."""
-    results = []
-    for _ in range(count):
-        results.append(health_probe(port))
-        time.sleep(interval)
-    return results
+    probes = probe_health_with_cpu(port, count, interval, cpu_seconds=lambda: 0.0)
+    return [(status, seconds) for status, seconds, _ in probes]
 
 
 def probe_health_with_cpu(

@@ -56,12 +56,11 @@ def _structure_problem(header: bytes, body_limits: BodyLimits, large: bool) -> s
     """Why `header` cannot be a request within the limits, by counting, or None. Lists and
     values at any size (a parse would build them first); strings and objects past
     LARGE_JSON_BYTES only, as in service/body.py."""
-    if header.count(b"[") > body_limits.max_brackets + MAX_OBJECTS:
-        return "more JSON lists than a batch of the allowed size holds"
-    if header.count(b",") > body_limits.max_commas + MAX_EXTRA_SEPARATORS:
-        return "more JSON values than a batch of the allowed size holds"
-    if not large:
-        return None
+    problem = body_limits.json_lists_problem(
+        header, other_lists=MAX_OBJECTS, other_values=MAX_EXTRA_SEPARATORS
+    )
+    if problem or not large:
+        return problem
     if header.count(b"{") > MAX_OBJECTS or header.count(b'"') > MAX_QUOTES:
         return "more JSON objects or strings than an inference request holds"
     return None

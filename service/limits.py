@@ -115,17 +115,20 @@ class BodyLimits:
             max_commas=batch * (contract.sample_size + lists_per_sample) + MAX_JSON_STRINGS,
         )
 
-    def json_lists_problem(self, body: bytes) -> str | None:
+    def json_lists_problem(
+        self, body: bytes, other_lists: int = 0, other_values: int = 0
+    ) -> str | None:
         """Why `body` holds more lists or values than a batch within the limits, or None:
-        what a parse would spend CPU and memory building before any check could refuse it."""
+        what a parse would spend CPU and memory building before any check could refuse it.
+        `other_lists` and `other_values` allow for a request format's own keys and lists."""
         brackets = body.count(b"[")
-        if brackets > self.max_brackets:
+        if brackets > self.max_brackets + other_lists:
             return (
                 f"{brackets} JSON lists, more than a batch of the allowed size holds "
                 f"({self.max_brackets})"
             )
         commas = body.count(b",")
-        if commas > self.max_commas:
+        if commas > self.max_commas + other_values:
             return f"{commas} JSON values, more than a batch of the allowed size holds"
         return None
 

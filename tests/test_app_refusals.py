@@ -95,7 +95,9 @@ def test_a_small_body_of_nested_empty_lists_is_counted_and_refused_before_it_is_
         + b"]}]}",
         timeout=10,
     )
-    assert v2.status_code == 413 and "more JSON lists" in v2.json()["error"], v2.text[:300]
+    assert v2.status_code == 413 and "JSON lists, more than a batch" in v2.json()["error"], v2.text[
+        :300
+    ]
     assert requests.get(f"{demo_service.url}/api/health/", timeout=5).status_code == 200
 
 

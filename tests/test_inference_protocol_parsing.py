@@ -190,7 +190,7 @@ def test_a_large_flat_json_request_equals_binary_and_nested(app, samples):
         ("a string among the numbers", 400, "not numbers"),
         ("a stray comma", 400, "invalid JSON"),
         ("a sample more than the shape says", 400, "values, its shape says"),
-        ("a sample more than MAX_BATCH", 413, "more JSON values"),
+        ("a sample more than MAX_BATCH", 413, "JSON values, more than a batch"),
     ],
 )
 def test_an_irregular_large_flat_request_gets_the_whole_body_answer(
