@@ -3,13 +3,15 @@
 `make test` runs the suite on several pytest-xdist workers (TEST_WORKERS in the Makefile).
 What a session fixture builds with TensorFlow or a gate run is built once for the whole run,
 by the first worker that needs it, in the run's shared temporary folder; the other workers
-wait for it and read it.
+wait for it and read it. A test marked `quiet_host` runs while no other test of the run does.
 """
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +21,24 @@ from service_runner import RunningService
 from workspaces import make_workspace, run_stage, workspace_like
 
 from pipeline.paths import Workspace
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under xdist, a `quiet_host` test holds the run's host lock alone, setup to teardown;
+    every other test shares it. The test that compares a gate beside two busy processes with
+    one on a quiet host means the host's own load: the suite's other workers (a TensorFlow
+    training, a benchmark's servers) made its "quiet" run cost 1.5x more CPU per request
+    than make gate-steadiness measures. A waiting `quiet_host` test lets the others finish
+    first (flock prefers no one), so it runs near the end of the run, on its own."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:  # one process: nothing else of the run is on the host
+        yield
+        return
+    alone = item.get_closest_marker("quiet_host") is not None
+    with open(Path(tempfile.gettempdir()) / f"pytest-{run}.host.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield
 
 
 def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:

@@ -220,6 +220,7 @@ def test_a_plan_not_in_the_table_is_named_with_the_plans_there_are(checked_works
     assert "gate.plan='gold' is not in gate.plans; use one of free, starter, roomy" in reason
 
 
+@pytest.mark.quiet_host
 def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(
     checked_workspace, tmp_path, two_busy_processes
 ):
