@@ -252,16 +252,26 @@ def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(
         spinner.wait()
     quiet_ws = workspace_like(checked_workspace, tmp_path / "quiet", gate=settings)
     quiet = gate(quiet_ws)
-    assert quiet.returncode == 0, quiet.stderr
-    busy_measures = read_json(busy_ws.report_path("gate"))["measures"]
-    quiet_measures = read_json(quiet_ws.report_path("gate"))["measures"]
-    for name in (
+    judged = (
         "cold_start_seconds",
         "latency_p95_ms",
         "latency_p99_ms",
         "throughput_rps",
         "sustainable_rps",
         "health_latency_saturated_seconds",
-    ):
+    )
+    runs = {"busy": busy_ws, "quiet": quiet_ws}
+    costs = {run: read_json(ws.report_path("gate"))["figures"]["cost"] for run, ws in runs.items()}
+    print(
+        {
+            run: {k: v for k, v in cost.items() if k.startswith("cpu_ms")}
+            for run, cost in costs.items()
+        }
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    busy_measures = read_json(busy_ws.report_path("gate"))["measures"]
+    quiet_measures = read_json(quiet_ws.report_path("gate"))["measures"]
+    print({name: (busy_measures[name]["value"], quiet_measures[name]["value"]) for name in judged})
+    for name in judged:
         ratio = busy_measures[name]["value"] / quiet_measures[name]["value"]
         assert 1 / 1.3 <= ratio <= 1.3, (name, busy_measures[name], quiet_measures[name])

@@ -8,7 +8,7 @@ from pipeline.gate.at_share import (
     wall_seconds_at_share,
     wall_seconds_at_steady_share,
 )
-from pipeline.gate.cost import ServiceCost
+from pipeline.gate.cost import RequestWindow, ServiceCost, cheapest_window
 from pipeline.gate.interference import Reading, in_words, interference
 from pipeline.gate.machine import measured_elsewhere, this_machine
 from pipeline.gate.timings import least_batch_cost, timing_measures
@@ -154,6 +154,19 @@ def test_the_sustainable_rate_is_the_share_over_an_answers_cost_with_the_queue_f
 def test_a_disturbed_batch_does_not_raise_the_cost_per_request():
     costs = [0.002] * 20 + [0.004] * 20 + [0.003] * 20
     assert least_batch_cost(costs, 20) == pytest.approx(0.002)
+
+
+def test_the_cheapest_quiet_window_of_one_at_a_time_requests_is_the_cost():
+    def window(cost: float, phase: dict) -> RequestWindow:
+        return RequestWindow([cost] * 40, [0.0005] * 5, phase)
+
+    # One service's window read 2.9 ms and another's 1.8 on one quiet host: the least counts.
+    windows = [window(0.0029, QUIET), window(0.0018, QUIET), window(0.0022, QUIET)]
+    assert cheapest_window(windows, 20) is windows[1]
+    # A window the host disturbed (the service waited for a core) counts only if all were.
+    windows = [window(0.0025, QUIET), window(0.0018, NOISY)]
+    assert cheapest_window(windows, 20) is windows[0]
+    assert cheapest_window([windows[1]], 20) is windows[1]
 
 
 def test_a_figure_from_a_phase_that_stayed_noisy_is_marked_in_words():

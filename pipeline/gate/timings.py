@@ -16,7 +16,7 @@ from pipeline.gate.at_share import (
     wall_seconds_at_share,
     wall_seconds_at_steady_share,
 )
-from pipeline.gate.cost import ServiceCost
+from pipeline.gate.cost import ServiceCost, least_batch_cost
 from pipeline.gate.interference import in_words
 from pipeline.gate.run import ServiceRun
 from pipeline.verdicts import at_least, at_most
@@ -59,15 +59,6 @@ def _health_at_share(cost: ServiceCost, replay: dict, share: float, timeout: flo
         [max(0.0, wall - cpu) + wall_seconds_at_steady_share(cpu, share) for wall, cpu in probes],
         HEALTH_PERCENTILE,
     )
-
-
-def least_batch_cost(costs: list[float], batch: int) -> float:
-    """The least mean CPU per request over consecutive batches of `batch` requests: like the
-    least of a few cold starts, the batch the host's other work disturbed least."""
-    if len(costs) < 2 * batch:
-        return float(np.mean(costs))
-    usable = len(costs) // batch * batch
-    return float(np.asarray(costs[:usable]).reshape(-1, batch).mean(axis=1).min())
 
 
 def timing_measures(
@@ -158,6 +149,10 @@ def cost_figures(cost: ServiceCost, settings: dict) -> dict[str, Any]:
         )
         if requests_ms
         else None,
+        # Each service's window of one-at-a-time requests: the cheapest is judged.
+        "cpu_ms_per_request_least_batch_by_window": [
+            round(least * 1000, 3) for least in cost.request_window_least_batches
+        ],
         "cpu_ms_per_request_p50": round(_percentile(requests_ms, 50), 3) if requests_ms else None,
         "cpu_ms_per_request_p95": round(_percentile(requests_ms, 95), 3) if requests_ms else None,
         "cpu_ms_per_request_saturated": round(cost.saturated_cpu_seconds * 1000, 3)
