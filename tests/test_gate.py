@@ -236,7 +236,7 @@ def passed_gate(workspace) -> dict:
 
 # The judged timings this test holds within MAX_RATIO. Two more are judged by the gate and
 # compared by `make gate-steadiness`, but are not yet steady enough for a suite that must pass
-# on a fresh clone (issue 17 stays open for them):
+# on a fresh clone:
 # - latency_p99_ms rests on the 4th-largest of 400 replayed latencies, so on a few outlier
 #   request costs in the cheapest window: 265 ms quiet against 201 busy on one fresh clone,
 #   where p95 read 187 and 199;
