@@ -27,10 +27,10 @@ from pipeline.paths import Workspace
 def pytest_runtest_protocol(item, nextitem):
     """Under xdist, a `quiet_host` test holds the run's host lock alone, setup to teardown;
     every other test shares it. The test that compares a gate beside two busy processes with
-    one on a quiet host means the host's own load: the suite's other workers (a TensorFlow
-    training, a benchmark's servers) made its "quiet" run cost 1.5x more CPU per request
-    than make gate-steadiness measures. A waiting `quiet_host` test lets the others finish
-    first (flock prefers no one), so it runs near the end of the run, on its own."""
+    one on a quiet host means the host's own load, not the suite's other workers (a
+    TensorFlow training, a benchmark's servers) beside its "quiet" run. A waiting
+    `quiet_host` test lets the others finish first (flock prefers no one), so it runs near
+    the end of the run, on its own."""
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if run is None:  # one process: nothing else of the run is on the host
         yield
