@@ -172,8 +172,9 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def gate_under_load(workspace) -> subprocess.Popen:
-    """A gate running in the background, returned once its load has begun."""
+def gate_under_load(workspace, load: str = "gate load") -> subprocess.Popen:
+    """A gate running in the background, returned once `load` has begun (the throttled run's
+    load by default; "cost: load unthrottled" is the cost phase's)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.stages.gate"],
         cwd=REPO_ROOT,
@@ -184,7 +185,7 @@ def gate_under_load(workspace) -> subprocess.Popen:
         preexec_fn=default_sigint,
     )
     for line in process.stdout:  # progress lines mean the load has begun
-        if line.startswith("gate load:"):
+        if line.startswith(f"{load}:"):
             break
     return process
 

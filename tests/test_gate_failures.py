@@ -211,10 +211,12 @@ def test_a_worker_that_dies_under_load_is_noticed(checked_workspace, tmp_path):
 
 
 def test_ctrl_c_removes_the_group_and_every_process(checked_workspace, tmp_path):
+    # Interrupted during the cost phase's load: a group of the gate's with a service under load
+    # (the throttled run's group is set up and torn down by the same resource_limit).
     workspace = workspace_like(
         checked_workspace, tmp_path / "ws", gate={**QUICK, "requests": 20000}
     )
-    process = gate_under_load(workspace)
+    process = gate_under_load(workspace, load="cost: load unthrottled")
     assert leftovers(workspace)[0], "the gate's cgroup exists while it runs"
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=60)
