@@ -230,27 +230,15 @@ def passed_gate(workspace) -> dict:
     assert completed.returncode == 0, completed.stderr
     report = read_json(workspace.report_path("gate"))
     costs = {k: v for k, v in report["figures"]["cost"].items() if k.startswith("cpu_ms")}
-    print(workspace.root.name, costs)
+    print(workspace.root.name, costs, report["figures"]["latency_p99_ms_by_window"])
     return {name: report["measures"][name]["value"] for name in TIMINGS}
 
 
-# The judged timings this test holds within MAX_RATIO. Two more are judged by the gate and
-# compared by `make gate-steadiness`, but are not yet steady enough for a suite that must pass
-# on a fresh clone:
-# - latency_p99_ms rests on the 4th-largest of 400 replayed latencies, so on a few outlier
-#   request costs in the cheapest window: 265 ms quiet against 201 busy on one fresh clone,
-#   where p95 read 187 and 199;
-# - sustainable_rps: the saturated cost moved from 1.25 to 1.68 ms between runs, beside two
-#   busy processes or not (0.74x twice in five fresh clones).
-# Both runs must still pass the gate, those two limits included.
-STEADY_IN_THE_SUITE = tuple(t for t in TIMINGS if t not in ("latency_p99_ms", "sustainable_rps"))
-
-
 def beyond_the_bound(busy: dict, quiet: dict) -> dict:
-    """The steady timings whose busy figure is not within MAX_RATIO of the quiet one's."""
+    """The judged timings whose busy figure is not within MAX_RATIO of the quiet one's."""
     return {
         name: (busy[name], quiet[name])
-        for name in STEADY_IN_THE_SUITE
+        for name in TIMINGS
         if not 1 / MAX_RATIO <= busy[name] / quiet[name] <= MAX_RATIO
     }
 
@@ -258,7 +246,7 @@ def beyond_the_bound(busy: dict, quiet: dict) -> dict:
 @pytest.mark.quiet_host
 def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(checked_workspace, tmp_path):
     # The same demo candidate, gated on free beside two busy processes and after them: it
-    # passes both times and every steady timing stays within 30% of the quieter run's. (The
+    # passes both times and every judged timing stays within 30% of the quieter run's. (The
     # busy run is compared with a quieter run, not with its own cost measure: the judged
     # figures ARE the cost measure, so that comparison could not fail.)
     # Bodies of up to 4 MiB, not QUICK's 256 KiB: health is judged on the 99th percentile of
@@ -270,7 +258,7 @@ def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(checked_w
         "cost_cold_starts": 3,
         "cost_max_cold_starts": 4,
         "cost_worst_case_rounds": 2,
-        "cost_saturation_rounds": 5,
+        "cost_saturation_rounds": 3,  # in each service, as the demo's own gate
         # The demo's own per-request measure, the least of ten batches of 20 (QUICK's least
         # of two batches of 10 moved throughput 0.75x beside four busy processes).
         "cost_requests": 200,

@@ -8,7 +8,7 @@ from pipeline.gate.at_share import (
     wall_seconds_at_share,
     wall_seconds_at_steady_share,
 )
-from pipeline.gate.cost import RequestWindow, ServiceCost, cheapest_window
+from pipeline.gate.cost import RequestWindow, ServiceCost, cheapest_saturation, cheapest_window
 from pipeline.gate.interference import Reading, in_words, interference
 from pipeline.gate.machine import measured_elsewhere, this_machine
 from pipeline.gate.timings import least_batch_cost, timing_measures
@@ -214,3 +214,33 @@ def test_the_release_report_marks_a_base_measured_on_another_plan_and_machine():
     )
     same = measured_where({**candidate, "machine": this_machine("cgroup-v1")}, candidate)
     assert "NOT measured" not in same and "different plans" not in same
+
+
+def test_the_least_saturated_cost_of_the_quiet_services_is_the_sustainable_rates_cost():
+    def service(saturated: float, phase: dict) -> RequestWindow:
+        return RequestWindow([0.002] * 40, [0.0005] * 5, QUIET, saturated, phase)
+
+    # One service's least of three loads read 1.80 ms and another's 1.30 on one quiet host.
+    services = [service(0.0018, QUIET), service(0.0013, QUIET), service(0.0015, QUIET)]
+    assert cheapest_saturation(services).saturated == 0.0013
+    # A load the host disturbed counts only if every service's was.
+    services = [service(0.0016, QUIET), service(0.0012, NOISY)]
+    assert cheapest_saturation(services).saturated == 0.0016
+    assert cheapest_saturation(services[1:]).saturated == 0.0012
+
+
+def test_latency_percentiles_are_the_median_over_the_windows_not_one_windows_outliers():
+    plain = [0.002] * 200
+    # Two requests of 25 ms in one window (a collection, a page fault), at the same mean.
+    spiky = [0.025, 0.025] + [(0.4 - 0.05) / 198] * 198
+    alone, spiky_alone, median = (
+        timing_measures(
+            ServiceCost(**{**cost().__dict__, "replayed_windows": windows}), SETTINGS, FREE, 1
+        )
+        for windows in ([plain], [spiky], [spiky, plain, plain])
+    )
+    p99 = [measures[0]["latency_p99_ms"]["value"] for measures in (alone, spiky_alone, median)]
+    # Alone, the spiky window's p99 carries its outliers; beside two plain ones it does not.
+    assert p99[1] > 1.5 * p99[0]
+    assert p99[2] == p99[0]
+    assert median[1]["latency_p99_ms_by_window"] == [p99[1], p99[0], p99[0]]

@@ -6,10 +6,10 @@ the CPU-seconds it spent. A cold start's cost is the least of a few starts (gate
 more while the cheapest was noisy, up to gate.cost_max_cold_starts); each prediction's and each
 health check's cost is read one request at a time; and a prediction's cost once more while
 more clients than the service batches at once keep its queue full (the sustainable rate's
-cost: past what the plan clears, every invoke is a full batch). The one-at-a-time costs are
-timed in every service the gate starts here, each a window some seconds apart, and the
-cheapest window counts: on one quiet host the least batch of a single window read 1.8 to
-2.9 ms from one window to the next, for the same service. Under a 0.1 CPU quota the
+cost: past what the plan clears, every invoke is a full batch). Both are timed in every
+service the gate starts here, some seconds apart, and the cheapest service counts: on one
+quiet host the least batch of one service's one-at-a-time requests read 1.8 to 2.9 ms from
+one service to the next, and its saturated cost 1.3 to 1.8 ms. Under a 0.1 CPU quota the
 same work costs 1x to 7x more CPU on a shared host (10 ms bursts on cold caches), and 25x to
 100x in a bad hour (a prediction of 2.3 ms unthrottled took 60 to 230 ms of the group's CPU),
 so the quota's wall times are reported beside these figures, not judged.
@@ -55,12 +55,14 @@ def least_batch_cost(costs: list[float], batch: int) -> float:
 
 @dataclass
 class RequestWindow:
-    """One service's predictions and health checks timed one at a time, and the phase's
-    interference."""
+    """One service's predictions and health checks timed one at a time, then its predictions'
+    least cost with the queue kept full, and each phase's interference."""
 
     predictions: list[float]
     checks: list[float]
     phase: dict
+    saturated: float | None = None
+    saturation_phase: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -76,14 +78,19 @@ class ServiceCost:
     request_cpu_seconds: list[float] = field(default_factory=list)
     health_cpu_seconds: list[float] = field(default_factory=list)
     request_window_least_batches: list[float] = field(default_factory=list)
+    # The predictions of every window the latency percentiles are replayed from (the quiet
+    # ones where there are any; none: the cheapest window's alone).
+    replayed_windows: list[list[float]] = field(default_factory=list)
     # Each health probe's (wall seconds, CPU-seconds the service spent meanwhile): one round
     # beside the typical load, then one per worst-case mix.
     health_probe_rounds: list[list[tuple[float, float]]] = field(default_factory=list)
     # Probes that timed out or got anything but 200, unthrottled: no quota explains those.
     health_probe_failures: list[str] = field(default_factory=list)
     requests_phase: dict = field(default_factory=dict)
-    # CPU-seconds per answered prediction with the queue kept full, and that phase's noise.
+    # CPU-seconds per answered prediction with the queue kept full (the cheapest service's,
+    # and each service's), and that phase's noise.
     saturated_cpu_seconds: float | None = None
+    saturated_cpu_seconds_by_service: list[float] = field(default_factory=list)
     saturation_phase: dict = field(default_factory=dict)
     noisy: list[str] = field(default_factory=list)
 
@@ -180,10 +187,24 @@ def _request_costs(group, url: str, settings: dict, expected) -> RequestWindow:
     return RequestWindow(predictions, checks, phase)
 
 
+def quiet_windows(windows: list[RequestWindow]) -> list[RequestWindow]:
+    """The windows whose one-at-a-time phase the host left quiet; all of them if none was."""
+    return [window for window in windows if not window.phase["noisy"]] or windows
+
+
 def cheapest_window(windows: list[RequestWindow], batch: int) -> RequestWindow:
     """The window whose least batch cost least, among the quiet ones where there are any."""
-    quiet = [window for window in windows if not window.phase["noisy"]] or windows
-    return min(quiet, key=lambda window: least_batch_cost(window.predictions, batch))
+    return min(
+        quiet_windows(windows), key=lambda window: least_batch_cost(window.predictions, batch)
+    )
+
+
+def cheapest_saturation(windows: list[RequestWindow]) -> RequestWindow:
+    """The window whose saturated cost was least, among those whose saturated phase was
+    quiet where there are any."""
+    measured = [window for window in windows if window.saturated is not None]
+    quiet = [window for window in measured if not window.saturation_phase["noisy"]] or measured
+    return min(quiet, key=lambda window: window.saturated)
 
 
 def _unanswered(load, requests_total: int) -> None:
@@ -206,7 +227,8 @@ def _saturated_cost(group, url: str, settings: dict, expected) -> tuple[float, d
     delays some clients; with four times a batch of them the queue stays full all the same.
     One load of 400 takes about half a second, so a moment's disturbance can lift it by a
     third (1.72 against 1.31 ms seen): the figure is the least of
-    gate.cost_saturation_rounds loads, as a cold start is the least of a few.
+    gate.cost_saturation_rounds loads, as a cold start is the least of a few; and every
+    service the gate starts here measures it again (pipeline.gate.cost.measure_cost).
     """
     requests_total = settings["cost_saturation_requests"]
     before, costs = Reading.now(group), []
@@ -225,6 +247,13 @@ def _saturated_cost(group, url: str, settings: dict, expected) -> tuple[float, d
         costs.append(cpu / len(load.latencies_ms))
     phase = interference(before, Reading.now(group), settings["max_phase_wait_share"])
     return min(costs), phase
+
+
+def _service_costs(group, url: str, settings: dict, expected) -> RequestWindow:
+    """One service's one-at-a-time costs, then its saturated cost."""
+    window = _request_costs(group, url, settings, expected)
+    window.saturated, window.saturation_phase = _saturated_cost(group, url, settings, expected)
+    return window
 
 
 def _health_waits(group, url: str, settings: dict, expected, limits) -> tuple[list, list]:
@@ -264,7 +293,7 @@ def measure_cost(render: RenderWebService, settings: dict, plan: dict, expected,
         with _service(render, settings, plan, model_dir) as started:
             group, url, prioritised, cpu, wall, phase, _ = started
             cost.cpu_accounting, cost.prioritised = group.cpu_accounting, prioritised
-            windows.append(_request_costs(group, url, settings, expected))
+            windows.append(_service_costs(group, url, settings, expected))
         cost.cold_start_cpu_seconds.append(round(cpu, 4))
         cost.cold_start_wall_seconds.append(round(wall, 3))
         cost.cold_start_phases.append(phase)
@@ -280,21 +309,19 @@ def measure_cost(render: RenderWebService, settings: dict, plan: dict, expected,
         cost.noisy.append(in_words("the cold start", cost.cold_start_phases[cost.cheapest_start]))
     for attempt in range(1, settings["max_phase_repeats"] + 2):
         with _service(render, settings, plan, model_dir) as (group, url, *_, limits):
-            window = _request_costs(group, url, settings, expected)
-            saturated, saturation_phase = _saturated_cost(group, url, settings, expected)
+            window = _service_costs(group, url, settings, expected)
             waits = _health_waits(group, url, settings, expected, limits)
         windows.append(window)
         print(
             f"cost per request {attempt}/{settings['max_phase_repeats'] + 1}: "
             f"{sum(window.predictions) / len(window.predictions) * 1000:.2f} ms CPU per "
-            f"prediction, {saturated * 1000:.2f} ms with the queue full"
-            + (" (host busy)" if window.phase["noisy"] or saturation_phase["noisy"] else ""),
+            f"prediction, {window.saturated * 1000:.2f} ms with the queue full"
+            + (" (host busy)" if window.phase["noisy"] or window.saturation_phase["noisy"] else ""),
             flush=True,
         )
-        noisy = window.phase["noisy"] or saturation_phase["noisy"]
-        if cost.saturated_cpu_seconds is None or not noisy:
+        noisy = window.phase["noisy"] or window.saturation_phase["noisy"]
+        if attempt == 1 or not noisy:
             cost.health_probe_rounds, cost.health_probe_failures = waits
-            cost.saturated_cpu_seconds, cost.saturation_phase = saturated, saturation_phase
         if not noisy:
             break
     batch = settings["cost_batch_requests"]
@@ -304,6 +331,11 @@ def measure_cost(render: RenderWebService, settings: dict, plan: dict, expected,
     cost.request_window_least_batches = [
         round(least_batch_cost(window.predictions, batch), 6) for window in windows
     ]
+    cost.replayed_windows = [window.predictions for window in quiet_windows(windows)]
+    least_saturated = cheapest_saturation(windows)
+    cost.saturated_cpu_seconds = least_saturated.saturated
+    cost.saturation_phase = least_saturated.saturation_phase
+    cost.saturated_cpu_seconds_by_service = [round(window.saturated, 6) for window in windows]
     if cost.requests_phase["noisy"]:
         cost.noisy.append(in_words("the per-request costs", cost.requests_phase))
     if cost.saturation_phase["noisy"]:
