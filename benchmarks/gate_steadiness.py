@@ -10,6 +10,7 @@ which some task waited for a CPU (/proc/pressure/cpu) and the host's busy share 
     python -m benchmarks.gate_steadiness        (make gate-steadiness)
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -35,10 +36,21 @@ TIMINGS = (
 )
 
 
+@contextlib.contextmanager
+def busy_processes(count: int = BUSY_PROCESSES):
+    """`count` processes spinning on the CPU beside the block, as on a shared CI runner."""
+    spinners = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(count)]
+    try:
+        yield spinners
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 def run_gate(workspace: Workspace, busy: int) -> dict:
     """One gate run with `busy` spinning processes beside it: its verdict and the host's load."""
-    spinners = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(busy)]
-    try:
+    with busy_processes(busy):
         before = Reading.now(None)
         completed = subprocess.run(  # as the acceptance runs it: DVC's gate stage, forced
             ["dvc", "repro", "-f", "-s", "gate"],
@@ -49,10 +61,6 @@ def run_gate(workspace: Workspace, busy: int) -> dict:
             timeout=GATE_TIMEOUT_SECONDS,
         )
         after = Reading.now(None)
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
     verdict = read_json(workspace.report_path("gate"))
     wall = after.at - before.at
     total = after.total_jiffies - before.total_jiffies

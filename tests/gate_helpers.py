@@ -52,7 +52,6 @@ QUICK = {
     "cost_worst_case_rounds": 1,
     "max_phase_repeats": 0,
 }
-BUSY_LOOP = "while True: pass"
 
 # The real service, made slow or greedy on purpose by environment variables.
 WRAPPED_APP = """

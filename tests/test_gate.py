@@ -6,7 +6,6 @@ is on what a user of the gate sees: exit status, the one-line reason, reports/ga
 nothing left behind.
 """
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import sys
 import pytest
 import yaml
 from gate_helpers import (
-    BUSY_LOOP,
     FREE_QUICK,
     PLANS,
     QUICK,
@@ -26,7 +24,7 @@ from gate_helpers import (
 )
 from workspaces import workspace_like
 
-from benchmarks.gate_steadiness import MAX_RATIO, TIMINGS
+from benchmarks.gate_steadiness import MAX_RATIO, TIMINGS, busy_processes
 from pipeline.cgroups import existing_groups
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
 from pipeline.verdicts import read_json
@@ -40,18 +38,6 @@ def gate_groups_before():
     """The gate groups that exist before a test: another gate's, never this test's to answer for."""
     groups_before_the_test.clear()
     groups_before_the_test.update(existing_groups("gate"))
-
-
-@contextlib.contextmanager
-def two_busy_processes():
-    """Two processes spinning on the CPU beside the block, as on a shared CI runner."""
-    spinners = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(2)]
-    try:
-        yield spinners
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
 
 
 def test_the_demo_on_render_free_reports_plan_limits_series_and_fit(checked_workspace, tmp_path):
@@ -265,7 +251,7 @@ def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(checked_w
         "cost_batch_requests": 20,
         "service_env": {"MAX_BODY_BYTES": str(4 << 20)},
     }
-    with two_busy_processes():
+    with busy_processes(2):
         busy = passed_gate(workspace_like(checked_workspace, tmp_path / "busy", gate=settings))
     quiet = passed_gate(workspace_like(checked_workspace, tmp_path / "quiet", gate=settings))
     print({name: (busy[name], quiet[name]) for name in TIMINGS})
@@ -276,7 +262,7 @@ def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(checked_w
         # unsteady from one fresh clone to the next): one busy run may land past the bound.
         # Gated beside them once more, bounded; both busy runs must pass.
         print("beyond 30% beside two busy processes, gating beside them again:", apart)
-        with two_busy_processes():
+        with busy_processes(2):
             again = passed_gate(
                 workspace_like(checked_workspace, tmp_path / "busy-again", gate=settings)
             )
