@@ -229,18 +229,19 @@ def test_the_least_saturated_cost_of_the_quiet_services_is_the_sustainable_rates
     assert cheapest_saturation(services[1:]).saturated == 0.0012
 
 
-def test_latency_percentiles_are_the_median_over_the_windows_not_one_windows_outliers():
+def test_latency_percentiles_are_the_least_over_the_windows_not_one_windows_outliers():
     plain = [0.002] * 200
-    # Two requests of 25 ms in one window (a collection, a page fault), at the same mean.
+    # Two requests of 25 ms in a window (a collection, a page fault), at the same mean.
     spiky = [0.025, 0.025] + [(0.4 - 0.05) / 198] * 198
-    alone, spiky_alone, median = (
+    alone, spiky_alone, least = (
         timing_measures(
             ServiceCost(**{**cost().__dict__, "replayed_windows": windows}), SETTINGS, FREE, 1
         )
-        for windows in ([plain], [spiky], [spiky, plain, plain])
+        for windows in ([plain], [spiky], [spiky, plain, spiky])
     )
-    p99 = [measures[0]["latency_p99_ms"]["value"] for measures in (alone, spiky_alone, median)]
-    # Alone, the spiky window's p99 carries its outliers; beside two plain ones it does not.
+    p99 = [measures[0]["latency_p99_ms"]["value"] for measures in (alone, spiky_alone, least)]
+    # Alone, a spiky window's p99 carries its outliers; the window the host disturbed least
+    # sets the figure, even where most windows were spiky.
     assert p99[1] > 1.5 * p99[0]
     assert p99[2] == p99[0]
-    assert median[1]["latency_p99_ms_by_window"] == [p99[1], p99[0], p99[0]]
+    assert least[1]["latency_p99_ms_by_window"] == [p99[1], p99[0], p99[1]]
