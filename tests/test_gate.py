@@ -251,20 +251,25 @@ def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(checked_w
         "cost_batch_requests": 20,
         "service_env": {"MAX_BODY_BYTES": str(4 << 20)},
     }
-    with busy_processes(2):
-        busy = passed_gate(workspace_like(checked_workspace, tmp_path / "busy", gate=settings))
-    quiet = passed_gate(workspace_like(checked_workspace, tmp_path / "quiet", gate=settings))
-    print({name: (busy[name], quiet[name]) for name in TIMINGS})
-    apart = beyond_the_bound(busy, quiet)
-    if apart:
-        # Two processes spinning on the service's cores raise what an answer costs it in CPU
-        # by 1.0x to 1.4x on a 2-core VM, varying over minutes (caches shared with them,
-        # unsteady from one fresh clone to the next): one busy run may land past the bound.
-        # Gated beside them once more, bounded; both busy runs must pass.
-        print("beyond 30% beside two busy processes, gating beside them again:", apart)
+
+    def beside_and_after_two_busy_processes(trial: str) -> dict:
         with busy_processes(2):
-            again = passed_gate(
-                workspace_like(checked_workspace, tmp_path / "busy-again", gate=settings)
+            busy = passed_gate(
+                workspace_like(checked_workspace, tmp_path / f"busy{trial}", gate=settings)
             )
-        apart = beyond_the_bound(again, quiet)
+        quiet = passed_gate(
+            workspace_like(checked_workspace, tmp_path / f"quiet{trial}", gate=settings)
+        )
+        print({name: (busy[name], quiet[name]) for name in TIMINGS})
+        return beyond_the_bound(busy, quiet)
+
+    apart = beside_and_after_two_busy_processes("")
+    if apart:
+        # This VM's own speed drifts by up to 1.5x over minutes, into either run: one busy
+        # run's four windows read 3.0 to 3.3 ms per request against 2.0 to 2.3 in the quiet
+        # run after it; another time the quiet run was the slow one (2.6 to 3.1 against 2.1).
+        # The spinners cannot be told from that drift in one pair, so the pair is measured
+        # once more (bounded); every run must pass the gate, and the second pair must hold.
+        print("beyond 30%, measuring the pair again:", apart)
+        apart = beside_and_after_two_busy_processes("-again")
     assert not apart, apart

@@ -3,8 +3,8 @@
 The service runs in the plan's memory limit with no CPU quota and a high CPU weight, so it
 rarely waits for a core; the group's own accounting (cpuacct.usage, cpu.stat usage_usec) gives
 the CPU-seconds it spent. A cold start's cost is the least of a few starts (gate.cost_cold_starts,
-more while the cheapest was noisy, up to gate.cost_max_cold_starts); each prediction's and each
-health check's cost is read one request at a time; and a prediction's cost once more while
+more while the cheapest was noisy, up to gate.cost_max_cold_starts, and the load's service's
+own); each prediction's and each health check's cost is read one request at a time; and a prediction's cost once more while
 more clients than the service batches at once keep its queue full (the sustainable rate's
 cost: past what the plan clears, every invoke is a full batch). Both are timed in every
 service the gate starts here, some seconds apart, and the cheapest service counts: on one
@@ -25,6 +25,7 @@ import numpy as np
 import requests
 
 from pipeline.cgroups import evict_from_page_cache, resource_limit
+from pipeline.gate.awake import cpus_kept_awake, keepers_cpu_seconds
 from pipeline.gate.interference import Reading, in_words, interference
 from pipeline.gate.load import HealthProbe
 from pipeline.gate.render_service import (
@@ -93,6 +94,8 @@ class ServiceCost:
     saturated_cpu_seconds_by_service: list[float] = field(default_factory=list)
     saturation_phase: dict = field(default_factory=dict)
     noisy: list[str] = field(default_factory=list)
+    # CPU the keepers spent while the costs were measured (pipeline.gate.awake).
+    keeper_cpu_seconds: float = 0.0
 
     @property
     def health_probes(self) -> list[tuple[float, float]]:
@@ -107,7 +110,8 @@ class ServiceCost:
 
 @contextlib.contextmanager
 def _service(render: RenderWebService, settings: dict, plan: dict, model_dir: Path):
-    """One fresh service in the plan's memory, unthrottled, first in line for a core."""
+    """One fresh service in the plan's memory, unthrottled, first in line for a core, with
+    the host's CPUs kept awake (pipeline.gate.awake)."""
     port = free_port()
     env = service_environment(render, settings, port, model_dir)
     evict_from_page_cache(Path(env["MODEL_DIR"]), *lite_runtime_libraries())
@@ -116,8 +120,14 @@ def _service(render: RenderWebService, settings: dict, plan: dict, model_dir: Pa
         resource_limit(plan["memory_mb"], None, name_prefix="gate-cost") as group,
     ):
         prioritised = group.prioritise_cpu()
+        # Where the service's own wait for CPU judges each phase: the host-wide one would
+        # count the keepers.
+        keep_awake = group.cpu_wait_seconds() is not None
         log_path = Path(log_dir) / "service.log"
-        with open(log_path, "wb") as service_log:
+        with (
+            cpus_kept_awake() if keep_awake else contextlib.nullcontext(),
+            open(log_path, "wb") as service_log,
+        ):
             before = Reading.now(group)
             process = group.popen(
                 render.start_command,
@@ -288,7 +298,7 @@ def _health_waits(group, url: str, settings: dict, expected, limits) -> tuple[li
 
 def measure_cost(render: RenderWebService, settings: dict, plan: dict, expected, model_dir: Path):
     """Cold starts and per-request costs of the service unthrottled; GateFailure if it fails."""
-    cost, windows = ServiceCost(), []
+    cost, windows, keepers_before = ServiceCost(), [], keepers_cpu_seconds()
     for attempt in range(1, settings["cost_max_cold_starts"] + 1):
         with _service(render, settings, plan, model_dir) as started:
             group, url, prioritised, cpu, wall, phase, _ = started
@@ -305,13 +315,16 @@ def measure_cost(render: RenderWebService, settings: dict, plan: dict, expected,
         cheapest_noisy = cost.cold_start_phases[cost.cheapest_start]["noisy"]
         if attempt >= settings["cost_cold_starts"] and not cheapest_noisy:
             break
-    if cost.cold_start_phases[cost.cheapest_start]["noisy"]:
-        cost.noisy.append(in_words("the cold start", cost.cold_start_phases[cost.cheapest_start]))
     for attempt in range(1, settings["max_phase_repeats"] + 2):
-        with _service(render, settings, plan, model_dir) as (group, url, *_, limits):
+        with _service(render, settings, plan, model_dir) as started:
+            group, url, _, cpu, wall, phase, limits = started
             window = _service_costs(group, url, settings, expected)
             waits = _health_waits(group, url, settings, expected, limits)
         windows.append(window)
+        # A cold start too, seconds after the others: one more of which the least counts.
+        cost.cold_start_cpu_seconds.append(round(cpu, 4))
+        cost.cold_start_wall_seconds.append(round(wall, 3))
+        cost.cold_start_phases.append(phase)
         print(
             f"cost per request {attempt}/{settings['max_phase_repeats'] + 1}: "
             f"{sum(window.predictions) / len(window.predictions) * 1000:.2f} ms CPU per "
@@ -336,8 +349,11 @@ def measure_cost(render: RenderWebService, settings: dict, plan: dict, expected,
     cost.saturated_cpu_seconds = least_saturated.saturated
     cost.saturation_phase = least_saturated.saturation_phase
     cost.saturated_cpu_seconds_by_service = [round(window.saturated, 6) for window in windows]
+    if cost.cold_start_phases[cost.cheapest_start]["noisy"]:
+        cost.noisy.append(in_words("the cold start", cost.cold_start_phases[cost.cheapest_start]))
     if cost.requests_phase["noisy"]:
         cost.noisy.append(in_words("the per-request costs", cost.requests_phase))
     if cost.saturation_phase["noisy"]:
         cost.noisy.append(in_words("the saturated cost", cost.saturation_phase))
+    cost.keeper_cpu_seconds = round(keepers_cpu_seconds() - keepers_before, 2)
     return cost

@@ -13,20 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.cgroups.common import pressure_seconds
+from pipeline.gate.awake import keepers_cpu_ticks, keepers_running
 
 HOST_PRESSURE_FILE = Path("/proc/pressure/cpu")
 HOST_STAT_FILE = Path("/proc/stat")
 
 
 def _host_cpu_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs since boot (iowait counts as idle)."""
+    """(busy, total) jiffies of all CPUs since boot (iowait counts as idle), the gate's own
+    keepers (pipeline.gate.awake) left out of busy."""
     try:
         fields = [int(v) for v in HOST_STAT_FILE.read_text().splitlines()[0].split()[1:]]
     except (OSError, ValueError, IndexError):
         return 0, 0
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     total = sum(fields[:8])  # guest time is already counted in user
-    return total - idle, total
+    return total - idle - keepers_cpu_ticks(), total
 
 
 @dataclass(frozen=True)
@@ -39,17 +41,21 @@ class Reading:
     host_wait_s: float | None
     service_wait_s: float | None
     throttled_s: float
+    cpus_kept_awake: int = 0
 
     @classmethod
     def now(cls, group) -> "Reading":
         busy, total = _host_cpu_jiffies()
+        keepers = keepers_running()
         return cls(
             at=time.perf_counter(),
             busy_jiffies=busy,
             total_jiffies=total,
-            host_wait_s=pressure_seconds(HOST_PRESSURE_FILE),
+            # Host-wide PSI counts a keeper waiting while the service runs: not the host's.
+            host_wait_s=None if keepers else pressure_seconds(HOST_PRESSURE_FILE),
             service_wait_s=group.cpu_wait_seconds() if group is not None else None,
             throttled_s=group.cpu_throttling()[1] if group is not None else 0.0,
+            cpus_kept_awake=keepers,
         )
 
 
@@ -77,7 +83,7 @@ def interference(start: Reading, end: Reading, max_wait_share: float) -> dict:
     wait, measured_for = (
         (service_wait, "service") if service_wait is not None else (host_wait, "host")
     )
-    return {
+    figures = {
         "wall_seconds": round(wall, 3),
         "host_busy_share": host_busy,
         "host_cpu_wait_share": host_wait,
@@ -85,6 +91,9 @@ def interference(start: Reading, end: Reading, max_wait_share: float) -> dict:
         "measured_for": measured_for,
         "noisy": wait is not None and wait > max_wait_share,
     }
+    if end.cpus_kept_awake:
+        figures["cpus_kept_awake"] = end.cpus_kept_awake
+    return figures
 
 
 def in_words(phase: str, figures: dict) -> str:

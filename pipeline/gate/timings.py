@@ -177,6 +177,7 @@ def cost_figures(cost: ServiceCost, settings: dict) -> dict[str, Any]:
     return {
         "accounting": cost.cpu_accounting,
         "high_cpu_weight": cost.prioritised,
+        "keeper_cpu_seconds": cost.keeper_cpu_seconds,
         "cold_start_cpu_seconds": cost.cold_start_cpu_seconds,
         "cold_start_wall_seconds_unthrottled": cost.cold_start_wall_seconds,
         "least_cold_start_cpu_seconds": cost.cold_start_cpu_seconds[cost.cheapest_start],
