@@ -75,9 +75,11 @@ def cpus_kept_awake():
             keepers.append(keeper)
             # At the lowest priority before the service starts: Python's own start-up, at the
             # normal one, would otherwise compete with the cold start being measured.
-            if keeper.stdout.readline().strip() != "idle":
-                keeper.kill()
+            if keeper.stdout.readline().strip() != "idle":  # it could not: measure without it
                 keepers.remove(keeper)
+                keeper.kill()
+                keeper.wait()
+                keeper.stdout.close()
         _running.extend(keepers)
         yield len(keepers)
     finally:

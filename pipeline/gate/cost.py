@@ -4,12 +4,13 @@ The service runs in the plan's memory limit with no CPU quota and a high CPU wei
 rarely waits for a core; the group's own accounting (cpuacct.usage, cpu.stat usage_usec) gives
 the CPU-seconds it spent. A cold start's cost is the least of a few starts (gate.cost_cold_starts,
 more while the cheapest was noisy, up to gate.cost_max_cold_starts, and the load's service's
-own); each prediction's and each health check's cost is read one request at a time; and a prediction's cost once more while
-more clients than the service batches at once keep its queue full (the sustainable rate's
-cost: past what the plan clears, every invoke is a full batch). Both are timed in every
-service the gate starts here, some seconds apart, and the cheapest service counts: on one
-quiet host the least batch of one service's one-at-a-time requests read 1.8 to 2.9 ms from
-one service to the next, and its saturated cost 1.3 to 1.8 ms. Under a 0.1 CPU quota the
+own); each prediction's and each health check's cost is read one request at a time; and a
+prediction's cost once more while more clients than the service batches at once keep its
+queue full (the sustainable rate's cost: past what the plan clears, every invoke is a full
+batch). Both are timed in every service the gate starts here, some seconds apart, and the
+cheapest service counts: on one quiet host the least batch of one service's one-at-a-time
+requests read 1.8 to 2.9 ms from one service to the next, and its saturated cost 1.3 to
+1.8 ms. Under a 0.1 CPU quota the
 same work costs 1x to 7x more CPU on a shared host (10 ms bursts on cold caches), and 25x to
 100x in a bad hour (a prediction of 2.3 ms unthrottled took 60 to 230 ms of the group's CPU),
 so the quota's wall times are reported beside these figures, not judged.
