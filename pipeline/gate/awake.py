@@ -1,4 +1,4 @@
-"""CPUs kept from idling while the gate measures what the service costs.
+"""CPUs kept from idling while the gate measures what a service's cold start costs.
 
 On a virtual machine a CPU with nothing to run halts, and the hypervisor hands its core to
 other work until the guest wants it back. A service that waits (for the disk during its cold

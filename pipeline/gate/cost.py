@@ -111,8 +111,8 @@ class ServiceCost:
 
 @contextlib.contextmanager
 def _service(render: RenderWebService, settings: dict, plan: dict, model_dir: Path):
-    """One fresh service in the plan's memory, unthrottled, first in line for a core, with
-    the host's CPUs kept awake (pipeline.gate.awake)."""
+    """One fresh service in the plan's memory, unthrottled, first in line for a core, started
+    with the host's CPUs kept awake (pipeline.gate.awake)."""
     port = free_port()
     env = service_environment(render, settings, port, model_dir)
     evict_from_page_cache(Path(env["MODEL_DIR"]), *lite_runtime_libraries())
@@ -125,30 +125,30 @@ def _service(render: RenderWebService, settings: dict, plan: dict, model_dir: Pa
         # count the keepers.
         keep_awake = group.cpu_wait_seconds() is not None
         log_path = Path(log_dir) / "service.log"
-        with (
-            cpus_kept_awake() if keep_awake else contextlib.nullcontext(),
-            open(log_path, "wb") as service_log,
-        ):
-            before = Reading.now(group)
-            process = group.popen(
-                render.start_command,
-                env=env,
-                cwd=REPO_ROOT,
-                stdout=service_log,
-                stderr=subprocess.STDOUT,
-            )
-            url = f"http://127.0.0.1:{port}"
-            try:
-                wall = wait_until_healthy(
-                    url, process, settings["cold_start_deadline_seconds"], before.at
+        with open(log_path, "wb") as service_log:
+            # Only while it starts: the cold start is where a quiet host's halted CPUs cost
+            # the service more; one-at-a-time requests cost the same with keepers or without.
+            with cpus_kept_awake() if keep_awake else contextlib.nullcontext():
+                before = Reading.now(group)
+                process = group.popen(
+                    render.start_command,
+                    env=env,
+                    cwd=REPO_ROOT,
+                    stdout=service_log,
+                    stderr=subprocess.STDOUT,
                 )
-            except GateFailure as failure:
-                service_log.flush()
-                tail = [line for line in log_tail(log_path) if line.strip()]
-                said = tail[-1] if tail else "none"
-                raise GateFailure(f"{failure} (service log: {said})") from None
-            cpu = group.cpu_usage_seconds()
-            phase = interference(before, Reading.now(group), settings["max_phase_wait_share"])
+                url = f"http://127.0.0.1:{port}"
+                try:
+                    wall = wait_until_healthy(
+                        url, process, settings["cold_start_deadline_seconds"], before.at
+                    )
+                except GateFailure as failure:
+                    service_log.flush()
+                    tail = [line for line in log_tail(log_path) if line.strip()]
+                    said = tail[-1] if tail else "none"
+                    raise GateFailure(f"{failure} (service log: {said})") from None
+                cpu = group.cpu_usage_seconds()
+                phase = interference(before, Reading.now(group), settings["max_phase_wait_share"])
             yield (
                 group,
                 url,
