@@ -17,7 +17,6 @@ so the quota's wall times are reported beside these figures, not judged.
 """
 
 import contextlib
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,6 @@ from pipeline.gate.run import (
 )
 from pipeline.gate.watch import GateFailure, wait_until_healthy
 from pipeline.gate.worst_case import drive_hostile, hostile_kinds
-from pipeline.paths import REPO_ROOT
 
 
 def least_batch_cost(costs: list[float], batch: int) -> float:
@@ -130,13 +128,7 @@ def _service(render: RenderWebService, settings: dict, plan: dict, model_dir: Pa
             # the service more; one-at-a-time requests cost the same with keepers or without.
             with cpus_kept_awake() if keep_awake else contextlib.nullcontext():
                 before = Reading.now(group)
-                process = group.popen(
-                    render.start_command,
-                    env=env,
-                    cwd=REPO_ROOT,
-                    stdout=service_log,
-                    stderr=subprocess.STDOUT,
-                )
+                process = render.start_in(group, env, service_log)
                 url = f"http://127.0.0.1:{port}"
                 try:
                     wall = wait_until_healthy(

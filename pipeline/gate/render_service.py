@@ -8,12 +8,14 @@ gate's worst-case requests are the largest the deployed service would accept.
 import inspect
 import re
 import socket
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from pipeline.cgroups import distribution_libraries
+from pipeline.paths import REPO_ROOT
 from service.runtime import RUNTIMES
 
 
@@ -27,6 +29,13 @@ class RenderWebService:
 
     start_command: str
     env: dict[str, str]
+
+    def start_in(self, group, env: dict[str, str], log) -> subprocess.Popen:
+        """The start command in `group`, from the repository root, as Render runs it from the
+        repository, its output and errors to `log`."""
+        return group.popen(
+            self.start_command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
 
     @classmethod
     def read(cls, render_yaml_path: Path) -> "RenderWebService":

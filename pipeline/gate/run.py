@@ -9,7 +9,6 @@ service's own and not its answer to our SIGTERM.
 
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,6 @@ from pipeline.gate.watch import (
     wait_until_healthy,
 )
 from pipeline.gate.worst_case import HostileResult, drive_hostile, hostile_kinds
-from pipeline.paths import REPO_ROOT
 
 LOG_TAIL_LINES = 15
 
@@ -115,13 +113,7 @@ def observe_service(
             run.prioritised, run.cpu_accounting = group.prioritise_cpu(), group.cpu_accounting
             started = time.perf_counter()
             sampler = MemorySampler(group, started)
-            process = group.popen(
-                render.start_command,
-                env=env,
-                cwd=REPO_ROOT,
-                stdout=service_log,
-                stderr=subprocess.STDOUT,
-            )
+            process = render.start_in(group, env, service_log)
             try:
                 _load_the_service(run, group, process, url, settings, expected, started)
             except GateFailure as failure:
