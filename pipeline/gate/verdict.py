@@ -21,8 +21,11 @@ MAX_SERIES_POINTS = 300  # the report charts the series: the verdict stays small
 LATENCY_BINS = 30
 
 
-def judge(run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict) -> dict[str, dict]:
-    """Each gate measure with its value, threshold and outcome; timings from the CPU cost."""
+def judge(
+    run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict, timings: dict | None = None
+) -> dict[str, dict]:
+    """Each gate measure with its value, threshold and outcome; timings from the CPU cost
+    (`timings`: timing_measures' judged ones, where the caller has them already)."""
     # A worker that died is one whose PID is gone after the load (gunicorn forks a new one).
     # One the arbiter killed for a missed heartbeat is a wall time under the quota, which a
     # shared host stretches (pipeline/gate/cost.py): reported, not judged here. A model slow
@@ -41,7 +44,8 @@ def judge(run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict) -> dic
             "failed_requests": at_most(len(run.load.failures), 0),
             "wrong_answers": at_most(len(run.load.wrong_answers), 0),
         }
-    timings, _ = timing_measures(cost, settings, plan, len(run.workers_before))
+    if timings is None:
+        timings, _ = timing_measures(cost, settings, plan, len(run.workers_before))
     measures |= timings
     if run.worst_case_memory_mb is not None:
         measures["worst_case_memory_mb"] = at_most(run.worst_case_memory_mb, max_peak)
@@ -106,7 +110,9 @@ def latency_histogram(latencies_ms: list[float], bins: int = 30) -> dict[str, li
     return {"edges": [round(float(e), 3) for e in edges], "counts": counts.tolist()}
 
 
-def figures_of(run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict) -> dict[str, Any]:
+def figures_of(
+    run: ServiceRun, cost: ServiceCost, settings: dict, replay_figures: dict
+) -> dict[str, Any]:
     figures = {
         "peak_memory_mb": run.peak_memory_mb,
         "worst_case_memory_mb": run.worst_case_memory_mb,
@@ -122,7 +128,7 @@ def figures_of(run: ServiceRun, cost: ServiceCost, settings: dict, plan: dict) -
     costs = cost_figures(cost, settings)
     if costs["cpu_ms_per_request_least_batch"]:
         figures["cpu_ms_per_request"] = costs["cpu_ms_per_request_least_batch"]
-    figures.update(timing_measures(cost, settings, plan, len(run.workers_before))[1])
+    figures.update(replay_figures)
     figures.update(
         cost=costs, throttled=throttled_figures(run), interference=interference_of(cost, run)
     )
@@ -158,8 +164,10 @@ def verdict(
     run: ServiceRun, cost: ServiceCost, settings: dict, plan_name: str, plan: dict
 ) -> dict[str, Any]:
     """The gate's report for one run of the service under plan `plan_name` (no plan fit yet)."""
-    measures = judge(run, cost, settings, plan)
-    figures = figures_of(run, cost, settings, plan)
+    # The replays behind the timings run once, for the measures and the figures both.
+    timings, replay_figures = timing_measures(cost, settings, plan, len(run.workers_before))
+    measures = judge(run, cost, settings, plan, timings)
+    figures = figures_of(run, cost, settings, replay_figures)
     workers = len(run.workers_before)
     worst_peak = max(run.peak_memory_mb, run.worst_case_memory_mb or 0)
     report = {
