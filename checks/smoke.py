@@ -20,6 +20,7 @@ import numpy as np
 import requests
 
 from service.bundle import LFS_POINTER_PREFIX
+from service.errors import Refusal
 from service.predictor import Contract
 
 DEFAULT_DEADLINE_SECONDS = 300.0
@@ -65,7 +66,7 @@ def markdown_cell(text: str) -> str:
     return " ".join(escaped.splitlines())
 
 
-class ManifestError(Exception):
+class ManifestError(Refusal):
     """The manifest cannot drive a smoke check; the message names the fix."""
 
 

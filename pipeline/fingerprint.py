@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from pipeline.paths import REPO_ROOT, Workspace
+from service.errors import Refusal
 
 MISSING = "missing"
 INTERPOLATION = re.compile(r"\$\{\s*([^}\s]+)\s*\}")
@@ -23,7 +24,7 @@ DEFAULT_PARAMS_FILE = "params.yaml"
 CODE_ROOTS = ("pipeline", "service", "checks", "render.yaml")
 
 
-class UnknownStage(Exception):
+class UnknownStage(Refusal):
     """dvc.yaml has no stage of that name."""
 
 

@@ -16,12 +16,12 @@ from pipeline.params import load_params
 from pipeline.paths import Workspace
 from pipeline.release.bundle import (
     GOLDEN_NAME,
-    PromotionRefused,
     blessed_verdicts,
     tracked_inputs,
     write_release,
 )
-from pipeline.release.git_repo import GitError, GitRepo
+from pipeline.release.errors import PromotionRefused
+from pipeline.release.git_repo import GitRepo
 from pipeline.release.lock import release_lock
 from pipeline.release.recovery import recover
 from pipeline.release.served import current_release, on_remote, serving_changes
@@ -30,6 +30,7 @@ from pipeline.release.transaction import checked, pipeline_changes, preflight, r
 from pipeline.rollback import rollback
 from pipeline.verdicts import produced_where, read_json
 from service.bundle import MANIFEST_NAME, MODEL_NAME
+from service.errors import Refusal
 
 
 def next_version(repo: GitRepo, tag_prefix: str) -> int:
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             rollback(workspace, args.rollback, args.remote, args.dry_run)
         else:
             promote(workspace, args.remote, args.dry_run, args.gated_here)
-    except (PromotionRefused, GitError, ValueError) as refusal:
+    except Refusal as refusal:
         print(f"promotion refused: {refusal}", file=sys.stderr)
         return 1
     return 0

@@ -13,14 +13,15 @@ import sys
 
 from pipeline.params import load_params
 from pipeline.paths import Workspace
-from pipeline.release.bundle import PromotionRefused
-from pipeline.release.git_repo import GitError, GitRepo
+from pipeline.release.errors import PromotionRefused
+from pipeline.release.git_repo import GitRepo
 from pipeline.release.lock import release_lock
 from pipeline.release.params_sections import sections_that_built, with_sections
 from pipeline.release.recovery import recover
 from pipeline.release.steps import LFS_FILTER, Journal
 from pipeline.release.transaction import PIPELINE_OWNED, object_id, preflight, release
 from service.bundle import MANIFEST_NAME, MODEL_NAME, sha256_of
+from service.errors import Refusal
 
 
 def release_tags(repo: GitRepo, tag_prefix: str) -> list[str]:
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 + (", ".join(tags) or "none yet")
             )
         rollback(workspace, args.tag, args.remote, args.dry_run)
-    except (PromotionRefused, GitError, ValueError) as refusal:
+    except Refusal as refusal:
         print(f"rollback refused: {refusal}", file=sys.stderr)
         return 1 if args.tag else 2
     return 0

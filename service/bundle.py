@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from service.errors import Refusal
+
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.tflite"
 # The same model with a fixed batch of N (manifest `batched`), for samples that arrive together.
@@ -17,7 +19,7 @@ NOT_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_.-]+")
 DEFAULT_MODEL_NAME = "model"
 
 
-class BundleError(Exception):
+class BundleError(Refusal):
     """The bundle cannot be served; the message says what is wrong and how to fix it."""
 
 

@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from pipeline.paths import REPO_ROOT
+from pipeline.release.errors import PromotionRefused
 from pipeline.release.params_sections import sections_that_built, with_sections
 
 CURRENT = (REPO_ROOT / "params.yaml").read_text()
@@ -32,7 +33,7 @@ def test_a_section_the_tag_lacks_goes_and_one_it_has_comes_back():
 def test_a_section_it_cannot_restore_as_text_is_an_error_not_a_silent_change():
     flow_style = "convert: {quantization: float16}\n"
     assert with_sections(CURRENT, flow_style, ["convert"]).count("convert:") == 1
-    with pytest.raises(ValueError, match="'gate'"):
+    with pytest.raises(PromotionRefused, match="'gate'"):
         with_sections("gate:\n  a: 1\n", '"gate":\n  a: 2\n', ["gate"])  # a quoted key
 
 

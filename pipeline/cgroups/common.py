@@ -10,6 +10,8 @@ from pathlib import Path
 
 import psutil
 
+from service.errors import Refusal
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V1_MEMORY_ROOT = CGROUP_ROOT / "memory"
 V1_CPU_ROOT = CGROUP_ROOT / "cpu"
@@ -42,7 +44,7 @@ FIGURE_FILES = {
 FIGURES = tuple(FIGURE_FILES[2])
 
 
-class MemoryGroupError(Exception):
+class MemoryGroupError(Refusal):
     """A group could not be created, joined or removed; the message says which and why."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipeline.cgroups import evict_from_page_cache, memory_limit
 from pipeline.gate.render_service import lite_runtime_libraries
+from service.errors import Refusal
 
 BASELINE_PROBE = (
     "import numpy; from service.runtime import select_runtime; select_runtime().interpreter_class"
@@ -20,7 +21,7 @@ BASELINE_PROBE = (
 PROBE_TIMEOUT_SECONDS = 60
 
 
-class BundleTooLarge(Exception):
+class BundleTooLarge(Refusal):
     """The bundle and the runtime cannot fit in the budget, whatever the service does."""
 
 

@@ -16,10 +16,11 @@ import yaml
 
 from pipeline.cgroups import distribution_libraries
 from pipeline.paths import REPO_ROOT
+from service.errors import Refusal
 from service.runtime import RUNTIMES
 
 
-class RenderYamlError(Exception):
+class RenderYamlError(Refusal):
     """render.yaml does not describe one web service the gate can start."""
 
 

@@ -6,11 +6,13 @@ import time
 import psutil
 import requests
 
+from service.errors import Refusal
+
 POLL_SECONDS = 0.05
 MEMORY_SAMPLE_SECONDS = 0.1
 
 
-class GateFailure(Exception):
+class GateFailure(Refusal):
     """The service could not be judged (it never became healthy, or exited)."""
 
 

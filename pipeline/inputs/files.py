@@ -10,13 +10,14 @@ import numpy as np
 
 from pipeline.paths import Workspace
 from service.bundle import is_lfs_pointer
+from service.errors import Refusal
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 # How params.yaml says "no such file" (e.g. `normaliser: none`).
 NOTHING = (None, "", "none")
 
 
-class InputFileError(Exception):
+class InputFileError(Refusal):
     """A user-supplied file is missing or unusable; the message names the file and the fix."""
 
 

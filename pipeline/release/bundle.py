@@ -15,6 +15,7 @@ import yaml
 from pipeline.inputs.files import InputPaths
 from pipeline.inputs.tracking import untracked_inputs
 from pipeline.paths import Workspace
+from pipeline.release.errors import PromotionRefused
 from pipeline.report.write import write_release_report
 from pipeline.summary import FAILED, NOT_RUN, STALE, stage_verdicts
 from pipeline.verdicts import GATE_STAGES, read_json, write_json
@@ -22,10 +23,6 @@ from pipeline.versions import tool_versions
 from service.bundle import MANIFEST_NAME, MODEL_NAME, sha256_of
 
 GOLDEN_NAME = "golden.npz"
-
-
-class PromotionRefused(Exception):
-    """The candidate may not be promoted; the message lists every reason."""
 
 
 def describe_status(paths: Any) -> str:

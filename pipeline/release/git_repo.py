@@ -6,11 +6,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.errors import Refusal
+
 # Enough of git's message to hold its hint lines (git-lfs lists every failed object).
 MAX_ERROR_LINES = 30
 
 
-class GitError(Exception):
+class GitError(Refusal):
     """A git command failed; the message holds the command and git's own words."""
 
 

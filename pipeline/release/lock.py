@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.release.bundle import PromotionRefused
+from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitRepo
 
 LOCK_NAME = "pipeline-release.lock"

@@ -5,6 +5,8 @@ import re
 
 import yaml
 
+from pipeline.release.errors import PromotionRefused
+
 SECTION_START = re.compile(r"^([A-Za-z_][\w-]*):")
 
 
@@ -44,7 +46,7 @@ def with_sections(current: str, source: str, sections: list[str]) -> str:
     before, after = yaml.safe_load(source) or {}, yaml.safe_load(text) or {}
     for name in sections:  # a layout this parser misreads must not go unnoticed
         if before.get(name) != after.get(name):
-            raise ValueError(f"could not restore params.yaml's {name!r} section as text")
+            raise PromotionRefused(f"could not restore params.yaml's {name!r} section as text")
     return text
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline.paths import Workspace
 from pipeline.release.git_repo import GitError, GitRepo
 from service.bundle import LFS_POINTER_PREFIX, sha256_of
+from service.errors import Refusal
 
 STEPS = ("write", "commit", "tag", "upload", "verify", "push")
 # Fault injection for the crash tests: SIGKILL promote itself right after this step (name or
@@ -45,7 +46,7 @@ def enable_lfs(repo: GitRepo) -> None:
         repo.run("config", "--local", key, value)
 
 
-class ReleaseFailed(Exception):
+class ReleaseFailed(Refusal):
     """A release step failed; local changes were undone and the remote's refs never moved."""
 
 

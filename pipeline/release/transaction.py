@@ -7,14 +7,14 @@ import os
 from collections.abc import Callable
 
 from pipeline.paths import Workspace
-from pipeline.release.bundle import GOLDEN_NAME, PromotionRefused
+from pipeline.release.bundle import GOLDEN_NAME
+from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitError, GitRepo, require_git_lfs
 from pipeline.release.orphans import RUN_ID_ENV, settle
 from pipeline.release.recovery import RemoteUnknown, remote_holds
 from pipeline.release.steps import (
     LFS_FILTER,
     Journal,
-    ReleaseFailed,
     checkpoint,
     clean_scratch,
     enable_lfs,
@@ -25,12 +25,14 @@ from pipeline.release.steps import (
     verify_objects,
 )
 from service.bundle import BATCHED_MODEL_NAME, MODEL_NAME
+from service.errors import Refusal
 
 LFS_TRACKED = (MODEL_NAME, BATCHED_MODEL_NAME, GOLDEN_NAME)
 # Files the pipeline itself rewrites: a promotion commits them rather than refusing on them.
 # The stage metrics under reports/ are in git (DVC's `cache: false`) so that main holds the
 # promoted candidate's verdicts, which is what a pull request's `dvc metrics diff` compares to.
-PIPELINE_OWNED = ("dvc.lock", "reports/")
+# The demo's lock changes wherever the demo retrains to other bits (another CPU make).
+PIPELINE_OWNED = ("dvc.lock", "demo/dvc.lock", "reports/")
 UNTOUCHED = (
     "nothing was pushed: the remote's branches and tags are as they were (LFS objects "
     "already uploaded may remain there, stored under their own hash, named by no ref) and the "
@@ -74,7 +76,7 @@ def checked(*checks: Callable):
     for check in checks:
         try:
             results.append(check())
-        except (PromotionRefused, GitError) as refusal:
+        except Refusal as refusal:
             reasons.append(str(refusal))
     if reasons:
         raise PromotionRefused("; ".join(reasons))
@@ -146,7 +148,7 @@ def release(
         restore_local(repo, journal)
         Journal.path(workspace).unlink(missing_ok=True)
         clean_scratch(workspace, keep_journal=False)
-        if not isinstance(error, GitError | ReleaseFailed | PromotionRefused | OSError):
+        if not isinstance(error, Refusal | OSError):
             raise
         raise PromotionRefused(f"step {step!r} failed: {error}\n{UNTOUCHED}") from None
     Journal.path(workspace).unlink(missing_ok=True)

@@ -16,12 +16,13 @@ import yaml
 
 from pipeline.paths import Workspace
 from pipeline.verdicts import read_json
+from service.errors import Refusal
 
 FIGURE = re.compile(r"<!-- figure: (?P<spec>[^>]+?) -->(?P<text>[^<\n]*)<!-- /figure -->")
 SEGMENT = re.compile(r"\[(?P<bracket>[^\]]+)\]|\.?(?P<name>[^.\[\]]+)")
 
 
-class FigureError(ValueError):
+class FigureError(Refusal):
     """A figure marker that names no value in its source."""
 
 

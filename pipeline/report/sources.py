@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.paths import Workspace
+from service.errors import Refusal
 
 STAGES = ("convert", "parity", "gate")
 PER_CLASS_CSV = "parity_per_class.csv"
 CONFIDENCE_CSV = "parity_confidence.csv"
 
 
-class ReportError(Exception):
+class ReportError(Refusal):
     """The report cannot be made as asked; the message names the problem and the fix."""
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.conversion.worker import ERROR_PREFIX
-from pipeline.inputs.files import InputFileError, InputPaths
+from pipeline.inputs.files import InputPaths
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
 from pipeline.verdicts import read_json, write_json, write_verdict
@@ -26,15 +26,15 @@ from service.bundle import (
     MANIFEST_NAME,
     MANIFEST_SCHEMA,
     MODEL_NAME,
-    BundleError,
     sha256_of,
 )
+from service.errors import Refusal
 from service.predictor import Predictor
 
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 
 
-class ConversionFailed(Exception):
+class ConversionFailed(Refusal):
     """The candidate could not be produced; the message is the one-line reason."""
 
 
@@ -201,7 +201,7 @@ def convert(workspace: Workspace) -> None:
             "total": round(time.perf_counter() - started, 3),
         }
         os.replace(partial_dir, candidate_dir)
-    except (ConversionFailed, BundleError, InputFileError) as failure:
+    except Refusal as failure:
         report["reason"] = str(failure)
         write_verdict(workspace, "convert", report)
         raise SystemExit(f"convert failed: {failure}") from None

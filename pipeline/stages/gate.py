@@ -16,13 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.cgroups import MemoryGroupError
 from pipeline.gate.cost import measure_cost
 from pipeline.gate.plan_fit import measured_from_verdict, plan_fit, recommendation_in_words
-from pipeline.gate.preflight import BundleTooLarge, refuse_what_cannot_fit
+from pipeline.gate.preflight import refuse_what_cannot_fit
 from pipeline.gate.render_service import (
     RenderWebService,
-    RenderYamlError,
     free_port,
 )
 from pipeline.gate.run import GateFailure, observe_service, service_environment
@@ -32,6 +30,7 @@ from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
 from pipeline.verdicts import read_json, write_verdict
 from service.bundle import MODEL_NAME, sha256_of
+from service.errors import Refusal
 from service.predictor import Contract
 
 
@@ -132,7 +131,7 @@ def gate(workspace: Workspace) -> None:
     candidate_sha256 = sha256_of(workspace.candidate_dir / MODEL_NAME)
     try:
         report = gate_report(workspace, params, candidate_sha256)
-    except (GateFailure, MemoryGroupError, BundleTooLarge, RenderYamlError) as failure:
+    except Refusal as failure:
         if settings.get("plan") in settings.get("plans", {}):
             report = verdict_without_a_run(settings, settings["plan"], str(failure))
         else:  # the plan itself is the problem: there is nothing to describe

@@ -14,7 +14,7 @@ import numpy as np
 # TensorFlow logs its start-up chatter at INFO; keep stage output to what matters.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline.inputs.files import InputFileError, InputPaths, load_heldout
+from pipeline.inputs.files import InputPaths, load_heldout
 from pipeline.inputs.keras_model import keras_outputs, load_keras_model
 from pipeline.inputs.label_order import judge_label_order, refusal
 from pipeline.inputs.labels import load_labels
@@ -22,6 +22,7 @@ from pipeline.params import load_params
 from pipeline.paths import Workspace
 from pipeline.verdicts import at_least, at_most, write_verdict
 from service.bundle import BundleError, sha256_of
+from service.errors import Refusal
 from service.predictor import Predictor
 
 
@@ -129,7 +130,7 @@ def parity(workspace: Workspace) -> None:
         if list(predictor.contract.labels) != labels:
             raise BundleError("the candidate's labels differ from inputs.labels; convert again")
         samples, truth = load_heldout(paths.heldout, shape, labels)
-    except (InputFileError, BundleError) as failure:
+    except Refusal as failure:
         # A verdict on disk must never outlive the run that failed to produce a new one.
         write_verdict(workspace, "parity", {"passed": False, "reason": str(failure)})
         raise SystemExit(f"parity failed: {failure}") from None
