@@ -16,12 +16,11 @@ from pathlib import Path
 
 from pipeline.paths import Workspace
 from pipeline.release.git_repo import GitError, GitRepo
+from pipeline.release.orphans import RUN_ID_ENV
 from service.bundle import LFS_POINTER_PREFIX, sha256_of
 from service.errors import Refusal
 
 STEPS = ("write", "commit", "tag", "upload", "verify", "push")
-# Fault injection for the crash tests: SIGKILL promote itself right after this step (name or
-# 1-based number), as a power cut or `kill -9` would.
 
 
 # Git LFS's filters for promote's own git commands, so nothing depends on a global or system
@@ -67,6 +66,11 @@ class Journal:
     # Carried by every git process the release starts (orphans.RUN_ID_ENV), so the next run
     # can find the ones a kill left running.
     run_id: str = ""
+    # What the remote's branch named just before the push ("" for no branch; None before the
+    # push step): a push that cannot land any more is told from one that still may.
+    remote_before: str | None = None
+    push_started_at: float | None = None  # time.time() just before the push
+    push_timeout_seconds: float = 300.0
 
     @classmethod
     def begin(
@@ -89,7 +93,7 @@ class Journal:
             release_path=release_path,
             index_tree=repo.run("write-tree").strip(),
             restore_paths=[release_path, ".gitattributes", *extra_restore_paths],
-            run_id=uuid.uuid4().hex,
+            run_id=os.environ.get(RUN_ID_ENV) or uuid.uuid4().hex,
         )
 
     @staticmethod
@@ -230,16 +234,3 @@ def corrupt_object_fix(remote_url: str, oid: str) -> str:
         f"delete LFS object {oid} on the server of {remote_url} (its LFS storage settings, or "
         "its administrator; GitHub has no per-object delete: ask its support)"
     )
-
-
-def push_refs(repo: GitRepo, journal: Journal, timeout: float) -> None:
-    """Branch and tag in one atomic push; never forced, so it can only move the branch on."""
-    refs = [f"{journal.commit}:refs/heads/{journal.branch}"]
-    if journal.tag:
-        refs.append(f"refs/tags/{journal.tag}")
-    # The LFS pre-push hook would upload every object the new commits reach; the release's
-    # own objects are uploaded and verified already, and no other object may block a release.
-    repo.run("push", "--atomic", "--no-verify", journal.remote, *refs, timeout=timeout)
-    tracking = f"refs/remotes/{journal.remote}/{journal.branch}"
-    if repo.ref_sha(tracking):  # so `git status` does not report the branch ahead
-        repo.run("update-ref", tracking, journal.commit)

@@ -4,14 +4,15 @@ rollback alike.
 """
 
 import os
+import time
 from collections.abc import Callable
 
 from pipeline.paths import Workspace
 from pipeline.release.bundle import GOLDEN_NAME
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitError, GitRepo, require_git_lfs
-from pipeline.release.orphans import RUN_ID_ENV, settle
-from pipeline.release.recovery import RemoteUnknown, remote_holds
+from pipeline.release.landing import ReleaseKept, RemoteUnknown, push_or_agree
+from pipeline.release.orphans import RUN_ID_ENV
 from pipeline.release.steps import (
     LFS_FILTER,
     Journal,
@@ -19,7 +20,6 @@ from pipeline.release.steps import (
     clean_scratch,
     enable_lfs,
     lfs_object_ids,
-    push_refs,
     restore_local,
     upload_objects,
     verify_objects,
@@ -102,8 +102,10 @@ def release(
     timeout: float,
     orphan_wait_seconds: float,
 ) -> None:
-    """Every step of a release under the journal; any failure undoes the local steps alone."""
+    """Every step of a release under the journal; a failure before the push undoes the local
+    steps alone; after a failed push the remote is asked what it holds (landing)."""
     os.environ[RUN_ID_ENV] = journal.run_id  # inherited by every git process started below
+    journal.push_timeout_seconds = timeout
     journal.save(workspace)
     step = "write"
     try:
@@ -128,29 +130,32 @@ def release(
         checkpoint(workspace, journal, step)
         step = "verify"
         verify_objects(repo, workspace, journal.remote, journal.commit, oids, timeout)
+        # Where the push starts from: a push that can no longer land is told from one that may.
+        branch_ref = f"refs/heads/{journal.branch}"
+        journal.remote_before = repo.remote_ref_sha(journal.remote, branch_ref) or ""
+        journal.push_started_at = time.time()
         checkpoint(workspace, journal, step)
         step = "push"
-        try:
-            push_refs(repo, journal, timeout)
-        except GitError:
-            # A timed-out push may leave its transport running: let it finish (or end it)
-            # before asking the remote, so the answer cannot change afterwards.
-            settle(journal.run_id, orphan_wait_seconds)
-            if not remote_holds(repo, journal):  # a lost answer after an accepted push
-                raise
+        landed_otherwise = push_or_agree(repo, journal, orphan_wait_seconds)
+        if landed_otherwise:
+            print(landed_otherwise)
         checkpoint(workspace, journal, step)
     except RemoteUnknown as error:
         raise PromotionRefused(
             f"step {step!r} failed and {error}; the release is kept locally, and the next "
             "promote or rollback finishes or undoes it"
         ) from None
+    except ReleaseKept:
+        raise
     except Exception as error:
         restore_local(repo, journal)
         Journal.path(workspace).unlink(missing_ok=True)
         clean_scratch(workspace, keep_journal=False)
         if not isinstance(error, Refusal | OSError):
             raise
-        raise PromotionRefused(f"step {step!r} failed: {error}\n{UNTOUCHED}") from None
+        # After the push, the message says what the remote was asked and holds.
+        detail = str(error) if step == "push" else f"{error}\n{UNTOUCHED}"
+        raise PromotionRefused(f"step {step!r} failed: {detail}") from None
     Journal.path(workspace).unlink(missing_ok=True)
 
 
