@@ -133,12 +133,7 @@ def test_a_lock_a_live_process_holds_stays_and_the_message_names_the_process(
     # A git working in the repository (it may hold the lock), and a DVC holding its lock.
     git_reader = subprocess.Popen(["git", "cat-file", "--batch"], cwd=root, stdin=subprocess.PIPE)
     dvc_holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from dvc.lock import make_lock; import sys\n"
-            "make_lock('.dvc/tmp/lock').lock(); print('held', flush=True); sys.stdin.read()",
-        ],
+        [sys.executable, "-c", HOLDING_DVC_LOCK],
         cwd=root,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -48,7 +48,8 @@ def holders(folder: Path, wanted, what: str) -> str:
 def git_lock_files(repo: GitRepo) -> list[Path]:
     """The lock files git may have left: beside HEAD, the index and the config, and each ref."""
     git_dir = Path(repo.run("rev-parse", "--absolute-git-dir").strip())
-    common_dir = (git_dir / repo.run("rev-parse", "--git-common-dir").strip()).resolve()
+    common = repo.run("rev-parse", "--path-format=absolute", "--git-common-dir").strip()
+    common_dir = Path(common).resolve()
     found = {path for folder in {git_dir, common_dir} for path in folder.glob("*.lock")}
     found.update((common_dir / "refs").glob("**/*.lock"))
     return sorted(path for path in found if path.name != LOCK_NAME)
