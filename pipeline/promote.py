@@ -145,8 +145,8 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
 
     journal = Journal.begin(repo, "promote", branch, remote, tag, release_path)
     timeout = float(settings["push_timeout_seconds"])
-    release(repo, workspace, journal, message, write_files, timeout, orphan_wait)
-    print(f"promoted {tag}: {sha256} pushed to {remote}/{branch}")
+    pushed = release(repo, workspace, journal, message, write_files, timeout, orphan_wait)
+    print(f"promoted {tag}: {sha256} {'pushed to' if pushed else 'on'} {remote}/{branch}")
     return tag
 
 

@@ -3,7 +3,8 @@
 client is gone, holding each push in its pre-receive hook until the test lets it through. Git
 LFS is pointed at the bare repository itself (lfs.url = file://...). Whatever became of the
 push, the rerun asks the remote before it says what happened, and ends with the local
-repository equal to the remote, the release made once."""
+repository equal to the remote, the release made once. And a release another checkout pushed
+first is adopted, not cut again."""
 
 import contextlib
 import os
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kill_trials import TEMPLATE_REMOTE, copy_of, finished
 from test_promote import git, make_release_repo, promote
 from test_release_faults import set_promote_param
 
@@ -190,3 +192,29 @@ def test_a_push_that_timed_out_is_kept_until_the_remote_has_it(daemon_remote):
         "ls-remote); it is complete: finished it here"
     ) in rerun.stdout
     assert_agreed(workspace, remote)
+
+
+def test_the_same_release_pushed_first_by_another_checkout_is_adopted_not_cut_again(
+    release_templates, tmp_path
+):
+    # Two checkouts of one commit promote the same candidate (CI and a laptop at once): the
+    # second's push is refused, and it takes the first's release rather than a second one.
+    copy_of(release_templates / "promote", tmp_path / "first")
+    second = copy_of(release_templates / "promote", tmp_path / "second")
+    remote = tmp_path / "first" / TEMPLATE_REMOTE
+    git(second.root, "remote", "set-url", "origin", str(remote))
+    done, _ = finished(tmp_path / "first")
+    assert done.returncode == 0, done.stderr
+    landed = tag_on(remote)
+    adopted, _ = finished(tmp_path / "second")
+    assert adopted.returncode == 0, adopted.stderr
+    out = adopted.stdout
+    assert (
+        f"origin already holds model-v1 at {landed[:12]}: the same release (the same model, "
+        f"cut on {git(second.root, 'rev-parse', 'HEAD^').strip()[:12]}) pushed by another run; "
+        "adopted it: fetched it, and main and model-v1 here name it now (no release cut again)"
+    ) in out
+    assert "promoted model-v1: " in out and " on origin/main" in out
+    assert "pushed to" not in out
+    assert git(second.root, "rev-parse", "model-v1^{commit}").strip() == landed
+    assert_agreed(second, remote)

@@ -101,9 +101,11 @@ def release(
     write_files: Callable[[], list[str]],
     timeout: float,
     orphan_wait_seconds: float,
-) -> None:
+) -> bool:
     """Every step of a release under the journal; a failure before the push undoes the local
-    steps alone; after a failed push the remote is asked what it holds (landing)."""
+    steps alone; after a failed push the remote is asked what it holds (landing). True when the
+    remote holds the commit cut here, False when it holds the same release cut by another run,
+    adopted here."""
     os.environ[RUN_ID_ENV] = journal.run_id  # inherited by every git process started below
     journal.push_timeout_seconds = timeout
     journal.save(workspace)
@@ -136,6 +138,7 @@ def release(
         journal.push_started_at = time.time()
         checkpoint(workspace, journal, step)
         step = "push"
+        cut_here = journal.commit
         landed_otherwise = push_or_agree(repo, journal, orphan_wait_seconds)
         if landed_otherwise:
             print(landed_otherwise)
@@ -157,6 +160,7 @@ def release(
         detail = str(error) if step == "push" else f"{error}\n{UNTOUCHED}"
         raise PromotionRefused(f"step {step!r} failed: {detail}") from None
     Journal.path(workspace).unlink(missing_ok=True)
+    return journal.commit == cut_here
 
 
 def object_id(repo: GitRepo, rev: str, path: str) -> str:
