@@ -11,16 +11,22 @@ failed push the remote is asked what it holds before anything is said or undone:
   no answer;
 - refused by the remote, or unable to land (the branch moved elsewhere, the tag names another
   release): the caller undoes the local steps, and the message says what the remote holds.
+
+A remote on this machine whose receive-pack died with a killed push may hold that push's ref
+locks; they are removed first, where no git process works in it.
 """
 
+import contextlib
 import json
 import os
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitError, GitRepo
 from pipeline.release.orphans import RUN_ID_ENV, settle
+from pipeline.release.stale_locks import holders, runs_git
 from pipeline.release.steps import LFS_FILTER, Journal, restore_local
 from service.bundle import MANIFEST_NAME
 
@@ -203,3 +209,43 @@ def push_or_agree(repo: GitRepo, journal: Journal, orphan_wait_seconds: float) -
         settle([os.environ.get(RUN_ID_ENV, journal.run_id)], orphan_wait_seconds)
         return after_failed_push(repo, journal, failure)
     return ""
+
+
+def local_git_dir(repo: GitRepo, remote: str) -> Path | None:
+    """The git directory of `remote` when it is a repository on this machine (a path or a
+    file:// URL); None for a server (https://, ssh://, host:path)."""
+    url = repo.run("remote", "get-url", "--push", remote).strip()
+    path = url.removeprefix("file://")
+    if "://" in path or (":" in path and "/" not in path.split(":", 1)[0]):
+        return None
+    folder = repo.root / path  # an absolute path stays itself
+    for candidate in (folder / ".git", folder):
+        if (candidate / "HEAD").is_file() and (candidate / "refs").is_dir():
+            return candidate.resolve()
+    return None
+
+
+def clear_remote_push_locks(repo: GitRepo, remote: str, since: float) -> list[str]:
+    """Ref lock files left in a remote on this machine by a push killed with its receive-pack
+    (created since `since`, the push's start), when no git process works there; in words."""
+    git_dir = local_git_dir(repo, remote)
+    if git_dir is None:
+        return []
+    candidates = [*(git_dir / "refs").glob("**/*.lock"), git_dir / "packed-refs.lock"]
+    locks = []
+    for path in candidates:
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime >= since - 1:
+                locks.append(path)
+    if not locks:
+        return []
+    names = ", ".join(str(path.relative_to(git_dir)) for path in locks)
+    busy = holders(git_dir, runs_git, "git")
+    if busy:
+        return [f"left {names} in {remote} ({git_dir}) in place: {busy}"]
+    for path in locks:
+        path.unlink(missing_ok=True)
+    return [
+        f"removed {names} in {remote} ({git_dir}), left by the killed push's receive-pack "
+        "(created during that push; no git process works there)"
+    ]

@@ -14,6 +14,7 @@ from pipeline.release.landing import (
     ReleaseNotLanded,
     adopt,
     ask_remote,
+    clear_remote_push_locks,
     finish_here,
     landed,
     may_land,
@@ -22,7 +23,7 @@ from pipeline.release.landing import (
 )
 from pipeline.release.lock import interrupted_run_ids, recovered
 from pipeline.release.orphans import RUN_ID_ENV, settle
-from pipeline.release.stale_locks import clear_remote_push_locks, clear_stale_locks
+from pipeline.release.stale_locks import clear_stale_locks
 from pipeline.release.steps import Journal, clean_scratch, restore_local
 
 # The journal's last step once the push may have started (the push step records itself done).

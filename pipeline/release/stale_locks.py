@@ -45,14 +45,15 @@ def holders(folder: Path, wanted, what: str) -> str:
     return f"{what} works there (pid {found[0][0]}: {found[0][1][:80]})" if found else ""
 
 
-def git_lock_files(repo: GitRepo) -> list[Path]:
-    """The lock files git may have left: beside HEAD, the index and the config, and each ref."""
-    git_dir = Path(repo.run("rev-parse", "--absolute-git-dir").strip())
+def git_lock_files(repo: GitRepo) -> tuple[list[Path], list[Path]]:
+    """The lock files git may have left: this working tree's own (its index and HEAD, in a
+    linked working tree), and those every working tree shares (config, packed-refs, refs)."""
+    git_dir = Path(repo.run("rev-parse", "--absolute-git-dir").strip()).resolve()
     common = repo.run("rev-parse", "--path-format=absolute", "--git-common-dir").strip()
     common_dir = Path(common).resolve()
-    found = {path for folder in {git_dir, common_dir} for path in folder.glob("*.lock")}
-    found.update((common_dir / "refs").glob("**/*.lock"))
-    return sorted(path for path in found if path.name != LOCK_NAME)
+    own = sorted(git_dir.glob("*.lock")) if git_dir != common_dir else []
+    shared = {*common_dir.glob("*.lock"), *(common_dir / "refs").glob("**/*.lock")}
+    return own, sorted(path for path in shared if path.name != LOCK_NAME)
 
 
 def worktrees(repo: GitRepo) -> list[Path]:
@@ -62,22 +63,28 @@ def worktrees(repo: GitRepo) -> list[Path]:
 
 
 def clear_git_locks(repo: GitRepo) -> list[str]:
-    """Remove git's lock files when no git process works in the repository; what was done."""
-    locks = git_lock_files(repo)
-    if not locks:
-        return []
-    names = ", ".join(os.path.relpath(path, repo.root) for path in locks)
-    busy = next(
-        (found for tree in worktrees(repo) if (found := holders(tree, runs_git, "git"))), ""
-    )
-    if busy:
-        return [f"left {names} in place: {busy}, and may hold it"]
-    for path in locks:
-        path.unlink(missing_ok=True)
-    return [
-        f"removed {names}, left by a git command that was killed (no git process works in "
-        f"{repo.root})"
-    ]
+    """Remove git's lock files where no git process works that may hold them; in words."""
+    own, shared = git_lock_files(repo)
+    messages, removed = [], []
+    for locks, trees in ((own, [repo.root]), (shared, worktrees(repo))):
+        if not locks:
+            continue
+        busy = next((found for tree in trees if (found := holders(tree, runs_git, "git"))), "")
+        if busy:
+            names = ", ".join(os.path.relpath(path, repo.root) for path in locks)
+            messages.append(f"left {names} in place: {busy}, and may hold it")
+            continue
+        for path in locks:
+            path.unlink(missing_ok=True)
+        removed += locks
+    if removed:
+        names = ", ".join(os.path.relpath(path, repo.root) for path in sorted(removed))
+        messages.insert(
+            0,
+            f"removed {names}, left by a git command that was killed (no git process works in "
+            "the repository)",
+        )
+    return messages
 
 
 def dvc_tmp_dir(workspace: Workspace, repo: GitRepo) -> Path | None:
@@ -244,43 +251,3 @@ def clear_dvc_locks(workspace: Workspace, repo: GitRepo) -> list[str]:
 def clear_stale_locks(repo: GitRepo, workspace: Workspace) -> list[str]:
     """Every lock file a killed run left, removed where no live process holds it; in words."""
     return [*clear_git_locks(repo), *clear_dvc_locks(workspace, repo)]
-
-
-def local_git_dir(repo: GitRepo, remote: str) -> Path | None:
-    """The git directory of `remote` when it is a repository on this machine (a path or a
-    file:// URL); None for a server (https://, ssh://, host:path)."""
-    url = repo.run("remote", "get-url", "--push", remote).strip()
-    path = url.removeprefix("file://")
-    if "://" in path or (":" in path and "/" not in path.split(":", 1)[0]):
-        return None
-    folder = repo.root / path  # an absolute path stays itself
-    for candidate in (folder / ".git", folder):
-        if (candidate / "HEAD").is_file() and (candidate / "refs").is_dir():
-            return candidate.resolve()
-    return None
-
-
-def clear_remote_push_locks(repo: GitRepo, remote: str, since: float) -> list[str]:
-    """Ref lock files left in a remote on this machine by a push killed with its receive-pack
-    (created since `since`, the push's start), when no git process works there; in words."""
-    git_dir = local_git_dir(repo, remote)
-    if git_dir is None:
-        return []
-    candidates = [*(git_dir / "refs").glob("**/*.lock"), git_dir / "packed-refs.lock"]
-    locks = []
-    for path in candidates:
-        with contextlib.suppress(FileNotFoundError):
-            if path.stat().st_mtime >= since - 1:
-                locks.append(path)
-    if not locks:
-        return []
-    names = ", ".join(str(path.relative_to(git_dir)) for path in locks)
-    busy = holders(git_dir, runs_git, "git")
-    if busy:
-        return [f"left {names} in {remote} ({git_dir}) in place: {busy}"]
-    for path in locks:
-        path.unlink(missing_ok=True)
-    return [
-        f"removed {names} in {remote} ({git_dir}), left by the killed push's receive-pack "
-        "(created during that push; no git process works there)"
-    ]
