@@ -85,6 +85,32 @@ def test_a_figure_that_differs_from_its_report_fails_the_check_until_make_docs(t
     assert docs(workspace, "--check").returncode == 0
 
 
+def test_the_check_accepts_docs_of_the_committed_reports_beside_this_machines_own(tmp_path):
+    page = "<!-- figure: gate.measures.cold_start_seconds.value -->3.1<!-- /figure --> s\n"
+    gate = {"measures": {"cold_start_seconds": {"value": 3.1}}}
+    workspace = docs_workspace(tmp_path, page, gate=gate)
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "the team's run"]):
+        subprocess.run(
+            ["git", "-c", "user.name=T", "-c", "user.email=t@example.com", *command],
+            cwd=tmp_path,
+            check=True,
+        )
+    gate["measures"]["cold_start_seconds"]["value"] = 7.25  # `make demo` on another machine
+    (tmp_path / "reports" / "gate.json").write_text(json.dumps(gate))
+    own_run = docs(workspace, "--check")
+    assert own_run.returncode == 0, own_run.stdout
+    assert "the docs match the committed reports" in own_run.stdout
+    assert "this machine's own run (reports/gate.json) differs from them" in own_run.stdout
+    (tmp_path / "docs" / "page.md").write_text(page.replace("3.1", "5.0"))
+    neither = docs(workspace, "--check")
+    assert neither.returncode == 1
+    assert "gate.measures.cold_start_seconds.value reads '5.0', its source says '7.25'" in (
+        neither.stdout
+    )
+    docs(workspace)  # `make docs`: the docs quote this machine's run
+    assert "the docs match the reports\n" in docs(workspace, "--check").stdout
+
+
 def test_figures_select_list_items_and_dict_keys_and_format(tmp_path):
     page = (
         "<!-- figure: benchmark.rows[path=keras model.predict].p50_ms -->?<!-- /figure -->\n"

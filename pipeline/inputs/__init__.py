@@ -1,2 +1,3 @@
-"""The user's files: where they are (files), their label order (labels), the Keras model they
-hold (keras_model), and whether git or DVC tracks them (tracking)."""
+"""The files a user brings, read and checked: model, labels and their order, held-out set.
+
+Each refusal names the file and the fix; `tracking` says whether CI could rebuild from them."""

@@ -10,16 +10,17 @@ from typing import Any
 import yaml
 
 from pipeline.paths import Workspace
+from pipeline.report.doc_layout import layout_block, modules_block
 from pipeline.summary import failure_detail, plan_fit_in_words
 from pipeline.verdicts import GATE_STAGES, read_json
 
-# Block name -> the markdown a command writes under reports/ (ignored by git).
+# Block name -> the markdown a command writes under reports/, and the command.
 COPIED = {
     "quantization": ("quantization.md", "make quantization"),
     "benchmark": ("benchmark.md", "make bench"),
     "servers": ("servers.md", "make bench-servers"),
     "bench-peers": ("bench/peers.md", "make bench-peers"),
-    "batching": ("batching_figures.md", "make bench-batching BASELINE=DIR"),
+    "batching": ("batching_figures.md", "make bench-batching"),
     "gate-steadiness": ("gate_steadiness.md", "make gate-steadiness"),
 }
 
@@ -55,7 +56,29 @@ def summary_block(workspace: Workspace) -> str | None:
     width = max(len(stage) for stage, _, _ in rows)
     lines = [f"{'stage':<{width}}  verdict  detail"]
     lines += [f"{stage:<{width}}  {verdict:<7}  {detail}" for stage, verdict, detail in rows]
-    return "```text\n" + "\n".join(lines) + "\n```\n"
+    return "```text\n" + "\n".join(lines) + "\n```\n\n" + where_it_ran(reports) + "\n"
+
+
+def where_it_ran(reports: dict[str, dict]) -> str:
+    """The machine and date of the run the verdicts record: whose figures these are."""
+    hosts = {
+        stage: (report.get("produced_on") or {}).get("host") for stage, report in reports.items()
+    }
+    machine = reports["gate"].get("machine") or {}
+    gate_machine = (
+        f"host `{hosts['gate']}` ({machine.get('cpu_model', 'CPU unrecorded')}, "
+        f"{machine.get('cores', '?')} cores, {machine.get('cgroup_backend', '?')})"
+    )
+    if len(set(hosts.values())) == 1:
+        *first, last = hosts
+        where = f"{', '.join(first)} and {last} on {gate_machine}"
+    else:
+        where = ", ".join(
+            f"{stage} on host `{host}`" for stage, host in hosts.items() if stage != "gate"
+        )
+        where += f", gate on {gate_machine}"
+    measured = machine.get("measured_at", "an unrecorded time")
+    return f"The run these verdicts record: {where}; the gate measured at {measured}.\n"
 
 
 def metrics_block(workspace: Workspace) -> str | None:
@@ -197,6 +220,8 @@ BLOCKS: dict[str, Callable[[Workspace], str | None]] = {
     "worst-case": worst_case_block,
     "plan-fit": plan_fit_block,
     "plans": plans_block,
+    "layout": layout_block,
+    "modules": modules_block,
 }
 
 

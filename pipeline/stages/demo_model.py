@@ -3,9 +3,11 @@ data, so the product runs out of the box. It writes exactly what a user brings, 
 `model.keras`, `labels.txt` (in output order, not sorted), a joblib StandardScaler, and a
 held-out `.npz` of raw samples with string labels.
 
-Every byte it writes is the same on every run and every machine of the same kind: training is
-seeded, deterministic and single-threaded, and the save dates Keras and zip files carry are
-pinned. So a fresh clone's `make demo` rebuilds the very candidate the committed verdicts name."""
+Every byte it writes is the same on every run on one kind of CPU: training is seeded,
+deterministic and single-threaded, and the save dates Keras and zip files carry are pinned. So
+a fresh clone's `make demo` on the machine kind that committed the verdicts rebuilds the very
+candidate they name; a CPU of another make sums floats in another order and trains other bits
+(docs/pipeline.md, "The demo model")."""
 
 import io
 import json
@@ -20,7 +22,7 @@ import numpy as np
 
 # TensorFlow logs its start-up chatter at INFO; keep stage output to what matters.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# oneDNN's kernels change float round-off with the CPU they find; the plain ones do not.
+# oneDNN's kernels pick their float round-off by the CPU they find, so they stay off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from pipeline.params import load_params
