@@ -94,7 +94,8 @@ def test_every_figure_in_the_docs_matches_the_report_it_came_from():
         text=True,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "the docs match the reports" in completed.stdout
+    # The reports on disk, or the committed ones where this machine's own run rewrote reports/.
+    assert "the docs match the " in completed.stdout
 
 
 @pytest.mark.parametrize(
