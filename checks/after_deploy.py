@@ -8,8 +8,9 @@ service back to the previous release when the live model is provably the wrong o
 
 `decide` reads the smoke check's JSON report (checks/report.py) and the checkout's git tags, and
 writes its decision to $GITHUB_OUTPUT; `comment` turns the decision (the DECISION variable) and
-what became of the rollback into the issue's text. A rollback happens only on a wrong model or
-golden answers that differ, never on a timeout, an unreachable service or a cold start.
+what became of the rollback into the text of the issue. A rollback happens only on a wrong
+model or golden answers that differ, never on a timeout, an unreachable service or a cold
+start.
 Standard library only: the issue job installs nothing.
 """
 
@@ -155,7 +156,7 @@ def describe(outcome: str, report: dict | None, facts: Facts) -> str:
 
 
 def decide(report: dict | None, facts: Facts) -> Decision:
-    """Issue or not, rollback or not and to which tag, and the issue's text."""
+    """Issue or not, rollback or not and to which tag, and the text of the issue."""
     outcome = str(report.get("outcome")) if report else ""
     tag, why = rollback_plan(outcome, report or {}, facts)
     return Decision(
@@ -171,7 +172,7 @@ def decide(report: dict | None, facts: Facts) -> Decision:
 
 
 def comment(decision: Decision, rollback_result: str) -> str:
-    """The issue's text: what the check found, what became of the rollback, the report."""
+    """The text of the issue: what the check found, what became of the rollback, the report."""
     status = "passes again" if decision.action == "resolve" else "FAILED"
     lines = [f"### Post-deploy check: {status}", "", decision.headline, ""]
     if decision.commit:
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     decide_parser.add_argument("--render-branch", default="")
     decide_parser.add_argument("--rollback-setting", default="")
     decide_parser.add_argument("--release-dir", default="release")
-    comment_parser = commands.add_parser("comment", help="the issue's text ($DECISION)")
+    comment_parser = commands.add_parser("comment", help="the text of the issue ($DECISION)")
     comment_parser.add_argument("--rollback-result", default="")
     comment_parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)

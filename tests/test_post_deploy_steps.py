@@ -144,7 +144,7 @@ def fake_gh(folder: Path) -> Path:
 def issue_steps(tmp_path: Path, decided, rollback_result: str, open_issue: str = ""):
     """The issue job: its text, then the `gh` calls; (the calls, the comment's text)."""
     runner = tmp_path / "issue-runner"
-    text_step = find_step("post-deploy.yml", "issue", "the issue's text")
+    text_step = find_step("post-deploy.yml", "issue", "the text of the issue")
     values = {"DECISION": decided.outputs["decision"], "ROLLBACK_RESULT": rollback_result}
     texts = run_step(text_step, tmp_path, runner, values)
     assert texts.returncode == 0, texts.stderr

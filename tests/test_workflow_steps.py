@@ -35,7 +35,7 @@ RUN_HERE = {
     ("post-deploy.yml", "smoke", "smoke check"),
     ("post-deploy.yml", "smoke", "decide what the result calls for"),
     ("post-deploy.yml", "rollback", "roll back to the previous release"),
-    ("post-deploy.yml", "issue", "the issue's text"),
+    ("post-deploy.yml", "issue", "the text of the issue"),
     ("post-deploy.yml", "issue", "open or update the one post-deploy issue"),
     ("tests.yml", "all-green", "every required job passed"),
 }
