@@ -1,5 +1,5 @@
 """What a post-deploy check's result calls for (checks/after_deploy.py): the issue, whether to
-roll back and to which tag, and the issue's text. tests/test_post_deploy_steps.py runs it in
+roll back and to which tag, and the text of the issue. tests/test_post_deploy_steps.py runs it in
 the workflow's steps."""
 
 import dataclasses

@@ -242,15 +242,15 @@ LIVE = "can this run check the live service?"
 
 
 @pytest.mark.parametrize(
-    "values, reason",
+    "values, level, reason",
     [
-        ({"DRY_RUN": "true"}, "a dry run pushes no release"),
-        ({"URL": ""}, "no repository variable SERVICE_URL names the live service"),
-        ({"RENDER_BRANCH": ""}, "cannot tell whether Render deploys release-2; set it"),
-        ({"RENDER_BRANCH": "main"}, "the release is on release-2 but Render deploys main"),
+        ({"DRY_RUN": "true"}, "notice", "a dry run pushes no release"),
+        ({"URL": ""}, "warning", "no repository variable SERVICE_URL names the live service"),
+        ({"RENDER_BRANCH": ""}, "warning", "cannot tell whether Render deploys release-2; set"),
+        ({"RENDER_BRANCH": "main"}, "notice", "the release is on release-2 but Render deploys"),
     ],
 )
-def test_the_live_check_is_skipped_only_with_its_reason_shown(tmp_path, values, reason):
+def test_the_live_check_is_skipped_only_with_its_reason_shown(tmp_path, values, level, reason):
     given = {
         "URL": "https://service.example",
         "RENDER_BRANCH": "release-2",
@@ -261,9 +261,8 @@ def test_the_live_check_is_skipped_only_with_its_reason_shown(tmp_path, values, 
     ran = run_step(find_step("promote.yml", "promote", LIVE), tmp_path, tmp_path / "runner", given)
     assert ran.returncode == 0, ran.stderr
     assert ran.outputs == {"check": "false"}
-    assert (
-        ran.stdout.startswith("::warning title=live service not checked::") and reason in ran.stdout
-    )
+    assert ran.stdout.startswith(f"::{level} title=live service not checked::")
+    assert reason in ran.stdout
     assert ran.summary.startswith("**The live service was not checked:**") and reason in ran.summary
 
 
