@@ -157,6 +157,8 @@ def test_no_pipe_feeds_a_reader_that_stops_early():
     # Under pipefail, `cmd | grep -q .` fails at random: grep exits at its first match and
     # cmd dies of SIGPIPE writing the rest.
     early_exit = re.compile(r"\|\s*(grep\s+(-\w*[qm]|--quiet|--max-count)|head\b)")
+    assert early_exit.search("dvc remote list | grep -q .")
+    assert not early_exit.search("python -m pipeline.summary | tee -a summary.md")
     for name, _, job_name, _, step in run_steps():
         assert not early_exit.search(step["run"]), (name, job_name, step.get("name"))
 
