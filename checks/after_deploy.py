@@ -141,7 +141,7 @@ def describe(outcome: str, report: dict | None, facts: Facts) -> str:
     if report is None:
         if not facts.checked_url:
             return "No URL to check: pass one, or set the repository variable SERVICE_URL."
-        return f"{code(facts.checked_url)}: the smoke check wrote no report; see the run's log."
+        return f"{code(facts.checked_url)}: the smoke check wrote no readable report; see the run."
     release = report.get("release") or {}
     promoted, live = release.get("sha256"), report.get("live_sha256")
     line = f"{code(report.get('url'))} {HEADLINES.get(outcome, f'failed ({code(outcome)})')}"
@@ -201,6 +201,15 @@ def comment(decision: Decision, rollback_result: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def read_report(report_path: Path) -> dict | None:
+    """The smoke check's report; None when it wrote none (it never ran) or none readable."""
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
 def git(*args: str) -> str:
     return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
 
@@ -258,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     comment_parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "decide":
-        report = json.loads(args.report.read_text("utf-8")) if args.report.is_file() else None
+        report = read_report(args.report)
         decision = decide(report, checkout_facts(args, args.release_dir))
         print(decision.headline)
         if decision.why:

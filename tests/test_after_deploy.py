@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from checks.after_deploy import HEADLINES, Facts, comment, decide
+from checks.after_deploy import HEADLINES, Facts, comment, decide, read_report
 from checks.report import (
     GOLDEN_MISMATCH,
     OK,
@@ -63,7 +63,7 @@ def test_no_other_failure_ever_rolls_back(outcome):
 def test_a_missing_report_opens_an_issue_and_never_rolls_back():
     decision = decide(None, FACTS)
     assert (decision.action, decision.rollback_tag) == ("report", "")
-    assert "the smoke check wrote no report" in decision.headline
+    assert "the smoke check wrote no readable report" in decision.headline
     no_url = decide(None, dataclasses.replace(FACTS, checked_url=""))
     assert no_url.headline.startswith("No URL to check: pass one, or set the repository variable")
 
@@ -144,3 +144,11 @@ def test_the_module_needs_nothing_but_the_standard_library():
         text=True,
     )
     assert completed.returncode == 0, completed.stderr
+
+
+def test_a_report_that_is_missing_or_unreadable_counts_as_none(tmp_path):
+    assert read_report(tmp_path / "none.json") is None
+    (tmp_path / "half.json").write_text('{"outcome": "wro')
+    assert read_report(tmp_path / "half.json") is None
+    (tmp_path / "list.json").write_text("[]")
+    assert read_report(tmp_path / "list.json") is None
