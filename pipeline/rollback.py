@@ -77,7 +77,10 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
         same = all(object_id(repo, "HEAD", path) == object_id(repo, tag, path) for path in restored)
         remote_head = repo.remote_ref_sha(remote, f"refs/heads/{branch}")
         if same and not params_change and not inputs.written() and remote_head == repo.head():
-            print(f"already at {tag}: {', '.join(restored)} match it on {remote}/{branch}")
+            print(
+                f"already at {tag}: {', '.join(restored)}, and the params and inputs that built "
+                f"it, match it on {remote}/{branch}"
+            )
             return
         message = f"Roll back the release to {tag}"
         params_path = os.path.relpath(workspace.params_path, repo.root)
@@ -90,8 +93,8 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
             print(
                 f"dry run, nothing changed; would restore from {tag}:\n  "
                 + "\n  ".join(files)
-                + f"\n{inputs_words(inputs)}\nthen commit '{message}' on {branch} and push it "
-                f"to {remote}"
+                + (f"\n{inputs.left()}" if inputs.left() else "")
+                + f"\nthen commit '{message}' on {branch} and push it to {remote}"
             )
             return
 
@@ -128,19 +131,12 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
         print(f"params.yaml's sections that built {tag} are restored")
     for line in inputs.describe():
         print(f"restored {tag}'s input: {line}")
-    print(inputs_words(inputs))
+    if inputs.left():
+        print(inputs.left())
     print(
         f"next: `dvc repro` rebuilds {tag}'s model; `python -m pipeline.summary` shows its "
         f"verdicts; `python -m pipeline.promote` then finds {tag} already released"
     )
-
-
-def inputs_words(inputs: InputsRestore) -> str:
-    """What a rollback does about the model's inputs, in words, beyond the files it restores."""
-    rebuilt = f"; `dvc repro` rebuilds {', '.join(inputs.rebuilt)}" if inputs.rebuilt else ""
-    if inputs.written():
-        return f"the model's other inputs are as at {inputs.tag} already{rebuilt}"
-    return f"the model's inputs are as at {inputs.tag} already{rebuilt}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ git-lfs to a bare remote; rolling back to the first restores model.dvc and its d
 local DVC cache, else the DVC remote), so `dvc repro` rebuilds the first model."""
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -76,6 +77,12 @@ def a_state(work: Path, bare: Path) -> dict:
     }
 
 
+def documented_dry_run() -> str:
+    """The dry run docs/releasing.md shows for a rollback from a pipeline.init model."""
+    page = (REPO_ROOT / "docs" / "releasing.md").read_text()
+    return re.search(r"```text\n(dry run, nothing changed; would restore .*?)```", page, re.S)[1]
+
+
 def test_rollback_restores_model_dvc_and_its_data_and_repro_rebuilds_that_model(
     tmp_path_factory,
 ):
@@ -108,6 +115,7 @@ def test_rollback_restores_model_dvc_and_its_data_and_repro_rebuilds_that_model(
     assert dry.returncode == 0, dry.stderr
     assert "params.yaml (the sections that built model-v1)" in dry.stdout
     assert "model.dvc and the data it tracks, model/ (from the local DVC cache)" in dry.stdout
+    assert dry.stdout == documented_dry_run()
     assert a_state(work, bare) == before
 
     rolled = python(work, "pipeline.rollback", "model-v1")

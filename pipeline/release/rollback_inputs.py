@@ -45,6 +45,7 @@ class InputsRestore:
     git_files: tuple[str, ...] = ()
     tracked: tuple[TrackedData, ...] = ()
     rebuilt: tuple[str, ...] = ()  # pipeline stages' outputs, which `dvc repro` rebuilds
+    unchanged: tuple[str, ...] = ()  # inputs HEAD tracks as the tag does (the file or .dvc file)
     dvc_remote: str = ""
 
     def from_tag(self) -> list[str]:
@@ -63,6 +64,16 @@ class InputsRestore:
             outs = ", ".join(f"{out}/" for out in data.outs)
             lines.append(f"{data.dvc_file} and the data it tracks, {outs} (from {source})")
         return lines
+
+    def left(self) -> str:
+        """The inputs the rollback leaves to others, in words; "" when none."""
+        parts = []
+        if self.unchanged:
+            parts.append(f"tracked as at {self.tag} already: {', '.join(self.unchanged)}")
+        if self.rebuilt:
+            parts.append(f"`dvc repro` rebuilds {', '.join(self.rebuilt)}")
+        which = "the model's other inputs" if self.written() else "the model's inputs"
+        return f"{which}: {'; '.join(parts)}" if parts else ""
 
 
 def object_at(repo: GitRepo, rev: str, path: str) -> str:
@@ -86,12 +97,14 @@ def inputs_at(repo: GitRepo, workspace: Workspace, tag: str, params_text: str) -
     except InputFileError as error:
         raise PromotionRefused(f"{tag}'s params.yaml: {error}") from None
     outputs: dict[str, Output] | None = None
-    git_files, dvc_files, rebuilt = [], {}, set()
+    git_files, dvc_files, rebuilt, unchanged = [], {}, set(), set()
     for key, path in files.items():
         rel = os.path.relpath(path, repo.root)
         if object_at(repo, tag, rel):
             if object_at(repo, "HEAD", rel) != object_at(repo, tag, rel):
                 git_files.append(checked_git_file(repo, tag, rel))
+            else:
+                unchanged.add(rel)
             continue
         outputs = outputs_at(workspace.root, tag) if outputs is None else outputs
         out = covering(outputs, rel)
@@ -108,6 +121,8 @@ def inputs_at(repo: GitRepo, workspace: Workspace, tag: str, params_text: str) -
             dvc_files[dvc_file] = [
                 o for o, output in outputs.items() if output.dvc_file == dvc_file
             ]
+        else:
+            unchanged.add(dvc_file)
     tracked = tuple(
         checked_data(repo, tag, dvc_file, outs, outputs) for dvc_file, outs in dvc_files.items()
     )
@@ -121,7 +136,9 @@ def inputs_at(repo: GitRepo, workspace: Workspace, tag: str, params_text: str) -
                 "default DVC remote to pull it from: `dvc remote add -d <name> <url>` naming the "
                 "remote that holds it (or roll back where that data is cached), then run again"
             )
-    return InputsRestore(tag, tuple(git_files), tracked, tuple(sorted(rebuilt)), remote)
+    return InputsRestore(
+        tag, tuple(git_files), tracked, tuple(sorted(rebuilt)), tuple(sorted(unchanged)), remote
+    )
 
 
 def checked_git_file(repo: GitRepo, tag: str, rel: str) -> str:
