@@ -26,13 +26,18 @@ class Output:
 
 def run_dvc(cwd: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     """`dvc <args>` in `cwd`, with the project's own Python and DVC."""
-    return subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "dvc", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise PromotionRefused(
+            f"dvc {' '.join(args)} did not finish within {timeout:.0f} s"
+        ) from None
 
 
 def said(completed: subprocess.CompletedProcess) -> str:

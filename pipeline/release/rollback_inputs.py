@@ -15,6 +15,7 @@ from pipeline.paths import Workspace
 from pipeline.release.dvc_data import Output, changed_outs, outputs_at, run_dvc, said
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitRepo
+from pipeline.release.transaction import object_id
 
 # What to do about data that is not as its .dvc file says, by `dvc status`'s word for it.
 STATUS_FIXES = {
@@ -76,11 +77,6 @@ class InputsRestore:
         return f"{which}: {'; '.join(parts)}" if parts else ""
 
 
-def object_at(repo: GitRepo, rev: str, path: str) -> str:
-    """The blob id of `path` at `rev`; "" when absent."""
-    return repo.run("rev-parse", "--verify", "--quiet", f"{rev}:{path}", check=False).strip()
-
-
 def covering(outputs: dict[str, Output], path: str) -> str | None:
     """The DVC output that is `path` or holds it."""
     return next((out for out in outputs if path == out or path.startswith(out + "/")), None)
@@ -100,8 +96,8 @@ def inputs_at(repo: GitRepo, workspace: Workspace, tag: str, params_text: str) -
     git_files, dvc_files, rebuilt, unchanged = [], {}, set(), set()
     for key, path in files.items():
         rel = os.path.relpath(path, repo.root)
-        if object_at(repo, tag, rel):
-            if object_at(repo, "HEAD", rel) != object_at(repo, tag, rel):
+        if object_id(repo, tag, rel):
+            if object_id(repo, "HEAD", rel) != object_id(repo, tag, rel):
                 git_files.append(checked_git_file(repo, tag, rel))
             else:
                 unchanged.add(rel)
@@ -117,7 +113,7 @@ def inputs_at(repo: GitRepo, workspace: Workspace, tag: str, params_text: str) -
         dvc_file = outputs[out].dvc_file
         if outputs[out].from_stage:
             rebuilt.add(f"{out} (an output of {dvc_file})")
-        elif object_at(repo, "HEAD", dvc_file) != object_at(repo, tag, dvc_file):
+        elif object_id(repo, "HEAD", dvc_file) != object_id(repo, tag, dvc_file):
             dvc_files[dvc_file] = [
                 o for o, output in outputs.items() if output.dvc_file == dvc_file
             ]
@@ -143,7 +139,7 @@ def inputs_at(repo: GitRepo, workspace: Workspace, tag: str, params_text: str) -
 
 def checked_git_file(repo: GitRepo, tag: str, rel: str) -> str:
     """`rel`, unless a file HEAD does not track lies there, which a checkout would overwrite."""
-    if not object_at(repo, "HEAD", rel) and (repo.root / rel).exists():
+    if not object_id(repo, "HEAD", rel) and (repo.root / rel).exists():
         raise PromotionRefused(
             f"{tag} holds {rel} in git, and a file git does not track is there now (the "
             "rollback would overwrite it): move it aside, then run again"
@@ -153,7 +149,7 @@ def checked_git_file(repo: GitRepo, tag: str, rel: str) -> str:
 
 def head_outs(repo: GitRepo, dvc_file: str) -> list[str]:
     """The outputs HEAD's `dvc_file` tracks, relative to the repository root; [] if none."""
-    text = repo.run("show", f"HEAD:{dvc_file}") if object_at(repo, "HEAD", dvc_file) else ""
+    text = repo.run("show", f"HEAD:{dvc_file}") if object_id(repo, "HEAD", dvc_file) else ""
     base = os.path.dirname(dvc_file)
     outs = (yaml.safe_load(text) or {}).get("outs") or []
     return [os.path.normpath(os.path.join(base, entry["path"])) for entry in outs]
@@ -162,7 +158,7 @@ def head_outs(repo: GitRepo, dvc_file: str) -> list[str]:
 def checked_data(repo: GitRepo, tag: str, dvc_file: str, outs: list[str], outputs) -> TrackedData:
     """`dvc_file` as a rollback to `tag` restores it; refused when the data there now could not
     be put back after a failure, or lies where git, or nothing, tracks it."""
-    at_head = bool(object_at(repo, "HEAD", dvc_file))
+    at_head = bool(object_id(repo, "HEAD", dvc_file))
     tracked_now = head_outs(repo, dvc_file)
     for out in outs:
         if repo.run("ls-files", "--", out).strip():
@@ -193,7 +189,7 @@ def checked_data(repo: GitRepo, tag: str, dvc_file: str, outs: list[str], output
         }
     )
     for path in ignore_files:
-        if (repo.root / path).exists() and not object_at(repo, "HEAD", path):
+        if (repo.root / path).exists() and not object_id(repo, "HEAD", path):
             raise PromotionRefused(
                 f"{path} is not in git, and the rollback adds to it: commit it, then run again"
             )
