@@ -64,7 +64,8 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
             )
         if not dry_run:
             recover(repo, workspace, float(settings["orphan_wait_seconds"]))
-        # A rollback rewrites dvc.lock, reports/ and params.yaml: uncommitted edits would be lost.
+        # A rollback rewrites dvc.lock, reports/, params.yaml and the inputs: uncommitted edits
+        # would be lost (inputs_at checks the DVC-tracked data itself).
         branch = preflight(repo, remote, owned_may_change=False)
         restored = [
             path
@@ -142,8 +143,9 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.rollback",
-        description="Restore the release of an earlier tag (release/, reports/, dvc.lock and the "
-        "params.yaml sections that built it), commit it and push it.",
+        description="Restore the release of an earlier tag (release/, reports/, dvc.lock, the "
+        "params.yaml sections and the model's inputs that built it: files in git, .dvc files "
+        "and their data), commit it and push it.",
     )
     parser.add_argument("tag", nargs="?", help="the release tag to return to, e.g. model-v1")
     parser.add_argument(
