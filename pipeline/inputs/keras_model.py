@@ -84,8 +84,8 @@ def _load_error(path: Path, error: Exception, custom_objects: str | None) -> Inp
     unknown = UNKNOWN_ARGUMENTS.search(str(error))
     if unknown:
         return InputFileError(
-            f"model {path} has a {unknown.group(1)} layer saved with arguments Keras 3 does not "
-            f"take ({unknown.group(2)}), and not among the Keras 2 arguments known to change no "
+            f"model {path}: its {unknown.group(1)} layer was saved with arguments Keras 3 does "
+            f"not take ({unknown.group(2)}), not among the Keras 2 arguments known to change no "
             "answer, which the loader drops (docs/bring-your-own-model.md lists them): rebuild "
             "the model with Keras 3, load its weights into it and save it with "
             f"model.save('model.keras'). Keras said: {cause}"
