@@ -1,5 +1,7 @@
 """The label-order check on answers alone: a swapped pair is named, a weak model is not."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
@@ -39,10 +41,11 @@ def test_two_swapped_names_of_twelve_are_caught_and_named(seed):
     assert measure["passed"] is False and measure["value"] >= 0.1
     assert len(convincing) == 1
     assert sorted(convincing[0].answered) == ["sign_03", "sign_07"]
-    message = refusal(convincing, "my_labels.txt")
+    message = refusal(convincing, given, Path("my_labels.txt"))
     assert "answers named 'sign_07' are mostly 'sign_03'" in message
     assert "answers named 'sign_03' are mostly 'sign_07'" in message
-    assert "my_labels.txt" in message and "output order" in message
+    assert "The labels file my_labels.txt must name the model's outputs in order" in message
+    assert "Fix: in my_labels.txt, make line 4 'sign_03' and line 8 'sign_07'" in message
 
 
 @pytest.mark.parametrize("near", [False, True])
@@ -68,3 +71,13 @@ def test_a_class_with_no_held_out_samples_is_no_evidence():
     truth = np.array([0] * 20 + [1] * 20)
     measure, _ = judge_label_order(*named(truth, truth, labels, labels), labels, RULE)
     assert measure["passed"] is True
+
+
+def test_one_outputs_score_for_the_other_class_says_to_name_that_class():
+    names = ["dog", "not dog"]  # one output, one label: its class and the rest
+    truth = np.random.default_rng(2).integers(0, 2, 60)
+    measure, convincing = judge_label_order(*named(truth, 1 - truth, names, names), names, RULE)
+    assert measure["passed"] is False
+    message = refusal(convincing, names, Path("labels.txt"))
+    assert "The one output's score is for the other class, not 'dog'" in message
+    assert "give that class's name as the one label in labels.txt" in message

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import requests
-from user_files import write_user_files
+from user_files import class_signal_samples, write_user_files
 from workspaces import make_workspace, run_stage
 
 from pipeline.verdicts import read_json
@@ -153,6 +153,31 @@ def test_independent_sigmoid_outputs_are_served_as_scores(tmp_path, start_servic
     assert "probability" not in answer and "score" in answer
     scores = [entry["score"] for entry in answer["top_k"]]
     assert scores == sorted(scores, reverse=True) and answer["score"] == scores[0]
+
+
+def test_one_sigmoid_output_is_judged_on_its_class_and_the_rest(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(3)
+    samples, is_dog = class_signal_samples(400, 2, shift=2.0, seed=2)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    model.fit(samples[:300], is_dog[:300], epochs=10, batch_size=32, verbose=0)
+    inputs = write_user_files(
+        tmp_path / "user",
+        model,
+        normaliser=None,
+        labels=["dog"],
+        labels_as="txt",
+        heldout_x=samples[300:],
+        heldout_y=is_dog[300:],  # 1 dog, 0 not
+    )
+    workspace, checked = convert_and_check(tmp_path, inputs, min_accuracy=0.8)
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    report = read_json(workspace.report_path("parity"))
+    assert report["served_as"] == "score" and report["accuracy"]["keras"] >= 0.8
+    rows = {row["label"]: row["samples"] for row in report["per_class"]}
+    assert rows == {"dog": int(is_dog[300:].sum()), "not dog": int((1 - is_dog[300:]).sum())}
 
 
 CUSTOM_LAYER_MODULE = '''

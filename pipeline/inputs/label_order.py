@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.inputs.files import negative_name
 from pipeline.inputs.labels import TEXT_SUFFIXES
 from pipeline.inputs.provenance import init_command, source_of
 
@@ -158,7 +159,13 @@ def refusal(convincing: list[Renaming], labels: list[str], labels_path: Path) ->
     moves = " and ".join(
         f"{place} {index + 1} {name!r}" for index, name in enumerate(fixed) if name != labels[index]
     )
-    if editable:
+    if labels[1:] == [negative_name(labels[0])]:  # one output: its score is for the rest
+        fix = (
+            f"The one output's score is for the other class, not {labels[0]!r}. Fix: give that "
+            f"class's name as the one label in {source or labels_path}, or, if the held-out y "
+            "is what is inverted, swap its 1 and 0"
+        )
+    elif editable:
         fix = f"Fix: in {source or labels_path}, make {moves}"
     else:
         fix = (
@@ -173,6 +180,7 @@ def refusal(convincing: list[Renaming], labels: list[str], labels_path: Path) ->
         then = "then run dvc repro"
     return (
         f"the label order looks wrong: {'; '.join(r.in_words() for r in convincing)}. "
-        f"{named} must name the model's outputs in order ({place} i names output i). "
+        f"{named} must name the model's outputs in order ({place} 1 the first output, "
+        f"{place} 2 the second, ...). "
         f"{fix}; {then}"
     )

@@ -75,7 +75,7 @@ def load_labels(path: Path, shape: ModelShape) -> list[str]:
             f"labels {path} lists {len(labels)} labels ({shown}) but the model has one output "
             "(one sigmoid unit, as a binary classifier has), and one output takes one label: "
             "the positive class, whose score it answers (what y = 1 meant in training); give "
-            "only that label"
+            "only that label (the held-out y then holds 1 for that class and 0 for the rest)"
         )
     if len(labels) != shape.classes:
         raise InputFileError(

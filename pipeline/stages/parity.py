@@ -14,7 +14,7 @@ import numpy as np
 # TensorFlow logs its start-up chatter at INFO; keep stage output to what matters.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline.inputs.files import InputPaths, load_heldout
+from pipeline.inputs.files import InputPaths, load_heldout, negative_name
 from pipeline.inputs.keras_model import keras_outputs, load_keras_model
 from pipeline.inputs.label_order import judge_label_order, refusal
 from pipeline.inputs.labels import load_labels
@@ -49,6 +49,21 @@ def per_class_rows(truth: np.ndarray, keras_labels: np.ndarray, tflite_labels: n
             }
         )
     return rows
+
+
+def class_names(labels: list[str]) -> list[str]:
+    """The classes the held-out answers are judged in: the labels, or for one output (one
+    label) its class and the rest."""
+    return labels if len(labels) > 1 else [labels[0], negative_name(labels[0])]
+
+
+def answers_named(outputs: np.ndarray, labels: list[str], output_kind: str) -> np.ndarray:
+    """Each row's answer as a class name: the top output's label; for one output, its label
+    where the score passes the middle (0.5, or 0 for a logit) and the rest where not."""
+    if len(labels) > 1:
+        return np.array(labels)[outputs.argmax(axis=1)]
+    middle = 0.0 if output_kind == "logit" else 0.5
+    return np.where(outputs[:, 0] >= middle, labels[0], negative_name(labels[0]))
 
 
 def judge(keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, parity_params):
@@ -155,15 +170,17 @@ def parity(workspace: Workspace) -> None:
     except BundleError as failure:
         write_verdict(workspace, "parity", {"passed": False, "reason": str(failure)})
         raise SystemExit(f"parity failed: {failure}") from None
-    keras_labels = np.array(labels)[keras_probs.argmax(axis=1)]
-    tflite_labels = np.array(labels)[tflite_probs.argmax(axis=1)]
-    rows = per_class_rows(truth, keras_labels, tflite_labels, labels)
+    kind = predictor.contract.output_kind
+    names = class_names(labels)
+    keras_labels = answers_named(keras_probs, labels, kind)
+    tflite_labels = answers_named(tflite_probs, labels, kind)
+    rows = per_class_rows(truth, keras_labels, tflite_labels, names)
     measures, accuracy, convincing = judge(
         keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, parity_params
     )
     if batched_probs is not None:
-        batched_labels = np.array(labels)[batched_probs.argmax(axis=1)]
-        batched_rows = per_class_rows(truth, keras_labels, batched_labels, labels)
+        batched_labels = answers_named(batched_probs, labels, kind)
+        batched_rows = per_class_rows(truth, keras_labels, batched_labels, names)
         batched_measures, batched_accuracy, _ = judge(
             keras_probs,
             batched_probs,
@@ -191,7 +208,7 @@ def parity(workspace: Workspace) -> None:
         "accuracy": accuracy,
         "per_class": rows,
     }
-    failed = failure_lines(measures, accuracy, convincing, labels, paths.labels)
+    failed = failure_lines(measures, accuracy, convincing, names, paths.labels)
     if failed:  # each with its fix, for promote to repeat
         report["failures"] = failed
     write_verdict(workspace, "parity", report)
@@ -201,7 +218,7 @@ def parity(workspace: Workspace) -> None:
     np.savez_compressed(
         predictions_path,
         probabilities=tflite_probs.astype(np.float32),
-        labels=tflite_labels,
+        labels=np.array(labels)[tflite_probs.argmax(axis=1)],  # what the service answers
         candidate_sha256=np.array(predictor.sha256),
         output_kind=np.array(predictor.contract.output_kind),
     )
