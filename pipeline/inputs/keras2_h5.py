@@ -14,7 +14,8 @@ SEPARABLE = ("SeparableConv1D", "SeparableConv2D")
 GROUPED = (*SEPARABLE, "DepthwiseConv1D", "DepthwiseConv2D", "Conv1DTranspose", "Conv2DTranspose")
 SPATIAL_DROPOUT = ("SpatialDropout1D", "SpatialDropout2D")
 # (layer classes, argument, the value that means what Keras 3 does). Each was checked by saving
-# models with tf_keras 2.21 (Keras 2) and loading them here: the same answers, to 1e-7.
+# models with tf_keras 2.21 (Keras 2) and loading them here: the same answers, to float32
+# rounding.
 # ConvLSTM layers are not listed: with time_major dropped they load but answer otherwise.
 KERAS2_ARGUMENTS = (
     # Keras 3 reads (batch, time, ...) only, which is time_major=False.
