@@ -78,6 +78,6 @@ def test_one_outputs_score_for_the_other_class_says_to_name_that_class():
     truth = np.random.default_rng(2).integers(0, 2, 60)
     measure, convincing = judge_label_order(*named(truth, 1 - truth, names, names), names, RULE)
     assert measure["passed"] is False
-    message = refusal(convincing, names, Path("labels.txt"))
+    message = refusal(convincing, names, Path("labels.txt"), one_output=True)
     assert "The one output's score is for the other class, not 'dog'" in message
     assert "give that class's name as the one label in labels.txt" in message

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.inputs.files import negative_name
 from pipeline.inputs.labels import TEXT_SUFFIXES
 from pipeline.inputs.provenance import init_command, source_of
 
@@ -143,9 +142,12 @@ def output_order(convincing: list[Renaming], labels: list[str]) -> list[str]:
     return fixed
 
 
-def refusal(convincing: list[Renaming], labels: list[str], labels_path: Path) -> str:
+def refusal(
+    convincing: list[Renaming], labels: list[str], labels_path: Path, one_output: bool = False
+) -> str:
     """Why the label list looks out of order, which classes, and the fix in the user's own file
-    (the one `python -m pipeline.init` copied, when it did), then the commands to run."""
+    (the one `python -m pipeline.init` copied, when it did), then the commands to run. For one
+    output, `labels` are its class and the rest (files.negative_name)."""
     labels_path = Path(labels_path)
     source, command = source_of(labels_path), init_command(labels_path)
     named = (
@@ -159,7 +161,7 @@ def refusal(convincing: list[Renaming], labels: list[str], labels_path: Path) ->
     moves = " and ".join(
         f"{place} {index + 1} {name!r}" for index, name in enumerate(fixed) if name != labels[index]
     )
-    if labels[1:] == [negative_name(labels[0])]:  # one output: its score is for the rest
+    if one_output:
         fix = (
             f"The one output's score is for the other class, not {labels[0]!r}. Fix: give that "
             f"class's name as the one label in {source or labels_path}, or, if the held-out y "

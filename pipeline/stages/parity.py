@@ -98,8 +98,12 @@ def judge(keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, p
 
 
 def failure_lines(measures, accuracy, convincing, labels, labels_path) -> list[str]:
-    """Each failed measure in words with its fix; the label order first."""
-    lines = [refusal(convincing, labels, labels_path)] if convincing else []
+    """Each failed measure in words with its fix; the label order first (`labels` as the
+    user's list gives them)."""
+    lines = []
+    if convincing:
+        one_output = len(labels) == 1
+        lines.append(refusal(convincing, class_names(labels), labels_path, one_output))
     drifted, floor_said = [], False
     for name, m in measures.items():
         # The batched model's label order and accuracy fail with the single one's: said once.
@@ -208,7 +212,7 @@ def parity(workspace: Workspace) -> None:
         "accuracy": accuracy,
         "per_class": rows,
     }
-    failed = failure_lines(measures, accuracy, convincing, names, paths.labels)
+    failed = failure_lines(measures, accuracy, convincing, labels, paths.labels)
     if failed:  # each with its fix, for promote to repeat
         report["failures"] = failed
     write_verdict(workspace, "parity", report)
