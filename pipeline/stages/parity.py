@@ -104,15 +104,14 @@ def failure_lines(measures, accuracy, convincing, labels, labels_path) -> list[s
     if convincing:
         one_output = len(labels) == 1
         lines.append(refusal(convincing, class_names(labels), labels_path, one_output))
-    drifted, floor_said = [], False
+    drifted, floor = [], []
     for name, m in measures.items():
         # The batched model's label order and accuracy fail with the single one's: said once.
         kind = name.removeprefix("batched_")
-        if m["passed"] or kind == "label_order" or (kind == "accuracy" and floor_said):
+        if m["passed"] or kind == "label_order" or (kind == "accuracy" and floor):
             continue
         if kind == "accuracy":
-            floor_said = True
-            lines.append(
+            floor.append(
                 f"accuracy {m['value']:.3g} on the held-out labels (Keras scores "
                 f"{accuracy['keras']:.3g}) is under parity.min_accuracy {m['threshold']}, "
                 "your floor in params.yaml; set it to null for none"
@@ -124,7 +123,7 @@ def failure_lines(measures, accuracy, convincing, labels, labels_path) -> list[s
             f"{', '.join(drifted)}: the candidate does not answer like Keras; try another "
             "convert.quantization (or loosen parity.thresholds), then run dvc repro"
         )
-    return lines
+    return lines + floor
 
 
 def served_answers_agree(predictor: Predictor, samples: np.ndarray) -> None:
