@@ -208,7 +208,8 @@ def init(workspace: Workspace, args: argparse.Namespace) -> None:
     print(
         f"Your model loads: samples of shape {shape.sample_shape}, {shape.classes} outputs, "
         f"labels, normaliser and held-out set agree with it.\n"
-        f"Copied your files to {folder}/ and tracked it with DVC ({folder}.dvc); params.yaml's "
+        f"Copied your files to {folder}/ (where each came from: {folder}/sources.json) and "
+        f"tracked it with DVC ({folder}.dvc); params.yaml's "
         f"`inputs` now names them.\n{kept_settings(workspace.params_path)}\nNext:\n"
         f"  dvc repro                 # convert, parity, gate on your model\n"
         f"  git add {folder}.dvc .gitignore params.yaml dvc.lock reports/\n"
