@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from pipeline.inputs.label_order import judge_label_order, refusal
+from pipeline.inputs.provenance import write_sources
 from pipeline.paths import REPO_ROOT
 
 RULE = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["parity"]["label_order"]
@@ -81,3 +82,21 @@ def test_one_outputs_score_for_the_other_class_says_to_name_that_class():
     message = refusal(convincing, names, Path("labels.txt"), one_output=True)
     assert "The one output's score is for the other class, not 'dog'" in message
     assert "give that class's name as the one label in labels.txt" in message
+
+
+def test_the_refusal_names_the_users_file_only_while_the_copy_is_what_init_copied(tmp_path):
+    labels = ["a", "b", "c"]
+    truth = np.random.default_rng(3).integers(0, 3, 90)
+    given = ["b", "a", "c"]
+    _, convincing = judge_label_order(*named(truth, truth, labels, given), given, RULE)
+    copy, users_file = tmp_path / "model" / "labels.txt", Path("/home/me/labels.txt")
+    copy.parent.mkdir()
+    copy.write_text("b\na\nc\n")
+    write_sources(copy.parent, {"labels.txt": users_file}, ["python", "-m", "pipeline.init"])
+    message = refusal(convincing, given, copy)
+    assert f"Your labels file {users_file} (copied to {copy} by python -m pipeline.init)" in message
+    assert "bring it in again with `python -m pipeline.init`, then run dvc repro" in message
+    copy.write_text("b\na\nc\nd\n")  # edited in model/ since: the copy is what parity read
+    message = refusal(convincing, given, copy)
+    assert f"The labels file {copy} must name" in message and str(users_file) not in message
+    assert message.endswith(f"Fix: in {copy}, make line 1 'a' and line 2 'b'; then run dvc repro")

@@ -35,8 +35,11 @@ def _record(folder: Path) -> dict:
 def source_of(copy: Path) -> Path | None:
     """The user's file `copy` was copied from by init, if `copy` is still that copy (its
     sha256 unchanged); None for a file init did not bring in or one edited since."""
-    entry = _record(copy.parent).get("files", {}).get(copy.name)
-    if not isinstance(entry, dict) or not copy.is_file() or sha256_of(copy) != entry.get("sha256"):
+    files = _record(copy.parent).get("files")
+    entry = files.get(copy.name) if isinstance(files, dict) else None
+    if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
+        return None
+    if not copy.is_file() or sha256_of(copy) != entry.get("sha256"):
         return None
     return Path(entry["source"])
 
