@@ -130,8 +130,37 @@ def load_preprocessing(path: Path | None, shape: ModelShape) -> Preprocessing | 
     return Preprocessing(scale, offset, type(normaliser).__name__)
 
 
+def negative_name(label: str) -> str:
+    """How the held-out truth names the class a one-output model's score is not for."""
+    return f"not {label}"
+
+
+def _one_output_truth(path: Path, targets: np.ndarray, label: str) -> np.ndarray:
+    """y of a one-output model as strings: 1 (or True, or its label) is its class, 0 (or
+    False) is not."""
+    if targets.dtype.kind in "biu":
+        bad = sorted({int(t) for t in targets if t not in (0, 1)})
+        if bad:
+            raise InputFileError(
+                f"held-out set {path} has y {bad[:5]} for a model with one output: give 1 "
+                f"where the sample is {label!r} and 0 where it is not"
+            )
+        return np.where(targets.astype(bool), label, negative_name(label))
+    strings = np.array([str(target) for target in targets])
+    others = sorted(set(strings.tolist()) - {label})
+    if len(others) > 1:
+        raise InputFileError(
+            f"held-out set {path} has y naming {others[:5]} beside {label!r}, the one label of a "
+            f"model with one output: give 1 where the sample is {label!r} and 0 where it is not"
+        )
+    return np.where(strings == label, label, negative_name(label))
+
+
 def _heldout_labels(path: Path, targets: np.ndarray, labels: list[str]) -> np.ndarray:
-    """y as label strings: integer y is a class index into `labels`, anything else a label."""
+    """y as label strings: integer y is a class index into `labels`, anything else a label.
+    For a one-output model (one label), y says whether each sample is of its class."""
+    if len(labels) == 1:
+        return _one_output_truth(path, targets, labels[0])
     if targets.dtype.kind in "iu":
         bad = sorted({int(t) for t in targets if not 0 <= t < len(labels)})
         if bad:

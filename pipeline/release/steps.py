@@ -11,10 +11,11 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.paths import Workspace
+from pipeline.release.dvc_data import undo_data
 from pipeline.release.git_repo import GitError, GitRepo
 from service.bundle import LFS_POINTER_PREFIX, sha256_of
 from service.errors import Refusal
@@ -67,6 +68,10 @@ class Journal:
     # Carried by every git process the release starts (orphans.RUN_ID_ENV), so the next run
     # can find the ones a kill left running.
     run_id: str = ""
+    # DVC data a rollback checks out: the .dvc files (among restore_paths) whose data an undo
+    # checks out again once git has put them back, and the outputs it created, which go.
+    dvc_checkouts: list[str] = field(default_factory=list)
+    dvc_created: list[str] = field(default_factory=list)
 
     @classmethod
     def begin(
@@ -134,7 +139,8 @@ def clean_scratch(workspace: Workspace, keep_journal: bool) -> None:
 
 
 def restore_local(repo: GitRepo, journal: Journal) -> None:
-    """Put HEAD, the tag, the index and the paths the release rewrote back as they were.
+    """Put HEAD, the tag, the index and the paths the release rewrote back as they were, and
+    the DVC data a rollback checked out as the .dvc files put back say.
 
     Other working-tree files are untouched: promotion refused any change but the pipeline's
     own (dvc.lock, reports/), and those stay as the pipeline wrote them.
@@ -150,6 +156,7 @@ def restore_local(repo: GitRepo, journal: Journal) -> None:
             repo.run(*LFS_FILTER, "checkout", "--", path)
         elif (repo.root / path).is_file():
             (repo.root / path).unlink()
+    undo_data(repo.root, journal.dvc_checkouts, journal.dvc_created)
 
 
 def lfs_object_ids(repo: GitRepo, commit: str, paths: list[str]) -> dict[str, str]:
