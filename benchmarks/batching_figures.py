@@ -25,8 +25,8 @@ import numpy as np
 
 from benchmarks.cpu_per_request import bare_cpu_ms
 from benchmarks.traffic import cpu_group, start_server, tree_cpu_seconds
+from pipeline.gate.render_service import RenderWebService
 from pipeline.paths import REPO_ROOT
-from pipeline.stages.gate import RenderWebService
 
 CLIENT_COUNTS = (1, 4, 16)
 REQUESTS_PER_CLIENT = {1: 100, 4: 25, 16: 8}  # about 100 requests a round

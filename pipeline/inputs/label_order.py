@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.params.sections import LabelOrderParams
+
 
 @dataclass(frozen=True)
 class Renaming:
@@ -92,9 +94,11 @@ def renamings(counts: np.ndarray, labels: list[str]) -> list[Renaming]:
     return found
 
 
-def judge_label_order(truth, answered, labels: list[str], rule: dict) -> tuple[dict, list]:
+def judge_label_order(
+    truth, answered, labels: list[str], rule: LabelOrderParams
+) -> tuple[dict, list]:
     """The `label_order` measure (the share of held-out answers a convincing renaming would
-    turn right; passes under rule["min_gain"]) and the renamings that convinced."""
+    turn right; passes under rule.min_gain) and the renamings that convinced."""
     samples = len(truth)
     found = renamings(confusion(np.asarray(truth), np.asarray(answered), labels), labels)
     # The search tries every pair of classes: a chance win somewhere among them is that many
@@ -103,17 +107,17 @@ def judge_label_order(truth, answered, labels: list[str], rule: dict) -> tuple[d
     convincing = [
         renaming
         for renaming in found
-        if renaming.p_value * pairs <= float(rule["max_p_value"])
-        and renaming.gain >= float(rule["min_gain"]) * samples
+        if renaming.p_value * pairs <= float(rule.max_p_value)
+        and renaming.gain >= float(rule.min_gain) * samples
     ]
     gain = round(sum(r.gain for r in convincing) / samples, 6) if samples else 0.0
-    threshold = float(rule["min_gain"])
+    threshold = float(rule.min_gain)
     measure = {
         "value": gain,
         "threshold": threshold,
         "rule": "<",
         "passed": not convincing,
-        "max_p_value": float(rule["max_p_value"]),
+        "max_p_value": float(rule.max_p_value),
         "renamings": [
             {
                 "answered": r.answered,
