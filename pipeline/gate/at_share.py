@@ -10,9 +10,9 @@ same percentiles, however busy the host was.
 
 The gate judges `replay_at_share`: the plan's share as a steady speed, plus the longest wait
 one throttled period adds. The exact CFS replay steps by whole periods: a request that costs
-2.4 or 2.6 ms of CPU ends in one period or the next, so a 10% change in cost (two busy
-processes beside the measure) moved its p95 from 103 to 192 ms. The steady-speed replay moves
-by as much as the cost does, and the added period keeps it above the exact replay. A health
+2.4 or 2.6 ms of CPU ends in one period or the next, so a change in cost as small as a busy
+host makes can move its p95 by a whole period. The steady-speed replay moves by as much as
+the cost does, and the added period keeps it above the exact replay. A health
 check's wait is judged on the same terms (`wall_seconds_at_steady_share`).
 
 `costs_at_share` applies these to what pipeline.gate.cost measured: the cheapest cold start,
@@ -53,7 +53,7 @@ def wall_seconds_at_steady_share(cpu_seconds: float, share: float) -> float:
     """Wall time to spend `cpu_seconds` at `share` taken as a steady speed, after the longest
     stop a quota makes: at least wall_seconds_at_share from any point of a period, and it
     moves with the CPU, never by a whole period (0.018 or 0.022 CPU-s at 0.1 CPU: 0.27 or
-    0.31 s here, where the exact rule gives 0.108 or 0.202 s)."""
+    0.31 s, where the exact rule from a period's start gives 0.108 or 0.202 s)."""
     if cpu_seconds <= 0:
         return 0.0
     return cpu_seconds / min(share, 1.0) + longest_stop_seconds(share)

@@ -5,9 +5,9 @@ its own it runs them in.
 /api/health/ every INTERVAL seconds until its stdin closes, and prints one JSON line per
 probe: [seconds, CPU-seconds the service's group spent meanwhile (from ACCOUNTING_FILE),
 failure or null]. It runs in a process separate from the gate's load clients, at the highest
-priority it may take: in a thread beside them, a probe also counted the time its own thread
-waited for the GIL or for a core while the service kept working, and one busy-host round's
-slowest probe read 2.9x a quiet round's.
+priority it may take: in a thread beside them a probe would also count the time its own
+thread waits for the GIL or for a core while the service works on, which a busy host
+stretches.
 """
 
 import contextlib

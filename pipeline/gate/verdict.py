@@ -96,7 +96,7 @@ def judge(run: ServiceRun, settings: GateParams, timings: dict[str, dict]) -> di
     }
     if run.load is not None:
         # A request that timed out under the quota is a wall time there (reported as a figure);
-        # unthrottled, every one of the same load must be answered (pipeline/gate/cost.py).
+        # unthrottled, every one of the same load must be answered (pipeline/gate/health_waits.py).
         measures |= {
             "failed_requests": at_most(len(run.load.failures), 0),
             "wrong_answers": at_most(len(run.load.wrong_answers), 0),
