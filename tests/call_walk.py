@@ -1,6 +1,6 @@
-"""Walking the gate's rooms: how often a reader who follows the gate stage's calls must go back
-to a module already read.
+"""Walking the gate's rooms: how often a reader following the gate's calls goes back a room.
 
+How often a reader who follows the gate stage's calls must go back to a module already read.
 A room is one of the gate's own modules (pipeline/stages/gate.py and pipeline/gate/*). The walk
 starts at `pipeline.stages.gate.gate()` and reads each function the first time a call reaches
 it, depth-first, in the order the calls run (a call's arguments before the call). It follows

@@ -1,5 +1,8 @@
-"""What the live service must answer: the held-out samples and parity's own outputs for them,
-from this candidate."""
+"""What the live service must answer: parity's own outputs for the held-out samples.
+
+The outputs are this candidate's (parity saved them with its sha256); the samples are the
+held-out set's, raw, as a client sends them.
+"""
 
 from dataclasses import dataclass
 

@@ -1,5 +1,8 @@
-"""The figures a gate verdict keeps beside its measures: memory, workers, costs, load, health
-probes and the worst case; how many workers fit; and the series the report charts."""
+"""The figures a gate verdict keeps beside its measures, and the series the report charts.
+
+Memory, workers, the unthrottled costs, the throttled run's own wall times, the load, the
+health probes and the worst case; and how many workers of the measured size fit.
+"""
 
 from typing import Any
 

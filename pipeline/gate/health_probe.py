@@ -1,5 +1,4 @@
-"""Health probes as Render's checker sends them, beside a load: HealthProbe, and the process of
-its own it runs them in.
+"""Health probes as Render's checker sends them, run beside a load in a process of their own.
 
 `python -m pipeline.gate.health_probe URL INTERVAL TIMEOUT ACCOUNTING_FILE` sends GET
 /api/health/ every INTERVAL seconds until its stdin closes, and prints one JSON line per

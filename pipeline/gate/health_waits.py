@@ -1,5 +1,8 @@
-"""How long health checks wait while an unthrottled service is saturated, and the CPU it spent
-meanwhile: probes beside the gate's typical load, then beside each of its worst-case mixes."""
+"""Health checks' waits while an unthrottled service is saturated, with its CPU meanwhile.
+
+Probes beside the gate's typical load, then beside each of its worst-case mixes; every
+request of the load must be answered.
+"""
 
 from dataclasses import dataclass
 

@@ -1,5 +1,4 @@
-"""The host beside a timing phase: how much its other work got in the way, and the keepers
-that hold its CPUs awake while a cold start is measured.
+"""The host beside a timing phase: how much its other work got in the way; CPUs kept awake.
 
 How much the host got in the way: three readings at a phase's start and end. The host's busy
 share of its CPUs (/proc/stat), the share of the phase in which some task on the host waited

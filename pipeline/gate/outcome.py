@@ -1,5 +1,8 @@
-"""What a gate verdict comes to: passed, or what failed in words; warnings about limits the
-kernel did not enforce; and the verdict when the service never ran."""
+"""What a gate verdict comes to: passed, or what failed, in words.
+
+Also the warnings about limits the kernel did not enforce, and the verdict when the service
+never ran (refused before it started, or no group could be made).
+"""
 
 from dataclasses import dataclass, field
 from typing import Any

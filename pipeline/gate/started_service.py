@@ -1,5 +1,7 @@
-"""A fresh service started as render.yaml starts it, in a group of the plan's memory: where it
-answers, its log, and its cold start (process start to the first 200 on /api/health/).
+"""A fresh service started as render.yaml starts it, in a group of the plan's memory.
+
+Where it answers, its log, and its cold start (process start to the first 200 on
+/api/health/).
 
 The bundle and the runtime's libraries are evicted from the page cache first: they are warm
 from convert, parity or an earlier start, while on Render the service is the first to read

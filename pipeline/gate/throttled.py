@@ -1,5 +1,4 @@
-"""The throttled run: the real service under the plan's memory limit and CPU quota, and what
-the kernel and the load showed.
+"""The throttled run: the real service under the plan's memory limit and CPU quota.
 
 Phases, each bounded: cold start (process start to the first 200 on /api/health/), the typical
 load at gate.concurrency with a health probe beside it, then the worst-case request mix at the

@@ -1,5 +1,8 @@
-"""The gate's verdict on one run of the service and its costs, built once and complete: each
-measure judged, the figures kept, the machine, and the plans the candidate fits."""
+"""The gate's verdict on one run of the service and its costs, built once and complete.
+
+Each measure judged, the figures kept, the machine it was measured on, and the plans the
+candidate fits.
+"""
 
 from typing import Any
 

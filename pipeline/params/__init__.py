@@ -1,7 +1,9 @@
-"""params.yaml, read once at the start of every stage and command into frozen typed sections:
-one per stage plus `shared` (pipeline.params.sections, pipeline.params.gate). A misspelt key, a
-missing one or a value of the wrong kind is refused there, naming the key
-(pipeline.params.reading), so no run stops halfway on a typo."""
+"""params.yaml, read once at the start of every stage and command into typed sections.
+
+One frozen dataclass per section, a stage's plus `shared` (pipeline.params.sections,
+pipeline.params.gate). A misspelt key, a missing one or a value of the wrong kind is refused
+there, naming the key (pipeline.params.reading), so no run stops halfway on a typo.
+"""
 
 import copy
 from dataclasses import dataclass, field, replace

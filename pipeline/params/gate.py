@@ -1,5 +1,7 @@
-"""params.yaml's `gate` section: the plan the gate emulates, every plan it fits the candidate
-to, and its limits, budgets and repeat counts (see the file itself for what each key means)."""
+"""params.yaml's `gate` section: the plans, and the gate's limits, budgets and repeat counts.
+
+See params.yaml itself for what each key means.
+"""
 
 from dataclasses import dataclass, field
 from typing import Any

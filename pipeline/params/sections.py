@@ -1,5 +1,7 @@
-"""params.yaml's sections other than `gate`, each a frozen dataclass of its keys (see the file
-itself for what each key means)."""
+"""params.yaml's sections other than `gate`, each a frozen dataclass of its keys.
+
+See params.yaml itself for what each key means.
+"""
 
 import typing
 from dataclasses import dataclass
