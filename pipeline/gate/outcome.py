@@ -87,13 +87,13 @@ def refused_verdict(
     plan = settings.target_plan
     rows = [
         {
-            **row.row(name),
+            **listed.row(name),
             "fits": False,
             "why": "not measured: " + reason,
             "workers": 0,
             "instances": 0,
         }
-        for name, row in settings.plans.items()
+        for name, listed in settings.plans.items()
     ]
     report = {
         "plan": plan.row(settings.plan),
