@@ -27,8 +27,8 @@ import numpy as np
 from benchmarks.cpu_per_request import bare_cpu_ms
 from benchmarks.traffic import cpu_group, start_server, tree_cpu_seconds
 from pipeline.gate.machine import this_machine
+from pipeline.gate.render_service import RenderWebService
 from pipeline.paths import REPO_ROOT
-from pipeline.stages.gate import RenderWebService
 from service.bundle import MANIFEST_NAME
 
 CLIENT_COUNTS = (1, 4, 16)

@@ -25,8 +25,10 @@ from pipeline.inputs.files import (
 )
 from pipeline.inputs.labels import load_labels
 from pipeline.inputs.provenance import write_sources
+from pipeline.params import Params, load_params
 from pipeline.paths import Workspace
 from service.bundle import is_lfs_pointer
+from service.errors import Refusal
 
 DEFAULT_FOLDER = "model"
 FLAGS = {
@@ -197,7 +199,8 @@ def load_sources(sources: dict[str, Path | None], allow_unsafe: bool) -> ModelSh
 
 def init(workspace: Workspace, args: argparse.Namespace) -> None:
     """Check and load the user's files, then copy, track, point params.yaml at them and print
-    what to commit; nothing is touched until every file loads."""
+    what to commit; nothing is touched until params.yaml and every file load."""
+    params = load_params(workspace)
     sources = {key: path and path.resolve() for key, path in check_sources(args).items()}
     shape = load_sources(sources, args.allow_unsafe_deserialization)
     folder = args.folder.strip("/")
@@ -210,7 +213,7 @@ def init(workspace: Workspace, args: argparse.Namespace) -> None:
         f"labels, normaliser and held-out set agree with it.\n"
         f"Copied your files to {folder}/ (where each came from: {folder}/sources.json) and "
         f"tracked it with DVC ({folder}.dvc); params.yaml's "
-        f"`inputs` now names them.\n{kept_settings(workspace.params_path)}\nNext:\n"
+        f"`inputs` now names them.\n{kept_settings(params)}\nNext:\n"
         f"  dvc repro                 # convert, parity, gate on your model\n"
         f"  git add {folder}.dvc .gitignore params.yaml dvc.lock reports/\n"
         f"  git commit -m 'Bring my model'\n"
@@ -233,12 +236,9 @@ def init_argv(sources: dict[str, Path | None], args: argparse.Namespace, folder:
     return argv
 
 
-def kept_settings(params_path: Path) -> str:
+def kept_settings(params: Params) -> str:
     """The settings init left as they were in params.yaml that judge the user's model."""
-    import yaml
-
-    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
-    floor = params.get("parity", {}).get("min_accuracy")
+    floor = params.parity.min_accuracy
     floor_words = (
         "null: no floor on accuracy (set one to refuse a model under it)"
         if floor is None
@@ -246,9 +246,9 @@ def kept_settings(params_path: Path) -> str:
     )
     return (
         "Left as they were in params.yaml (edit them to suit your model):\n"
-        f"  convert.quantization: {params['convert']['quantization']}\n"
+        f"  convert.quantization: {params.convert.quantization}\n"
         f"  parity.min_accuracy: {floor_words}\n"
-        f"  gate.plan: {params['gate']['plan']} (the Render plan the gate emulates)"
+        f"  gate.plan: {params.gate.plan} (the Render plan the gate emulates)"
     )
 
 
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         init(Workspace.from_env(), args)
-    except InputFileError as error:
+    except Refusal as error:
         print(f"init failed: {error}", file=sys.stderr)
         return 2
     return 0

@@ -78,8 +78,7 @@ def gated_elsewhere(verdicts: dict) -> str | None:
 def promote(workspace: Workspace, remote: str | None, dry_run: bool, gated_here=False) -> str:
     """Promote build/candidate; the new tag. Raises PromotionRefused with every reason."""
     params = load_params(workspace)
-    settings = params["promote"]
-    remote = remote or settings["remote"]
+    remote = remote or params.promote.remote
     repo = GitRepo.containing(workspace.root)
     with release_lock(repo, "promote"):
         return promote_locked(workspace, repo, params, remote, dry_run, gated_here)
@@ -87,9 +86,9 @@ def promote(workspace: Workspace, remote: str | None, dry_run: bool, gated_here=
 
 def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
     """promote() while holding the checkout's release lock."""
-    settings = params["promote"]
+    settings = params.promote
     release_path = os.path.relpath(workspace.release_dir, repo.root)
-    orphan_wait = float(settings["orphan_wait_seconds"])
+    orphan_wait = float(settings.orphan_wait_seconds)
     if not dry_run:
         landed = recover(repo, workspace, orphan_wait)
         if landed and landed.action == "promote":
@@ -109,8 +108,8 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
             "would serve the same model, manifest and service, so no new version: nothing to do"
         )
         return done
-    version = next_version(repo, settings["tag_prefix"])
-    tag = f"{settings['tag_prefix']}{version}"
+    version = next_version(repo, settings.tag_prefix)
+    tag = f"{settings.tag_prefix}{version}"
     parity, gate = verdicts["parity"]["measures"], verdicts["gate"]["measures"]
     message = (
         f"Promote {tag}: model {sha256[:12]} ({verdicts['convert']['quantization']})\n\n"
@@ -144,7 +143,7 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
         return pipeline_changes(repo)
 
     journal = Journal.begin(repo, "promote", branch, remote, tag, release_path)
-    timeout = float(settings["push_timeout_seconds"])
+    timeout = float(settings.push_timeout_seconds)
     release(repo, workspace, journal, message, write_files, timeout, orphan_wait)
     print(f"promoted {tag}: {sha256} pushed to {remote}/{branch}")
     return tag

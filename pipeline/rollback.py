@@ -48,13 +48,12 @@ def params_at(repo: GitRepo, workspace: Workspace, tag: str, release_path: str) 
 def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) -> None:
     """Restore release/, reports/, dvc.lock, the params and the inputs that built `tag`;
     commit, push."""
-    params = load_params(workspace)
-    settings = params["promote"]
-    remote = remote or settings["remote"]
+    settings = load_params(workspace).promote
+    remote = remote or settings.remote
     repo = GitRepo.containing(workspace.root)
     release_path = os.path.relpath(workspace.release_dir, repo.root)
     with release_lock(repo, f"rollback to {tag}"):
-        releases = ", ".join(release_tags(repo, settings["tag_prefix"])) or "none yet"
+        releases = ", ".join(release_tags(repo, settings.tag_prefix)) or "none yet"
         if tag not in repo.tags(tag):
             raise PromotionRefused(f"there is no tag {tag!r}; releases: {releases}")
         if not repo.run("ls-tree", "--name-only", tag, "--", f"{release_path}/{MANIFEST_NAME}"):
@@ -63,7 +62,7 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
                 f"predates the first release; roll back to one of: {releases}"
             )
         if not dry_run:
-            recover(repo, workspace, float(settings["orphan_wait_seconds"]))
+            recover(repo, workspace, float(settings.orphan_wait_seconds))
         # A rollback rewrites dvc.lock, reports/, params.yaml and the inputs: uncommitted edits
         # would be lost (inputs_at checks the DVC-tracked data itself).
         branch = preflight(repo, remote, owned_may_change=False)
@@ -116,7 +115,7 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
         )
         journal.dvc_checkouts = [data.dvc_file for data in inputs.tracked if data.at_head]
         journal.dvc_created = [out for data in inputs.tracked for out in data.created]
-        timeout = float(settings["push_timeout_seconds"])
+        timeout = float(settings.push_timeout_seconds)
         release(
             repo,
             workspace,
@@ -124,7 +123,7 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
             message,
             write_files,
             timeout,
-            float(settings["orphan_wait_seconds"]),
+            float(settings.orphan_wait_seconds),
         )
     sha256 = sha256_of(workspace.release_dir / MODEL_NAME)
     print(f"rolled back to {tag}: {sha256} pushed to {remote}/{branch}")
@@ -159,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.tag:
             repo = GitRepo.containing(workspace.root)
-            tags = release_tags(repo, load_params(workspace)["promote"]["tag_prefix"])
+            tags = release_tags(repo, load_params(workspace).promote.tag_prefix)
             raise PromotionRefused(
                 "give the release tag to return to, e.g. `python -m pipeline.rollback "
                 f"{tags[-2] if len(tags) > 1 else 'model-v1'}`; releases: "

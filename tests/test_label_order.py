@@ -4,13 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from pipeline.inputs.label_order import judge_label_order, refusal
 from pipeline.inputs.provenance import write_sources
-from pipeline.paths import REPO_ROOT
+from pipeline.params import load_params
+from pipeline.paths import Workspace
 
-RULE = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["parity"]["label_order"]
+RULE = load_params(Workspace()).parity.label_order
 
 
 def answers(classes: int, accuracy: float, samples: int, seed: int, near: bool = False):

@@ -12,11 +12,11 @@ import time
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
-import yaml
 from service_runner import RunningService
 from workspaces import swap_model, workspace_like
 
 from pipeline.gate.render_service import free_port
+from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT
 from pipeline.release.bundle import write_release
 from pipeline.verdicts import write_verdict
@@ -37,7 +37,7 @@ def release_dir(checked_workspace, gated_workspace, tmp_path_factory):
         verdict = json.loads(source.report_path(stage).read_text())
         verdict.pop("inputs_fingerprint", None)
         write_verdict(workspace, stage, verdict)
-    params = yaml.safe_load(workspace.params_path.read_text())
+    params = load_params(workspace)
     write_release(workspace, workspace.release_dir, 1, "model-v1", "0" * 40, params)
     return workspace.release_dir
 

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -11,10 +12,12 @@ import yaml
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 
 
-def run_stage(module: str, workspace: Workspace, check: bool = True) -> subprocess.CompletedProcess:
-    """Run `python -m <module>` on a workspace, as `dvc repro` would."""
+def run_stage(
+    module: str, workspace: Workspace, check: bool = True, arguments: Sequence[str] = ()
+) -> subprocess.CompletedProcess:
+    """Run `python -m <module> [arguments]` on a workspace, as `dvc repro` would."""
     return subprocess.run(
-        [sys.executable, "-m", module],
+        [sys.executable, "-m", module, *arguments],
         cwd=REPO_ROOT,
         env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
         capture_output=True,

@@ -15,10 +15,9 @@ import time
 
 from pipeline.gate.machine import this_machine
 from pipeline.gate.preflight import bundle_mb
-from pipeline.params import load_params
+from pipeline.params import QUANTIZATIONS, load_params
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.scratch import scratch_workspace
-from pipeline.stages.convert import QUANTIZATIONS
 from pipeline.verdicts import read_json, write_json
 
 # CPU per invoke within this fraction of the cheapest passing mode counts as a tie, which the
@@ -155,7 +154,7 @@ def markdown_table(rows: list[dict], measured: str = "") -> str:
 
 def compare_quantization(workspace: Workspace) -> None:
     """Every mode, one after another on this machine; the table goes to reports/ alone."""
-    invokes = load_params(workspace)["bench"]["quantization_invokes"]
+    invokes = load_params(workspace).bench.quantization_invokes
     rows = [
         run_mode(workspace, quantization, invokes, f"{index}/{len(QUANTIZATIONS)}")
         for index, quantization in enumerate(QUANTIZATIONS, 1)

@@ -8,13 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.params.sections import InputsParams
 from pipeline.paths import Workspace
 from service.bundle import is_lfs_pointer
 from service.errors import Refusal
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-# How params.yaml says "no such file" (e.g. `normaliser: none`).
-NOTHING = (None, "", "none")
 
 
 class InputFileError(Refusal):
@@ -231,29 +230,20 @@ class InputPaths:
         return self.labels
 
     @classmethod
-    def from_params(cls, inputs: dict[str, Any], workspace: Workspace) -> "InputPaths":
+    def from_params(cls, inputs: InputsParams, workspace: Workspace) -> "InputPaths":
         """Resolve every path; each file must lie inside `inputs.folder`, which DVC watches."""
-        labels = inputs.get("labels", inputs.get("label_encoder"))
-        if inputs.get("label_encoder", labels) != labels:
-            raise InputFileError(
-                "params.yaml names both inputs.labels and inputs.label_encoder (its old name); "
-                "keep only inputs.labels"
-            )
-        if labels in NOTHING:
-            raise InputFileError("params.yaml names no `inputs.labels`; name your label file")
-        folder = workspace.resolve(inputs.get("folder", ".")).resolve()
-        normaliser = inputs.get("normaliser")
-        custom = inputs.get("custom_objects")
-        if custom not in NOTHING and str(custom).endswith(".py"):
+        folder = workspace.resolve(inputs.folder).resolve()
+        custom = inputs.custom_objects
+        if custom is not None and custom.endswith(".py"):
             custom = str(workspace.resolve(custom))
         paths = cls(
-            model=workspace.resolve(inputs["model"]),
-            labels=workspace.resolve(labels),
-            normaliser=None if normaliser in NOTHING else workspace.resolve(normaliser),
-            heldout=workspace.resolve(inputs["heldout"]),
+            model=workspace.resolve(inputs.model),
+            labels=workspace.resolve(inputs.labels),
+            normaliser=None if inputs.normaliser is None else workspace.resolve(inputs.normaliser),
+            heldout=workspace.resolve(inputs.heldout),
             folder=folder,
-            custom_objects=None if custom in NOTHING else str(custom),
-            allow_unsafe_deserialization=bool(inputs.get("allow_unsafe_deserialization", False)),
+            custom_objects=custom,
+            allow_unsafe_deserialization=inputs.allow_unsafe_deserialization,
         )
         for key, path in paths.files().items():
             if not path.resolve().is_relative_to(folder):

@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.inputs.labels import TEXT_SUFFIXES
 from pipeline.inputs.provenance import init_command, source_of
+from pipeline.params.sections import LabelOrderParams
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,11 @@ def renamings(counts: np.ndarray, labels: list[str]) -> list[Renaming]:
     return found
 
 
-def judge_label_order(truth, answered, labels: list[str], rule: dict) -> tuple[dict, list]:
+def judge_label_order(
+    truth, answered, labels: list[str], rule: LabelOrderParams
+) -> tuple[dict, list]:
     """The `label_order` measure (the share of held-out answers a convincing renaming would
-    turn right; passes under rule["min_gain"]) and the renamings that convinced."""
+    turn right; passes under rule.min_gain) and the renamings that convinced."""
     samples = len(truth)
     found = renamings(confusion(np.asarray(truth), np.asarray(answered), labels), labels)
     # The search tries every pair of classes: a chance win somewhere among them is that many
@@ -107,17 +110,17 @@ def judge_label_order(truth, answered, labels: list[str], rule: dict) -> tuple[d
     convincing = [
         renaming
         for renaming in found
-        if renaming.p_value * pairs <= float(rule["max_p_value"])
-        and renaming.gain >= float(rule["min_gain"]) * samples
+        if renaming.p_value * pairs <= float(rule.max_p_value)
+        and renaming.gain >= float(rule.min_gain) * samples
     ]
     gain = round(sum(r.gain for r in convincing) / samples, 6) if samples else 0.0
-    threshold = float(rule["min_gain"])
+    threshold = float(rule.min_gain)
     measure = {
         "value": gain,
         "threshold": threshold,
         "rule": "<",
         "passed": not convincing,
-        "max_p_value": float(rule["max_p_value"]),
+        "max_p_value": float(rule.max_p_value),
         "renamings": [
             {
                 "answered": r.answered,

@@ -14,6 +14,7 @@ import yaml
 
 from pipeline.inputs.files import InputPaths
 from pipeline.inputs.tracking import untracked_inputs
+from pipeline.params import Params
 from pipeline.paths import Workspace
 from pipeline.release.errors import PromotionRefused
 from pipeline.report.write import write_release_report
@@ -157,9 +158,9 @@ def tracked_inputs(workspace: Workspace) -> None:
         raise PromotionRefused("; ".join(problems))
 
 
-def golden_set(workspace: Workspace, params: dict, candidate_sha256: str, count: int):
+def golden_set(workspace: Workspace, params: Params, candidate_sha256: str, count: int):
     """A few raw held-out inputs and the candidate's own outputs for them in parity."""
-    paths = InputPaths.from_params(params["inputs"], workspace)
+    paths = InputPaths.from_params(params.inputs, workspace)
     with np.load(workspace.parity_predictions_path) as predictions:
         if str(predictions["candidate_sha256"]) != candidate_sha256:
             raise PromotionRefused("parity's saved predictions are for another candidate")
@@ -175,7 +176,7 @@ def write_release(
 ) -> dict[str, Any]:
     """Write the bundle into `release_dir` (a fresh folder); return its manifest."""
     verdicts = blessed_verdicts(workspace)
-    settings = params["promote"]
+    settings = params.promote
     release_dir.mkdir(parents=True)
     shutil.copy2(workspace.candidate_dir / MODEL_NAME, release_dir / MODEL_NAME)
     manifest = read_json(workspace.candidate_dir / MANIFEST_NAME)
@@ -183,7 +184,7 @@ def write_release(
         batched_name = manifest["batched"]["file"]
         shutil.copy2(workspace.candidate_dir / batched_name, release_dir / batched_name)
     samples, probabilities, labels = golden_set(
-        workspace, params, manifest["sha256"], int(settings["golden_samples"])
+        workspace, params, manifest["sha256"], int(settings.golden_samples)
     )
     np.savez(release_dir / GOLDEN_NAME, X=samples, probabilities=probabilities)
     manifest.update(
@@ -192,9 +193,8 @@ def write_release(
         promoted_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         git_commit=source_commit,
         params={
-            key: params[key]
+            key: params.data[key]
             for key in ("shared", "inputs", "demo_model", "convert", "parity", "gate")
-            if key in params
         },
         verdicts={
             stage: {
@@ -209,7 +209,7 @@ def write_release(
             "sha256": sha256_of(release_dir / GOLDEN_NAME),
             "labels": [str(label) for label in labels],
             "probabilities": np.round(probabilities.astype(np.float64), 7).tolist(),
-            "tolerance": float(settings["golden_tolerance"]),
+            "tolerance": float(settings.golden_tolerance),
         },
         gated_on=verdicts["gate"].get("produced_on"),
         promotion_tools=tool_versions(),

@@ -10,12 +10,15 @@ from dataclasses import dataclass
 
 import yaml
 
-from pipeline.inputs.files import InputFileError, InputPaths
+from pipeline.inputs.files import InputPaths
+from pipeline.params.reading import read_section
+from pipeline.params.sections import InputsParams
 from pipeline.paths import Workspace
 from pipeline.release.dvc_data import Output, changed_outs, outputs_at, run_dvc, said
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitRepo
 from pipeline.release.transaction import object_id
+from service.errors import Refusal
 
 # What to do about data that is not as its .dvc file says, by `dvc status`'s word for it.
 STATUS_FIXES = {
@@ -89,8 +92,9 @@ def inputs_at(repo: GitRepo, workspace: Workspace, tag: str, params_text: str) -
     if not inputs:
         return InputsRestore(tag)
     try:
-        files = InputPaths.from_params(inputs, workspace).files()
-    except InputFileError as error:
+        section = read_section(InputsParams, inputs, "inputs")
+        files = InputPaths.from_params(section, workspace).files()
+    except Refusal as error:
         raise PromotionRefused(f"{tag}'s params.yaml: {error}") from None
     outputs: dict[str, Output] | None = None
     git_files, dvc_files, rebuilt, unchanged = [], {}, set(), set()

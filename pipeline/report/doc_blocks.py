@@ -7,8 +7,7 @@ block's markdown, or None when its source file is absent (a benchmark not run on
 from collections.abc import Callable
 from typing import Any
 
-import yaml
-
+from pipeline.params import load_params
 from pipeline.paths import Workspace
 from pipeline.report.doc_layout import layout_block, modules_block
 from pipeline.summary import failure_detail, plan_fit_in_words
@@ -177,18 +176,16 @@ def plan_fit_block(workspace: Workspace) -> str | None:
 
 def plans_block(workspace: Workspace) -> str | None:
     """The plans the gate can emulate, from params.yaml's gate.plans."""
-    params = yaml.safe_load(workspace.params_path.read_text(encoding="utf-8"))
-    plans = params.get("gate", {}).get("plans", {})
     rows = [
         [
             f"`{name}`",
-            f"{plan['memory_mb']} MB",
-            number(plan["cpu_share"]),
-            plan["price_usd_month"],
-            plan["max_instances"],
-            f"{plan['max_peak_memory_mb']} MB",
+            f"{plan.memory_mb} MB",
+            number(plan.cpu_share),
+            plan.price_usd_month,
+            plan.max_instances,
+            f"{plan.max_peak_memory_mb} MB",
         ]
-        for name, plan in plans.items()
+        for name, plan in load_params(workspace).gate.plans.items()
     ]
     header = [
         "plan",

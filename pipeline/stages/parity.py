@@ -66,34 +66,36 @@ def answers_named(outputs: np.ndarray, labels: list[str], output_kind: str) -> n
     return np.where(outputs[:, 0] >= middle, labels[0], negative_name(labels[0]))
 
 
-def judge(keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, parity_params):
-    """Each parity measure with its value, threshold and outcome; the convincing renamings."""
-    thresholds = parity_params["thresholds"][parity_params["quantization"]]
+def judge(
+    keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, settings, thresholds
+):
+    """Each parity measure with its value, threshold and outcome; the convincing renamings
+    (`settings`: params.yaml's parity section; `thresholds`: its row for the quantization)."""
     differences = np.abs(keras_probs - tflite_probs)
     keras_accuracy = float((keras_labels == truth).mean())
     tflite_accuracy = float((tflite_labels == truth).mean())
     measures = {
-        "max_abs_diff": at_most(float(differences.max()), thresholds["max_abs_diff"]),
-        "mean_abs_diff": at_most(float(differences.mean()), thresholds["mean_abs_diff"]),
+        "max_abs_diff": at_most(float(differences.max()), thresholds.max_abs_diff),
+        "mean_abs_diff": at_most(float(differences.mean()), thresholds.mean_abs_diff),
         "top1_agreement": at_least(
-            float((keras_labels == tflite_labels).mean()), thresholds["min_top1_agreement"]
+            float((keras_labels == tflite_labels).mean()), thresholds.min_top1_agreement
         ),
         "min_class_agreement": at_least(
             min(row["agreement"] for row in rows if row["samples"]),
-            thresholds["min_class_agreement"],
+            thresholds.min_class_agreement,
         ),
         "accuracy_drop": at_most(
-            round(keras_accuracy - tflite_accuracy, 6), thresholds["max_accuracy_drop"]
+            round(keras_accuracy - tflite_accuracy, 6), thresholds.max_accuracy_drop
         ),
     }
     # Keras and the candidate agree even on a label list in the wrong order; the confusion
     # between the held-out labels and the candidate's answers shows it.
     labels = [row["label"] for row in rows]
     measures["label_order"], convincing = judge_label_order(
-        truth, tflite_labels, labels, parity_params["label_order"]
+        truth, tflite_labels, labels, settings.label_order
     )
-    if parity_params.get("min_accuracy") is not None:
-        measures["accuracy"] = at_least(tflite_accuracy, float(parity_params["min_accuracy"]))
+    if settings.min_accuracy is not None:
+        measures["accuracy"] = at_least(tflite_accuracy, float(settings.min_accuracy))
     return measures, {"keras": keras_accuracy, "tflite": tflite_accuracy}, convincing
 
 
@@ -141,11 +143,11 @@ def served_answers_agree(predictor: Predictor, samples: np.ndarray) -> None:
 
 def parity(workspace: Workspace) -> None:
     """Compare Keras and the candidate on the held-out set; write the verdict and plots."""
-    params = load_params(workspace)
-    quantization = params["convert"]["quantization"]
-    parity_params = {**params["parity"], "quantization": quantization}
     try:
-        paths = InputPaths.from_params(params["inputs"], workspace)
+        params = load_params(workspace)
+        quantization = params.convert.quantization
+        thresholds = params.parity.thresholds[quantization]
+        paths = InputPaths.from_params(params.inputs, workspace)
         predictor = Predictor(workspace.candidate_dir)
         if predictor.manifest["source_model"]["sha256"] != sha256_of(paths.model):
             raise BundleError(
@@ -179,7 +181,14 @@ def parity(workspace: Workspace) -> None:
     tflite_labels = answers_named(tflite_probs, labels, kind)
     rows = per_class_rows(truth, keras_labels, tflite_labels, names)
     measures, accuracy, convincing = judge(
-        keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, parity_params
+        keras_probs,
+        tflite_probs,
+        keras_labels,
+        tflite_labels,
+        truth,
+        rows,
+        params.parity,
+        thresholds,
     )
     if batched_probs is not None:
         batched_labels = answers_named(batched_probs, labels, kind)
@@ -191,7 +200,8 @@ def parity(workspace: Workspace) -> None:
             batched_labels,
             truth,
             batched_rows,
-            parity_params,
+            params.parity,
+            thresholds,
         )
         accuracy["tflite_batched"] = batched_accuracy["tflite"]
         measures |= {f"batched_{name}": entry for name, entry in batched_measures.items()}
