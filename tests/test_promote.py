@@ -170,6 +170,7 @@ def test_the_release_commit_carries_the_verdicts_a_pull_request_compares_against
     git(root, "add", ".gitignore", "reports/gate.json")
     git(root, "commit", "-qm", "an earlier release's verdict")
     write_json(workspace.report_path("gate"), gate_report)  # the pipeline rewrote it
+    git(root, "add", "reports/gate.json")  # and staged it, as DVC's autostage does dvc.lock
     assert "(with reports/gate.json)" in promote(workspace, "--dry-run").stdout
     completed = promote(workspace)
     assert completed.returncode == 0, completed.stderr

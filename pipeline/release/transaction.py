@@ -45,9 +45,11 @@ def lfs_attributes(release_path: str) -> list[str]:
 
 
 def pipeline_changes(repo: GitRepo) -> list[str]:
-    """The pipeline's own files changed, added or deleted since HEAD (not ignored ones)."""
-    listed = repo.run("ls-files", "-m", "-o", "-d", "--exclude-standard", "--", *PIPELINE_OWNED)
-    return sorted(set(listed.splitlines()))
+    """The pipeline's own files changed, added or deleted since HEAD, staged or not (DVC's
+    autostage stages dvc.lock itself), and new ones git does not ignore."""
+    changed = repo.run("diff", "--name-only", "HEAD", "--", *PIPELINE_OWNED).splitlines()
+    added = repo.run("ls-files", "-o", "--exclude-standard", "--", *PIPELINE_OWNED).splitlines()
+    return sorted(set(changed + added))
 
 
 def preflight(repo: GitRepo, remote: str, owned_may_change: bool = True) -> str:
