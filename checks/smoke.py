@@ -120,7 +120,11 @@ def poll_health(url: str, expected_sha256: str, deadline_seconds: float, first_w
             body = response.json() if "json" in response.headers.get("Content-Type", "") else {}
             live_sha256 = body.get("model_sha256")
             if response.status_code != 200:
-                last = f"HTTP {response.status_code}: {body.get('reason') or response.text[:200]}"
+                # The service's `fault` tells a corrupt or missing LFS object on the git remote
+                # from a build that never pulled (service/lfs_pull.py); its reason says the fix.
+                fault = f" ({body['fault']})" if body.get("fault") else ""
+                reason = body.get("reason") or response.text[:200]
+                last = f"HTTP {response.status_code}{fault}: {reason}"
             elif body.get("predictor") != "ready":
                 last = f"predictor is {body.get('predictor')!r}, not 'ready'"
             elif live_sha256 != expected_sha256:
