@@ -138,17 +138,24 @@ def remote_storage(repo: GitRepo, remote: str) -> Path | None:
     if ":" in location.split("/", 1)[0] or not path.is_dir():  # scp-like host:path, or a URL
         return None
     try:
-        env = GitRepo(path).run("lfs", "env", timeout=60)
-    except GitError:
+        git_dir = Path(GitRepo(path).run("rev-parse", "--absolute-git-dir").strip())
+    except GitError:  # not a repository git can read here (another owner's, say)
         return None
-    media = [
-        line.split("=", 1)[1] for line in env.splitlines() if line.startswith("LocalMediaDir=")
-    ]
-    return Path(media[0]) if media and media[0] else None
+    if git_dir not in (path.resolve(), path.resolve() / ".git"):  # a repository above it
+        return None
+    return media_dir(GitRepo(path))
 
 
-def object_file(media_dir: Path, oid: str) -> Path:
-    return media_dir / oid[:2] / oid[2:4] / oid
+def media_dir(repo: GitRepo) -> Path:
+    """Where git-lfs keeps the repository's objects (its lfs.storage, else <git dir>/lfs),
+    read without running git-lfs there: it would create its folders in a dry run."""
+    git_dir = Path(repo.run("rev-parse", "--absolute-git-dir").strip())
+    storage = repo.run("config", "--get", "lfs.storage", check=False).strip()
+    return (git_dir / storage if storage else git_dir / "lfs") / "objects"
+
+
+def object_file(media: Path, oid: str) -> Path:
+    return media / oid[:2] / oid[2:4] / oid
 
 
 def corrupt_object_fix(repo: GitRepo, remote: str, oid: str) -> str:
@@ -163,8 +170,7 @@ def corrupt_object_fix(repo: GitRepo, remote: str, oid: str) -> str:
 def restore_local_object(repo: GitRepo, workspace: Workspace, item: LfsObject) -> None:
     """Make this repository's own copy of `item` good before it is uploaded again: a copy
     hard-linked with the remote's (git-lfs links objects on a local remote) is corrupt too."""
-    media = Path(repo.run("lfs", "env").split("LocalMediaDir=", 1)[1].splitlines()[0])
-    local = object_file(media, item.oid)
+    local = object_file(media_dir(repo), item.oid)
     if local.is_file() and sha256_of(local) == item.oid:
         return
     sources = (repo.root / item.path, workspace.candidate_dir / Path(item.path).name)
