@@ -2,8 +2,8 @@
 
 render.yaml's buildCommand writes git-lfs's own output to build/lfs-pull.log (LFS_PULL_LOG)
 and ends it with PULLED when the pull succeeded. git-lfs checks every object it downloads
-against its name, so a corrupt copy on the git remote ("invalid hash ..., expected <oid>") or a
-missing one (its oid named) fails the pull and leaves the pointer in place; with no record at
+against its name, so a corrupt copy on the git remote (refused_as_corrupt) or a missing one
+(its oid named) fails the pull and leaves the pointer in place; with no record at
 all, the build never pulled.
 """
 
@@ -18,6 +18,14 @@ REPAIR = (
     "run `python -m pipeline.promote` where the release was made: it checks the remote's LFS "
     "objects and uploads them again (docs/releasing.md), then deploy again"
 )
+
+
+def refused_as_corrupt(git_lfs_output: str, oid: str) -> bool:
+    """Whether git-lfs refused object `oid` because its bytes do not hash to its name: the
+    local-path transfer says "invalid hash ..., expected <oid>", HTTP downloads "expected OID
+    <oid>, got ..."."""
+    said = git_lfs_output.lower()
+    return f"expected oid {oid}" in said or ("invalid hash" in said and f"expected {oid}" in said)
 
 
 def read_record(record_path: Path | None) -> str | None:
@@ -37,7 +45,7 @@ def pointer_diagnosis(pointer: LfsPointer, record: str | None) -> tuple[str, str
             f"{said}: the build did not pull Git LFS objects (it left no record of a `git lfs "
             "pull`); the build command must run `git lfs pull`, as render.yaml's does"
         )
-    if "invalid hash" in record and f"expected {oid}" in record:
+    if refused_as_corrupt(record, oid):
         return "lfs_object_corrupt", (
             f"{said}: the LFS object is corrupt: the build's `git lfs pull` refused object "
             f"{oid[:12]} because the git remote's copy does not hash to its name; {REPAIR}"

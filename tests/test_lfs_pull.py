@@ -85,3 +85,16 @@ def test_a_pull_that_could_not_reach_the_remote_is_a_failed_pull(lfs_remote, tmp
     assert "the build's `git lfs pull` failed" in reason and "gone.git" not in reason
     fault, reason = diagnosed(pointer.value, tmp_path / "no-such-record.log")
     assert fault == "lfs_not_pulled" and "did not pull Git LFS objects" in reason
+
+
+def test_an_object_an_lfs_server_sent_with_other_bytes_is_corrupt():
+    # git-lfs's own words for an HTTP download whose bytes do not hash to the object's name
+    # (its basic transfer adapter); no LFS server runs here to produce them.
+    oid, other = "1" * 64, "2" * 64
+    record = (
+        f"Error downloading object: release/model.tflite ({oid[:7]}): Smudge error: Error "
+        f"downloading release/model.tflite ({oid}): expected OID {oid}, got {other} after "
+        "1030416 bytes written\nWARNING: git lfs pull failed; /api/health/ says why\n"
+    )
+    fault, reason = pointer_diagnosis(LfsPointer("model.tflite", oid), record)
+    assert fault == "lfs_object_corrupt" and "the LFS object is corrupt" in reason

@@ -20,6 +20,7 @@ from pipeline.release.bundle import GOLDEN_NAME
 from pipeline.release.git_repo import GitError, GitRepo
 from pipeline.release.steps import ReleaseFailed, scratch_dir, upload_objects
 from service.bundle import BATCHED_MODEL_NAME, LFS_POINTER_PREFIX, MODEL_NAME, sha256_of
+from service.lfs_pull import refused_as_corrupt
 
 LFS_TRACKED = (MODEL_NAME, BATCHED_MODEL_NAME, GOLDEN_NAME)
 GOOD, MISSING, CORRUPT = "good", "missing", "corrupt"
@@ -86,6 +87,10 @@ def remote_states(
     repo: GitRepo, workspace: Workspace, remote: str, objects: list[LfsObject], timeout: float
 ) -> dict[str, str]:
     """{oid: good | missing | corrupt} as the remote serves each object to a fresh repository."""
+    storage = remote_storage(repo, remote)
+    if storage is not None and not storage.is_dir():
+        # No object was ever uploaded there, and git-lfs's read would create the folder.
+        return dict.fromkeys((item.oid for item in objects), MISSING)
     clone_dir = scratch_dir(workspace) / "verify"
     shutil.rmtree(clone_dir, ignore_errors=True)
     clone_dir.mkdir(parents=True)
@@ -115,7 +120,7 @@ def remote_states(
         stored = clone_dir / ".git" / "lfs" / "objects" / item.oid[:2] / item.oid[2:4] / item.oid
         if stored.is_file() and sha256_of(stored) == item.oid:
             states[item.oid] = GOOD
-        elif "invalid hash" in failure and f"expected {item.oid}" in failure:
+        elif refused_as_corrupt(failure, item.oid):
             states[item.oid] = CORRUPT
         elif item.oid in failure or not failure:
             states[item.oid] = MISSING
