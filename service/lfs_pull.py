@@ -12,6 +12,17 @@ from pathlib import Path
 from service.bundle import BundleError, LfsPointer
 
 DEFAULT_RECORD = "build/lfs-pull.log"
+# /api/health/'s `fault` when the bundle cannot be served: BundleError's kinds, and a pointer's
+# diagnosis below.
+FAULTS = (
+    "bundle",
+    "model_file_corrupt",
+    "lfs_object_corrupt",
+    "lfs_object_missing",
+    "lfs_pull_failed",
+    "lfs_not_fetched",
+    "lfs_not_pulled",
+)
 PULLED = "git lfs pull: ok"
 # How the release's own repair is named to whoever reads the health check or the smoke check.
 REPAIR = (

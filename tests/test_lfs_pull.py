@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.paths import REPO_ROOT
 from service.bundle import LfsPointer, read_model_bytes, sha256_of
-from service.lfs_pull import DEFAULT_RECORD, diagnosed, pointer_diagnosis
+from service.lfs_pull import DEFAULT_RECORD, FAULTS, diagnosed, pointer_diagnosis
 
 pytestmark = pytest.mark.slow  # git-lfs
 
@@ -85,6 +85,7 @@ def test_a_pull_that_could_not_reach_the_remote_is_a_failed_pull(lfs_remote, tmp
     assert "the build's `git lfs pull` failed" in reason and "gone.git" not in reason
     fault, reason = diagnosed(pointer.value, tmp_path / "no-such-record.log")
     assert fault == "lfs_not_pulled" and "did not pull Git LFS objects" in reason
+    assert {"lfs_pull_failed", "lfs_not_pulled"} <= set(FAULTS)  # what /openapi.json lists
 
 
 def test_an_object_an_lfs_server_sent_with_other_bytes_is_corrupt():
