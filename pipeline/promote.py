@@ -100,12 +100,13 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
     settings = params["promote"]
     release_path = os.path.relpath(workspace.release_dir, repo.root)
     timeout = float(settings["push_timeout_seconds"])
+    orphan_wait = float(settings["orphan_wait_seconds"])
     pending = Pending.read(repo, workspace) if dry_run else None
     if pending and pending.finishes_the_promote:
         print(f"dry run, nothing changed; would {pending.in_words()}, and stop there")
         return pending.journal.tag
     if not dry_run:
-        landed = recover(repo, workspace, float(settings["orphan_wait_seconds"]))
+        landed = recover(repo, workspace, orphan_wait)
         if landed and landed.action == "promote":
             return landed.tag
     verdicts, branch, _ = checked(
@@ -162,15 +163,7 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
         return pipeline_changes(repo)
 
     journal = Journal.begin(repo, "promote", branch, remote, tag, release_path)
-    release(
-        repo,
-        workspace,
-        journal,
-        message,
-        write_files,
-        timeout,
-        float(settings["orphan_wait_seconds"]),
-    )
+    release(repo, workspace, journal, message, write_files, timeout, orphan_wait)
     print(f"promoted {tag}: {sha256} pushed to {remote}/{branch}; Render deploys it on {plan}")
     return tag
 

@@ -30,6 +30,7 @@ class RenderWebService:
 
     start_command: str
     env: dict[str, str]
+    plan: str | None = None  # the instance type Render deploys it on (none set: Render's default)
 
     def start_in(self, group, env: dict[str, str], log) -> subprocess.Popen:
         """The start command in `group`, from the repository root, as Render runs it from the
@@ -54,7 +55,7 @@ class RenderWebService:
             for variable in web[0].get("envVars") or []
             if "key" in variable and "value" in variable
         }
-        return cls(start_command=web[0]["startCommand"], env=env)
+        return cls(start_command=web[0]["startCommand"], env=env, plan=web[0].get("plan"))
 
 
 def documented_defaults() -> tuple[int, int]:

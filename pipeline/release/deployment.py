@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline.gate.render_service import RenderWebService
 from pipeline.release.errors import PromotionRefused
 from service.limits import Limits
 
@@ -40,21 +39,6 @@ class Deployment:
         return asdict(self)
 
 
-def web_service(render_yaml_path: Path) -> dict[str, Any]:
-    """render.yaml's one web service (the gate has refused any other shape before)."""
-    blueprint = yaml.safe_load(render_yaml_path.read_text(encoding="utf-8")) or {}
-    web = [service for service in blueprint.get("services") or [] if service.get("type") == "web"]
-    return web[0] if len(web) == 1 else {}
-
-
-def literal_env(service: dict[str, Any]) -> dict[str, str]:
-    return {
-        str(variable["key"]): str(variable["value"])
-        for variable in service.get("envVars") or []
-        if "key" in variable and "value" in variable
-    }
-
-
 def workers_started(start_command: str, env: dict[str, str]) -> int | None:
     """The worker count gunicorn runs with `env`; None when the host's environment decides."""
     option = WORKERS_OPTION.search(start_command)
@@ -68,12 +52,11 @@ def workers_started(start_command: str, env: dict[str, str]) -> int | None:
 
 def deployed(render_yaml_path: Path) -> Deployment:
     """What Render deploys from render.yaml: its plan, CPU_SHARE and workers."""
-    service = web_service(render_yaml_path)
-    env = literal_env(service)
+    render = RenderWebService.read(render_yaml_path)
     return Deployment(
-        plan=service.get("plan"),
-        cpu_share=float(env.get("CPU_SHARE") or Limits().cpu_share),
-        workers=workers_started(service.get("startCommand", ""), env),
+        plan=render.plan,
+        cpu_share=float(render.env.get("CPU_SHARE") or Limits().cpu_share),
+        workers=workers_started(render.start_command, render.env),
     )
 
 
