@@ -71,3 +71,8 @@ def test_a_cpu_share_the_gate_gave_the_service_through_service_env_is_refused(tm
         "the gate ran the service with CPU_SHARE 0.5 (gate.service_env), render.yaml deploys "
         "it with 0.1"
     ]
+
+
+def test_a_cpu_share_that_is_not_a_number_is_named_not_a_traceback(tmp_path):
+    found = differences(GATE_ON_FREE, {}, render_yaml(tmp_path, CPU_SHARE="a tenth"))
+    assert "render.yaml tells the service CPU_SHARE (not a number), not plan free's 0.1" in found

@@ -19,7 +19,7 @@ from service.limits import Limits
 
 # gunicorn's worker count as a start command may give it: a number, or WEB_CONCURRENCY.
 WORKERS_OPTION = re.compile(r"(?:--workers[=\s]+|-w\s*)(\S+)")
-FROM_ENV = re.compile(r"\$\{?WEB_CONCURRENCY(?::-(\d+))?\}?")
+FROM_ENV = re.compile(r"\$\{?WEB_CONCURRENCY(?::-\d+)?\}?")
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,24 @@ class Deployment:
     where it cannot be told)."""
 
     plan: str | None
-    cpu_share: float | None
+    cpu_share: float | None  # None: not a number (the service refuses to start)
     workers: int | None
 
     def in_words(self) -> str:
         workers = "workers not fixed" if self.workers is None else f"{self.workers} worker(s)"
-        return f"plan {self.plan or '(none set)'}, CPU_SHARE {self.cpu_share:g}, {workers}"
+        return f"plan {self.plan or '(none set)'}, CPU_SHARE {share(self.cpu_share)}, {workers}"
+
+
+def share(value: float | None) -> str:
+    return "(not a number)" if value is None else f"{value:g}"
+
+
+def cpu_share_of(env: dict[str, str]) -> float | None:
+    """The CPU share the service reads from `env` (its own default where unset)."""
+    try:
+        return float(env.get("CPU_SHARE") or Limits().cpu_share)
+    except ValueError:
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,7 +67,7 @@ def deployed(render_yaml_path: Path) -> Deployment:
     render = RenderWebService.read(render_yaml_path)
     return Deployment(
         plan=render.plan,
-        cpu_share=float(render.env.get("CPU_SHARE") or Limits().cpu_share),
+        cpu_share=cpu_share_of(render.env),
         workers=workers_started(render.start_command, render.env),
     )
 
@@ -66,7 +78,7 @@ def gated(gate_report: dict[str, Any], gate_settings: dict[str, Any]) -> Deploym
     env = {**(gate_report.get("render_env") or {}), **(gate_settings.get("service_env") or {})}
     return Deployment(
         plan=(gate_report.get("plan") or {}).get("name"),
-        cpu_share=float(env.get("CPU_SHARE") or Limits().cpu_share),
+        cpu_share=cpu_share_of(env),
         workers=(gate_report.get("figures") or {}).get("workers"),
     )
 
@@ -80,7 +92,7 @@ def differences(gate_report: dict, gate_settings: dict, render_yaml_path: Path) 
         found.append(f"render.yaml deploys plan {deploys.plan or '(none set)'}, not {ran.plan}")
     if plan_share is not None and deploys.cpu_share != float(plan_share):
         found.append(
-            f"render.yaml tells the service CPU_SHARE {deploys.cpu_share:g}, not plan "
+            f"render.yaml tells the service CPU_SHARE {share(deploys.cpu_share)}, not plan "
             f"{ran.plan}'s {plan_share:g}"
         )
     if ran.cpu_share != deploys.cpu_share:
@@ -88,8 +100,8 @@ def differences(gate_report: dict, gate_settings: dict, render_yaml_path: Path) 
             " (gate.service_env)" if "CPU_SHARE" in (gate_settings.get("service_env") or {}) else ""
         )
         found.append(
-            f"the gate ran the service with CPU_SHARE {ran.cpu_share:g}{where}, render.yaml "
-            f"deploys it with {deploys.cpu_share:g}"
+            f"the gate ran the service with CPU_SHARE {share(ran.cpu_share)}{where}, render.yaml "
+            f"deploys it with {share(deploys.cpu_share)}"
         )
     if deploys.workers is None:
         found.append(
@@ -116,13 +128,13 @@ def require_gated_deployment(
     if not found:
         return
     ran = gated(gate_report, gate_settings)
-    share = (gate_report.get("plan") or {}).get("cpu_share", ran.cpu_share)
+    plan_share = (gate_report.get("plan") or {}).get("cpu_share", ran.cpu_share)
     raise PromotionRefused(
         f"what Render would deploy is not what the gate passed: {'; '.join(found)} (gate: "
         f"{ran.in_words()}; render.yaml: {deployed(render_yaml_path).in_words()}). To deploy "
-        f'on {ran.plan}, set `plan: {ran.plan}` and CPU_SHARE "{share:g}" (and WEB_CONCURRENCY '
-        f'"{ran.workers}") in render.yaml, commit it and run `dvc repro`, so the gate runs the '
-        "service exactly as Render will; or gate the plan render.yaml deploys "
+        f'on {ran.plan}, set `plan: {ran.plan}` and CPU_SHARE "{share(plan_share)}" (and '
+        f'WEB_CONCURRENCY "{ran.workers}") in render.yaml, commit it and run `dvc repro`, so '
+        "the gate runs the service exactly as Render will; or gate the plan render.yaml deploys "
         f"(gate.plan={deployed(render_yaml_path).plan or '<plan>'} in params.yaml)"
     )
 
