@@ -6,7 +6,12 @@ import pytest
 import yaml
 
 from pipeline.paths import REPO_ROOT
-from pipeline.release.deployment import deployed, differences, require_gated_deployment
+from pipeline.release.deployment import (
+    deployed,
+    deployment_record,
+    differences,
+    require_gated_deployment,
+)
 from pipeline.release.errors import PromotionRefused
 
 GATE_ON_FREE = {
@@ -76,3 +81,9 @@ def test_a_cpu_share_the_gate_gave_the_service_through_service_env_is_refused(tm
 def test_a_cpu_share_that_is_not_a_number_is_named_not_a_traceback(tmp_path):
     found = differences(GATE_ON_FREE, {}, render_yaml(tmp_path, CPU_SHARE="a tenth"))
     assert "render.yaml tells the service CPU_SHARE (not a number), not plan free's 0.1" in found
+
+
+def test_the_manifest_records_both_sides():
+    record = deployment_record(GATE_ON_FREE, {}, REPO_ROOT / "render.yaml")
+    ran = {"plan": "free", "cpu_share": 0.1, "workers": 1}
+    assert record == {"gated": ran, "deployed": ran}

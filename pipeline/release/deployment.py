@@ -35,6 +35,9 @@ class Deployment:
         workers = "workers not fixed" if self.workers is None else f"{self.workers} worker(s)"
         return f"plan {self.plan or '(none set)'}, CPU_SHARE {share(self.cpu_share)}, {workers}"
 
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 def share(value: float | None) -> str:
     return "(not a number)" if value is None else f"{value:g}"
@@ -46,9 +49,6 @@ def cpu_share_of(env: dict[str, str]) -> float | None:
         return float(env.get("CPU_SHARE") or Limits().cpu_share)
     except ValueError:
         return None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def workers_started(start_command: str, env: dict[str, str]) -> int | None:
