@@ -123,7 +123,11 @@ def poll_health(
             live_sha256 = body.get("model_sha256")
             seen_sha256 = live_sha256 or seen_sha256
             if response.status_code != 200:
-                last = f"HTTP {response.status_code}: {body.get('reason') or response.text[:200]}"
+                # The service's `fault` tells a corrupt or missing LFS object on the git remote
+                # from a build that never pulled (service/lfs_pull.py); its reason says the fix.
+                fault = f" ({body['fault']})" if body.get("fault") else ""
+                reason = body.get("reason") or response.text[:200]
+                last = f"HTTP {response.status_code}{fault}: {reason}"
             elif body.get("predictor") != "ready":
                 last = f"predictor is {body.get('predictor')!r}, not 'ready'"
             elif live_sha256 != expected_sha256:

@@ -27,8 +27,11 @@ from service.bundle import MANIFEST_NAME, MODEL_NAME, sha256_of
 from service.errors import Refusal
 
 
-def release_tags(repo: GitRepo, tag_prefix: str) -> list[str]:
-    return repo.run("tag", "--list", f"{tag_prefix}*", "--sort=v:refname").split()
+def release_tags(repo: GitRepo, tag_prefix: str, release_path: str) -> list[str]:
+    """The tags that hold a release (its manifest), oldest first: those one can roll back to."""
+    tags = repo.run("tag", "--list", f"{tag_prefix}*", "--sort=v:refname").split()
+    manifest = f"{release_path}/{MANIFEST_NAME}"
+    return [tag for tag in tags if repo.run("ls-tree", "--name-only", tag, "--", manifest)]
 
 
 def params_at(repo: GitRepo, workspace: Workspace, tag: str, release_path: str) -> str | None:
@@ -53,7 +56,7 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
     repo = GitRepo.containing(workspace.root)
     release_path = os.path.relpath(workspace.release_dir, repo.root)
     with release_lock(repo, f"rollback to {tag}"):
-        releases = ", ".join(release_tags(repo, settings.tag_prefix)) or "none yet"
+        releases = ", ".join(release_tags(repo, settings.tag_prefix, release_path)) or "none yet"
         if tag not in repo.tags(tag):
             raise PromotionRefused(f"there is no tag {tag!r}; releases: {releases}")
         if not repo.run("ls-tree", "--name-only", tag, "--", f"{release_path}/{MANIFEST_NAME}"):
@@ -158,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.tag:
             repo = GitRepo.containing(workspace.root)
-            tags = release_tags(repo, load_params(workspace).promote.tag_prefix)
+            release_path = os.path.relpath(workspace.release_dir, repo.root)
+            prefix = load_params(workspace).promote.tag_prefix
+            tags = release_tags(repo, prefix, release_path)
             raise PromotionRefused(
                 "give the release tag to return to, e.g. `python -m pipeline.rollback "
                 f"{tags[-2] if len(tags) > 1 else 'model-v1'}`; releases: "

@@ -157,6 +157,28 @@ MUTATIONS = (
         ("tests/test_promote_integrity.py::test_a_params_change_since_the_gate_ran_is_refused",),
     ),
     Mutation(
+        "promote: render.yaml deploys what the gate ran",
+        "pipeline/release/deployment.py",
+        "    if not found:\n        return\n",
+        "    if True:\n        return\n",
+        (
+            "tests/test_promote_plan.py::"
+            "test_a_candidate_gated_on_starter_is_not_shipped_while_render_yaml_deploys_free",
+        ),
+    ),
+    Mutation(
+        "promote: the remote serves the release's LFS objects",
+        "pipeline/release/remote_objects.py",
+        "if stored.is_file() and sha256_of(stored) == item.oid:",
+        "if True:",
+        (
+            "tests/test_promote_lfs.py::"
+            "test_a_corrupt_remote_object_is_named_by_the_service_and_smoke_and_promote_repairs_it",
+            "tests/test_promote_lfs.py::"
+            "test_an_object_removed_from_the_remote_is_uploaded_again_by_the_next_promote",
+        ),
+    ),
+    Mutation(
         "service: a large JSON body is parsed a sample at a time",
         "service/body.py",
         "if large and only_numbers and sample_shape is not None:",

@@ -207,12 +207,15 @@ def test_a_service_with_an_lfs_pointer_fails_naming_the_cause(start_service, rel
     (pointer_release / "model.tflite").write_text(
         "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1\n"
     )
-    service = start_service(pointer_release)
+    service = start_service(pointer_release, env={"LFS_PULL_LOG": str(tmp_path / "none.log")})
     completed = smoke(  # or TimeoutExpired
         service.url, release_dir / "manifest.json", deadline=3, report_path=tmp_path / "r.json"
     )
     assert completed.returncode == 1
-    assert "model.tflite is a Git LFS pointer" in completed.stdout
+    assert (
+        "HTTP 503 (lfs_not_pulled): model.tflite is a Git LFS pointer: the build did not pull"
+        in completed.stdout
+    )
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["outcome"] == "not_ready"
     assert "model.tflite is a Git LFS pointer" in report["checks"][0]["detail"]

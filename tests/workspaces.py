@@ -79,6 +79,17 @@ def swap_model(bundle_dir: Path, drifted_dir: Path) -> str:
     return drifted["sha256"]
 
 
+def deploy_on(workspace: Workspace, plan: str, cpu_share: float) -> None:
+    """render.yaml deploying `plan` with the service told its CPU share, as the gate must run."""
+    blueprint = yaml.safe_load(workspace.render_yaml_path.read_text())
+    (web,) = [service for service in blueprint["services"] if service["type"] == "web"]
+    web["plan"] = plan
+    for variable in web["envVars"]:
+        if variable["key"] == "CPU_SHARE":
+            variable["value"] = f"{cpu_share:g}"
+    workspace.render_yaml_path.write_text(yaml.safe_dump(blueprint, sort_keys=False))
+
+
 def workspace_like(source: Workspace, root: Path, **overrides: dict) -> Workspace:
     """A new workspace on `source`'s demo files, with a copy of its build/ and any overrides."""
     inputs = {key: str(source.demo_dir / name) for key, name in DEMO_INPUT_FILES.items()}

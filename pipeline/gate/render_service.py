@@ -29,6 +29,7 @@ class RenderWebService:
 
     start_command: str
     env: dict[str, str]
+    plan: str | None = None  # the instance type Render deploys it on (none set: Render's default)
 
     @classmethod
     def read(cls, render_yaml_path: Path) -> "RenderWebService":
@@ -46,7 +47,7 @@ class RenderWebService:
             for variable in web[0].get("envVars") or []
             if "key" in variable and "value" in variable
         }
-        return cls(start_command=web[0]["startCommand"], env=env)
+        return cls(start_command=web[0]["startCommand"], env=env, plan=web[0].get("plan"))
 
     def launch(self, settings: GateParams, model_dir: Path) -> "Launch":
         """How the gate starts this service on `model_dir`, on a free port of the loopback."""

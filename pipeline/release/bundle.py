@@ -16,6 +16,7 @@ from pipeline.inputs.files import InputPaths
 from pipeline.inputs.tracking import untracked_inputs
 from pipeline.params import Params
 from pipeline.paths import Workspace
+from pipeline.release.deployment import deployment_record
 from pipeline.release.errors import PromotionRefused
 from pipeline.report.write import write_release_report
 from pipeline.summary import FAILED, NOT_RUN, STALE, stage_verdicts
@@ -212,6 +213,10 @@ def write_release(
             "tolerance": float(settings.golden_tolerance),
         },
         gated_on=verdicts["gate"].get("produced_on"),
+        # The plan, CPU_SHARE and workers the gate ran, and those render.yaml deploys.
+        deployment=deployment_record(
+            verdicts["gate"], params.gate.service_env, workspace.render_yaml_path
+        ),
         promotion_tools=tool_versions(),
     )
     manifest["files"][GOLDEN_NAME] = {

@@ -7,27 +7,23 @@ import os
 from collections.abc import Callable
 
 from pipeline.paths import Workspace
-from pipeline.release.bundle import GOLDEN_NAME
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitError, GitRepo, require_git_lfs
 from pipeline.release.orphans import RUN_ID_ENV, settle
 from pipeline.release.recovery import RemoteUnknown, remote_holds
+from pipeline.release.remote_objects import LFS_TRACKED, ensure_remote_objects, release_objects
 from pipeline.release.steps import (
     LFS_FILTER,
     Journal,
     checkpoint,
     clean_scratch,
     enable_lfs,
-    lfs_object_ids,
     push_refs,
     restore_local,
     upload_objects,
-    verify_objects,
 )
-from service.bundle import BATCHED_MODEL_NAME, MODEL_NAME
 from service.errors import Refusal
 
-LFS_TRACKED = (MODEL_NAME, BATCHED_MODEL_NAME, GOLDEN_NAME)
 # Files the pipeline itself rewrites: a promotion commits them rather than refusing on them.
 # The stage metrics under reports/ are in git (DVC's `cache: false`) so that main holds the
 # promoted candidate's verdicts, which is what a pull request's `dvc metrics diff` compares to.
@@ -52,13 +48,16 @@ def pipeline_changes(repo: GitRepo) -> list[str]:
     return sorted(set(changed + added))
 
 
-def preflight(repo: GitRepo, remote: str, owned_may_change: bool = True) -> str:
-    """Refuse before touching anything: git-lfs, an identity, a clean tree, a reachable remote."""
+def preflight(
+    repo: GitRepo, remote: str, owned_may_change: bool = True, undone_paths: tuple = ()
+) -> str:
+    """Refuse before touching anything: git-lfs, an identity, a clean tree, a reachable remote.
+    `undone_paths`: what an interrupted release changed, which the real run puts back first."""
     require_git_lfs()
     problem = repo.identity_problem()
     if problem:
         raise PromotionRefused(problem)
-    dirty = repo.dirty_paths(ignore=PIPELINE_OWNED if owned_may_change else ())
+    dirty = repo.dirty_paths(ignore=(PIPELINE_OWNED if owned_may_change else ()) + undone_paths)
     if dirty:
         raise PromotionRefused(
             f"the working tree has uncommitted changes ({', '.join(dirty[:5])}); "
@@ -122,14 +121,11 @@ def release(
             repo.run("tag", "-a", journal.tag, "-m", message)
         checkpoint(workspace, journal, step)
         step = "upload"
-        tracked = [f"{journal.release_path}/{name}" for name in LFS_TRACKED]
-        # A release from before batched models (a rollback's target) has no batched model.
-        paths = repo.run("ls-tree", "-r", "--name-only", journal.commit, "--", *tracked).split()
-        oids = lfs_object_ids(repo, journal.commit, paths)
-        upload_objects(repo, journal.remote, list(oids.values()), timeout)
+        objects = release_objects(repo, journal.commit, journal.release_path)
+        upload_objects(repo, journal.remote, [item.oid for item in objects], timeout)
         checkpoint(workspace, journal, step)
-        step = "verify"
-        verify_objects(repo, workspace, journal.remote, journal.commit, oids, timeout)
+        step = "verify"  # and repair: a corrupt copy the upload skipped is sent again
+        ensure_remote_objects(repo, workspace, journal.remote, objects, timeout)
         checkpoint(workspace, journal, step)
         step = "push"
         try:

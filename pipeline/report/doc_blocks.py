@@ -10,7 +10,7 @@ from typing import Any
 from pipeline.params import load_params
 from pipeline.paths import Workspace
 from pipeline.report.doc_layout import layout_block, modules_block
-from pipeline.summary import failure_detail, plan_fit_in_words
+from pipeline.summary import deploys, failure_detail, plan_fit_in_words
 from pipeline.verdicts import GATE_STAGES, read_json
 
 # Block name -> the markdown a command writes under reports/, and the command.
@@ -50,7 +50,7 @@ def summary_block(workspace: Workspace) -> str | None:
         sha = report.get("candidate_sha256", "")[:12]
         detail = f"candidate {sha}" if report.get("passed") else failure_detail(report)
         if stage == "gate" and "plan_fit" in report:
-            detail = f"{detail}; {plan_fit_in_words(report)}"
+            detail = f"{detail}; {plan_fit_in_words(report)}; {deploys(workspace, report)}"
         rows.append((stage, verdict, detail))
     width = max(len(stage) for stage, _, _ in rows)
     lines = [f"{'stage':<{width}}  verdict  detail"]

@@ -102,6 +102,7 @@ def render_html(report: ReleaseReport) -> str:
             f"<p>{escape(text)}</p>"
             for text in (
                 tables.measured_where(report.gate, report.base_gate),
+                report.deployment,
                 tables.plan_summary(report),
             )
             if text
