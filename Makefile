@@ -24,7 +24,7 @@ help:
 	@echo "make bench   - every serving path side by side under 512 MB, and CPU per request"
 	@echo "make bench-servers - candidate WSGI servers side by side, hostile traffic at 0.1 CPU"
 	@echo "make bench-peers - ours, MLServer and BentoML serving the candidate: CPU, memory, start"
-	@echo "make bench-batching BASELINE=DIR - CPU per request at 1, 4, 16 clients, beside another checkout"
+	@echo "make bench-batching - CPU per request at 1, 4, 16 clients, with batching and without"
 	@echo "make bench-latency - in-process latency benchmarks (pytest-benchmark)"
 	@echo "make gate-steadiness - the gate twice, beside two busy processes and without: reports/gate_steadiness.json"
 	@echo "make quantization - every quantization mode side by side (reports/quantization.md)"
@@ -87,17 +87,16 @@ bench-peers: install
 	@test -f build/candidate/manifest.json || $(RUN) dvc repro convert
 	$(RUN) python -m benchmarks.peers
 
-# BASELINE: another checkout of the project to serve beside this one, e.g. the service before
-# batching: git worktree add ../before-batching ccc4a02^1 && make bench-batching BASELINE=../before-batching
+# The candidate served with its batch-N model and, beside it, without (every sample its own invoke).
 bench-batching: install
 	@test -f build/candidate/manifest.json || $(RUN) dvc repro convert
-	$(RUN) python -m benchmarks.batching_figures build/candidate data/demo/heldout.npz $(BASELINE)
+	$(RUN) python -m benchmarks.batching_figures build/candidate data/demo/heldout.npz
 
 bench-latency: install
 	$(RUN) python -m pytest tests/test_latency_benchmarks.py --benchmark-enable \
 		--benchmark-columns=median,iqr,ops --benchmark-sort=name
 
-# Writes under reports/ only; `make docs` is the one step that copies results into tracked files.
+# Writes under reports/ only; `make docs` is the one step that copies its table into the docs.
 quantization: install
 	$(RUN) dvc repro parity
 	$(RUN) python -m pipeline.conversion.compare_quantization

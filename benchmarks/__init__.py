@@ -1,1 +1,1 @@
-"""Side-by-side measurements of every way to serve the model (`make bench`)."""
+"""Side-by-side measurements behind the docs' tables: `make bench` and the other bench targets."""

@@ -49,7 +49,7 @@ def batch_sweep(workspace: Workspace, batch_sizes: list[int]) -> dict:
     from pipeline.params import load_params
 
     params = load_params(workspace)
-    paths = InputPaths.from_params(params["inputs"], workspace)
+    paths = InputPaths.from_params(params.inputs, workspace)
     model, shape = load_keras_model(paths)
     representative = np.zeros((1, *shape.sample_shape), np.float32)
     figures = {}

@@ -14,6 +14,7 @@ import http.client
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from benchmarks.traffic import cpu_group, start_server, tree_cpu_seconds
 from pipeline.cgroups import ResourceGroup
 from pipeline.conversion.invoke_cost import cpu_ms_per_invoke
 from pipeline.gate.render_service import RenderWebService
+from pipeline.params.sections import BenchParams
 from pipeline.paths import REPO_ROOT
 
 FORMATS = {"float32": "application/octet-stream", "json": "application/json"}
@@ -72,7 +74,7 @@ def service_cpu_ms(bundle: Path, bodies: dict, count: int, env: dict, group: Res
     return figures
 
 
-def measure(bundle: Path, samples: Path, settings: dict, env: dict) -> dict:
+def measure(bundle: Path, samples: Path, settings: BenchParams, env: dict) -> dict:
     """CPU per request and the ratio to a bare invoke, unthrottled and at the plan's share."""
     with np.load(samples) as archive:
         sample = archive["X"][0].astype("<f4")
@@ -80,12 +82,12 @@ def measure(bundle: Path, samples: Path, settings: dict, env: dict) -> dict:
         "float32": sample.tobytes(),
         "json": orjson.dumps({"instances": sample.tolist()}),
     }
-    result = {"targets": settings["cpu_targets"], "settings": {}}
+    result = {"targets": asdict(settings.cpu_targets), "settings": {}}
     for label, share in (
         ("full speed", None),
-        (f"{settings['cpu_share']} CPU", settings["cpu_share"]),
+        (f"{settings.cpu_share} CPU", settings.cpu_share),
     ):
-        count = settings["cpu_requests"] if share is None else settings["cpu_requests_quota"]
+        count = settings.cpu_requests if share is None else settings.cpu_requests_quota
         with cpu_group(share, "bench-cpu") as group:  # it stops the service as it closes
             bare = bare_cpu_ms(bundle, max(count, 200), env, group)
             served = service_cpu_ms(bundle, bodies, count, env, group)

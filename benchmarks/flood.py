@@ -17,8 +17,8 @@ import numpy as np
 
 from benchmarks.batching_figures import cpu_pressure
 from benchmarks.traffic import cpu_group, flood, probe_health, start_server
+from pipeline.gate.render_service import RenderWebService
 from pipeline.paths import REPO_ROOT
-from pipeline.stages.gate import RenderWebService
 
 CLIENTS = 64
 SECONDS = 15

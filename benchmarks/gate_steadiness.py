@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.gate.interference import Reading
+from pipeline.gate.host import Reading
 from pipeline.paths import REPO_ROOT, Workspace
 from pipeline.verdicts import read_json
 
@@ -65,7 +65,7 @@ def run_gate(workspace: Workspace, busy: int) -> dict:
     wall = after.at - before.at
     total = after.total_jiffies - before.total_jiffies
     figures = verdict.get("figures", {})
-    # The gate's own keepers (pipeline.gate.awake) ran while it measured the costs: their CPU
+    # The gate's own keepers (pipeline.gate.host) ran while it measured the costs: their CPU
     # is not the host's other work.
     keeper_ticks = figures.get("cost", {}).get("keeper_cpu_seconds", 0) * os.sysconf("SC_CLK_TCK")
     return {

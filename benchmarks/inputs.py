@@ -55,7 +55,7 @@ def prepare_bundles(workspace: Workspace, quantizations: list[str]) -> dict[str,
 def sample_files(workspace: Workspace, bundle: Path, out_dir: Path) -> tuple[Path, Path]:
     """Raw held-out samples (for lite paths) and normalised ones (for Keras paths)."""
     params = load_params(workspace)
-    with np.load(workspace.resolve(params["inputs"]["heldout"])) as heldout:
+    with np.load(workspace.resolve(params.inputs.heldout)) as heldout:
         raw = heldout["X"][:64].astype(np.float32)
     preprocessing = read_json(bundle / "manifest.json")["preprocessing"]
     normalised = raw

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import orjson
 
+from pipeline.gate.render_service import RenderWebService, free_port
 from pipeline.paths import REPO_ROOT
-from pipeline.stages.gate import RenderWebService, free_port
 
 PEER_SOURCE_DIR = REPO_ROOT / "benchmarks" / "peer_servers"
 # Each venv's pinned requirements: ours is what Render's build installs (render.yaml).

@@ -40,6 +40,7 @@ from benchmarks.peers_report import write_outputs
 from benchmarks.traffic import cpu_group, start_server
 from pipeline.cgroups import evict_from_page_cache
 from pipeline.params import load_params
+from pipeline.params.sections import BenchParams
 from pipeline.paths import REPO_ROOT, Workspace
 
 PRESSURE_PATH = Path("/proc/pressure/cpu")
@@ -105,9 +106,9 @@ SERVERS = {
 }
 
 
-def uses_venv(key: str, settings: dict) -> bool:
+def uses_venv(key: str, settings: BenchParams) -> bool:
     """Whether server `key` runs from its own venv under build/peers/ (the peers always do)."""
-    return key != "ours" or settings["peer_ours_own_venv"]
+    return key != "ours" or settings.peer_ours_own_venv
 
 
 def cpu_pressure() -> dict | None:
@@ -125,34 +126,36 @@ def stalled_share(before: dict | None, after: dict | None, wall_seconds: float) 
     return round((after["total"] - before["total"]) / 1e6 / wall_seconds, 3)
 
 
-def measure(key, share, bundle, peers_dir, sample, expected, settings, base_env) -> dict:
+def measure(
+    key, share, bundle, peers_dir, sample, expected, settings: BenchParams, base_env
+) -> dict:
     """One server at one CPU share: bare invoke, cold start, both loads, peak memory."""
     server = SERVERS[key]
     pressure_before, began = cpu_pressure(), time.perf_counter()
     with cpu_group(share, "peers-bare") as group:
         # Rounded once, so every ratio in the table is its two printed figures' quotient.
-        bare_ms = round(bare_cpu_ms(bundle, settings["peer_bare_invokes"], base_env, group), 3)
+        bare_ms = round(bare_cpu_ms(bundle, settings.peer_bare_invokes, base_env, group), 3)
     venv = peers_dir / f"{key}-venv" if uses_venv(key, settings) else None
     command, env = launch(key, bundle, peers_dir, base_env, venv)
     libraries = service_files() if venv is None else site_packages_files(venv)
     evict_from_page_cache(bundle, *libraries)
     quota = share is not None
-    count = settings["peer_requests_quota" if quota else "peer_requests"]
-    phase_seconds = settings["peer_phase_seconds"]
+    count = settings.peer_requests_quota if quota else settings.peer_requests
+    phase_seconds = settings.peer_phase_seconds
     body = server.encode(sample)
     with cpu_group(share, "peers") as group:  # it stops the server as it closes
         _, port, cold_start = start_server(
-            group, command, env, server.health_path, settings["peer_start_deadline_seconds"]
+            group, command, env, server.health_path, settings.peer_start_deadline_seconds
         )
         clients = [
             Client(port, server.predict_path, body, server.content_type)
-            for _ in range(settings["peer_clients"])
+            for _ in range(settings.peer_clients)
         ]
         status, answer = clients[0].post()
         if status != 200:
             raise RuntimeError(f"{server.name} answered HTTP {status}: {answer[:300]!r}")
         label, probability = server.decode(answer)
-        warm_up(clients[0], settings["peer_warmup_requests"], phase_seconds)
+        warm_up(clients[0], settings.peer_warmup_requests, phase_seconds)
         lone = lone_client(group.cpu_usage_seconds, clients[0], count, phase_seconds)
         many = concurrent_clients(group.cpu_usage_seconds, clients, count, phase_seconds)
         for client in clients:
@@ -184,7 +187,8 @@ def measure(key, share, bundle, peers_dir, sample, expected, settings, base_env)
 def run(workspace: Workspace, keys: list[str]) -> dict:
     """Every server in `keys`, unthrottled and at the plan's share, in one run."""
     started, pressure_before = time.perf_counter(), cpu_pressure()
-    settings = load_params(workspace)["bench"]
+    params = load_params(workspace)
+    settings = params.bench
     bundle = workspace.candidate_dir.resolve()
     if not (bundle / "manifest.json").is_file():
         raise SystemExit(f"no bundle at {bundle}: run `dvc repro convert` first")
@@ -193,15 +197,14 @@ def run(workspace: Workspace, keys: list[str]) -> dict:
     installs = {}
     for key in keys:
         if uses_venv(key, settings):
-            _, seconds = peer_venv(key, peers_dir, settings["peer_install_timeout_seconds"])
+            _, seconds = peer_venv(key, peers_dir, settings.peer_install_timeout_seconds)
             installs[key] = seconds
-    params = load_params(workspace)
     base_env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         "PYTHONPATH": str(REPO_ROOT),
     }
-    heldout_path = workspace.resolve(params["inputs"]["heldout"])
+    heldout_path = workspace.resolve(params.inputs.heldout)
     with np.load(heldout_path) as heldout:
         sample = heldout["X"][0].astype(np.float32)
     expected = orjson.loads(
@@ -216,7 +219,7 @@ def run(workspace: Workspace, keys: list[str]) -> dict:
     )
     rows = []
     for key in keys:
-        for share in (None, settings["cpu_share"]):
+        for share in (None, settings.cpu_share):
             setting = "unthrottled" if share is None else f"{share} CPU"
             log(f"{SERVERS[key].name}, {setting}")
             answer = (expected["label"], expected["probability"])
@@ -237,8 +240,10 @@ def run(workspace: Workspace, keys: list[str]) -> dict:
             "load_average": [round(value, 2) for value in os.getloadavg()],
             "cpu_stalled_share": stalled_share(pressure_before, cpu_pressure(), seconds),
         },
-        "settings": {key: value for key, value in settings.items() if key.startswith("peer")}
-        | {"cpu_share": settings["cpu_share"]},
+        "settings": {
+            key: value for key, value in params.data["bench"].items() if key.startswith("peer")
+        }
+        | {"cpu_share": settings.cpu_share},
         "bundle_sha256": expected["sha256"],
         "install_seconds": installs,
         "rows": rows,

@@ -20,8 +20,9 @@ from benchmarks.inputs import log, prepare_bundles, sample_files, tflite_runtime
 from benchmarks.measure import in_process, over_http, percentiles
 from benchmarks.report import write_outputs
 from pipeline.cgroups import distribution_libraries
-from pipeline.gate.render_service import lite_runtime_libraries
+from pipeline.gate.preflight import lite_runtime_libraries
 from pipeline.params import load_params
+from pipeline.params.sections import BenchParams
 from pipeline.paths import REPO_ROOT, Workspace
 from service.bundle import MODEL_NAME
 
@@ -30,12 +31,12 @@ from service.bundle import MODEL_NAME
 TENSORFLOW_DISTRIBUTIONS = ("tensorflow-cpu", "tensorflow", "keras")
 
 
-def measure_path(name, python, path, model, samples, settings, env, libraries, bundle=None) -> dict:
-    limit = settings["memory_limit_mb"]
+def measure_path(
+    name, python, path, model, samples, settings: BenchParams, env, libraries, bundle=None
+) -> dict:
+    limit = settings.memory_limit_mb
     log(f"{name}: one process")
-    one = in_process(
-        python, path, model, samples, settings["predictions"], limit, 1, env, libraries
-    )
+    one = in_process(python, path, model, samples, settings.predictions, limit, 1, env, libraries)
     log(f"{name}: two processes")
     two = in_process(python, path, model, samples, 20, limit, 2, env, libraries)
     row = {
@@ -55,7 +56,7 @@ def measure_path(name, python, path, model, samples, settings, env, libraries, b
         for workers in (1, 2):
             log(f"{name}: HTTP with {workers} worker(s)")
             http = over_http(
-                bundle, samples, workers, settings["http_requests"], limit, env, libraries
+                bundle, samples, workers, settings.http_requests, limit, env, libraries
             )
             row[f"http_{workers}w"] = http
     return row
@@ -63,14 +64,15 @@ def measure_path(name, python, path, model, samples, settings, env, libraries, b
 
 def run(workspace: Workspace) -> None:
     started = time.perf_counter()
-    settings = load_params(workspace)["bench"]
+    params = load_params(workspace)
+    settings = params.bench
     bench_dir = workspace.build_dir / "bench"
-    bundles = prepare_bundles(workspace, settings["quantizations"])
+    bundles = prepare_bundles(workspace, settings.quantizations)
     converted = {q: b for q, b in bundles.items() if isinstance(b, Path)}
     samples_dir = bench_dir / "samples"
     samples_dir.mkdir(parents=True, exist_ok=True)
     raw, normalised = sample_files(workspace, next(iter(converted.values())), samples_dir)
-    model = str(workspace.resolve(load_params(workspace)["inputs"]["model"]))
+    model = str(workspace.resolve(params.inputs.model))
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -130,7 +132,7 @@ def run(workspace: Workspace) -> None:
                 bundle,
             )
         )
-    if settings["tflite_runtime"] and "none" in converted:
+    if settings.tflite_runtime and "none" in converted:
         python, status = tflite_runtime_python(bench_dir)
         if python is None:
             rows.append({"path": "tflite-runtime none", "error": status})
@@ -160,7 +162,7 @@ def run(workspace: Workspace) -> None:
             )
     cpu = None
     if "none" in converted:
-        log(f"CPU per request, unthrottled and at {settings['cpu_share']} CPU")
+        log(f"CPU per request, unthrottled and at {settings.cpu_share} CPU")
         cpu = cpu_per_request.measure(converted["none"], raw, settings, env)
     machine = {
         "date": time.strftime("%Y-%m-%d"),
@@ -171,7 +173,7 @@ def run(workspace: Workspace) -> None:
     }
     result = {
         "machine": machine,
-        "settings": settings,
+        "settings": params.data["bench"],
         "rows": rows,
         "cpu_per_request": cpu,
         "seconds": round(time.perf_counter() - started, 1),

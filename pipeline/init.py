@@ -2,8 +2,9 @@
 
 Loads the user's files as the pipeline will, refusing anything that does not fit in the names of
 the user's own files before it touches anything; then copies them into one folder (`model/` by
-default), tracks that folder with DVC (`dvc add`: git holds only `model.dvc`), points
-params.yaml's `inputs` at the copies and says what to commit and what it left as it was.
+default) with a record of where each came from (so a later refusal names the user's own file),
+tracks that folder with DVC (`dvc add`: git holds only `model.dvc`), points params.yaml's
+`inputs` at the copies and says what to commit and what it left as it was.
 The pipeline then needs no other edit, whatever the combination of files.
 """
 
@@ -23,15 +24,28 @@ from pipeline.inputs.files import (
     load_preprocessing,
 )
 from pipeline.inputs.labels import load_labels
+from pipeline.inputs.provenance import write_sources
+from pipeline.params import Params, load_params
 from pipeline.paths import Workspace
 from service.bundle import is_lfs_pointer
+from service.errors import Refusal
 
 DEFAULT_FOLDER = "model"
+FLAGS = {
+    "model": "--model",
+    "labels": "--labels",
+    "heldout": "--heldout",
+    "normaliser": "--normaliser",
+    "custom_objects": "--custom-objects",
+}
 
 
-def copy_inputs(sources: dict[str, Path | None], folder: Path) -> dict[str, str | None]:
-    """Copy each source into a fresh `folder` (replacing the one there only once all copied);
-    the new files' names by key. A source inside the folder replaced is read before it goes."""
+def copy_inputs(
+    sources: dict[str, Path | None], folder: Path, init_argv: list[str]
+) -> dict[str, str | None]:
+    """Copy each source into a fresh `folder` (replacing the one there only once all copied),
+    with the record of where each came from; the new files' names by key. A source inside the
+    folder replaced is read before it goes."""
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -45,6 +59,8 @@ def copy_inputs(sources: dict[str, Path | None], folder: Path) -> dict[str, str 
             name = source.name if key == "custom_objects" else f"{key}{source.suffix.lower()}"
             shutil.copy2(source, partial / name)
             names[key] = name
+        copied = {name: sources[key] for key, name in names.items() if name}
+        write_sources(partial, copied, init_argv)
     except OSError:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -183,19 +199,21 @@ def load_sources(sources: dict[str, Path | None], allow_unsafe: bool) -> ModelSh
 
 def init(workspace: Workspace, args: argparse.Namespace) -> None:
     """Check and load the user's files, then copy, track, point params.yaml at them and print
-    what to commit; nothing is touched until every file loads."""
+    what to commit; nothing is touched until params.yaml and every file load."""
+    params = load_params(workspace)
     sources = {key: path and path.resolve() for key, path in check_sources(args).items()}
     shape = load_sources(sources, args.allow_unsafe_deserialization)
     folder = args.folder.strip("/")
-    names = copy_inputs(sources, workspace.resolve(folder))
+    names = copy_inputs(sources, workspace.resolve(folder), init_argv(sources, args, folder))
     dvc_add(workspace.root, folder)
     block = inputs_block(folder, names, args.allow_unsafe_deserialization)
     rewrite_inputs(workspace.params_path, block)
     print(
         f"Your model loads: samples of shape {shape.sample_shape}, {shape.classes} outputs, "
         f"labels, normaliser and held-out set agree with it.\n"
-        f"Copied your files to {folder}/ and tracked it with DVC ({folder}.dvc); params.yaml's "
-        f"`inputs` now names them.\n{kept_settings(workspace.params_path)}\nNext:\n"
+        f"Copied your files to {folder}/ (where each came from: {folder}/sources.json) and "
+        f"tracked it with DVC ({folder}.dvc); params.yaml's "
+        f"`inputs` now names them.\n{kept_settings(params)}\nNext:\n"
         f"  dvc repro                 # convert, parity, gate on your model\n"
         f"  git add {folder}.dvc .gitignore params.yaml dvc.lock reports/\n"
         f"  git commit -m 'Bring my model'\n"
@@ -205,12 +223,22 @@ def init(workspace: Workspace, args: argparse.Namespace) -> None:
     )
 
 
-def kept_settings(params_path: Path) -> str:
-    """The settings init left as they were in params.yaml that judge the user's model."""
-    import yaml
+def init_argv(sources: dict[str, Path | None], args: argparse.Namespace, folder: str) -> list[str]:
+    """The init command that brings these files in again, every path absolute."""
+    argv = ["python", "-m", "pipeline.init"]
+    for key, flag in FLAGS.items():
+        if sources[key] is not None:
+            argv += [flag, str(sources[key])]
+    if args.allow_unsafe_deserialization:
+        argv.append("--allow-unsafe-deserialization")
+    if folder != DEFAULT_FOLDER:
+        argv += ["--folder", folder]
+    return argv
 
-    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
-    floor = params.get("parity", {}).get("min_accuracy")
+
+def kept_settings(params: Params) -> str:
+    """The settings init left as they were in params.yaml that judge the user's model."""
+    floor = params.parity.min_accuracy
     floor_words = (
         "null: no floor on accuracy (set one to refuse a model under it)"
         if floor is None
@@ -218,9 +246,9 @@ def kept_settings(params_path: Path) -> str:
     )
     return (
         "Left as they were in params.yaml (edit them to suit your model):\n"
-        f"  convert.quantization: {params['convert']['quantization']}\n"
+        f"  convert.quantization: {params.convert.quantization}\n"
         f"  parity.min_accuracy: {floor_words}\n"
-        f"  gate.plan: {params['gate']['plan']} (the Render plan the gate emulates)"
+        f"  gate.plan: {params.gate.plan} (the Render plan the gate emulates)"
     )
 
 
@@ -247,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         init(Workspace.from_env(), args)
-    except InputFileError as error:
+    except Refusal as error:
         print(f"init failed: {error}", file=sys.stderr)
         return 2
     return 0

@@ -20,10 +20,18 @@ from pipeline.release.bundle import (
     tracked_inputs,
     write_release,
 )
+from pipeline.release.deployment import deployed, require_gated_deployment
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitRepo
 from pipeline.release.lock import release_lock
+from pipeline.release.pending import Pending
 from pipeline.release.recovery import recover
+from pipeline.release.remote_objects import (
+    ensure_remote_objects,
+    file_objects,
+    release_objects,
+    repairs_needed,
+)
 from pipeline.release.served import current_release, on_remote, serving_changes
 from pipeline.release.steps import Journal, scratch_dir
 from pipeline.release.transaction import checked, pipeline_changes, preflight, release
@@ -33,18 +41,20 @@ from service.bundle import MANIFEST_NAME, MODEL_NAME
 from service.errors import Refusal
 
 
-def next_version(repo: GitRepo, tag_prefix: str) -> int:
+def next_version(repo: GitRepo, tag_prefix: str, undone: str | None = None) -> int:
+    """The next release number; `undone` is a tag the run removes first (never reused)."""
     numbers = [
         int(m.group(1))
         for tag in repo.tags(f"{tag_prefix}*")
-        if (m := re.fullmatch(re.escape(tag_prefix) + r"(\d+)", tag))
+        if tag != undone and (m := re.fullmatch(re.escape(tag_prefix) + r"(\d+)", tag))
     ]
     return max(numbers, default=0) + 1
 
 
-def already_serving(repo: GitRepo, workspace: Workspace, remote: str, branch: str) -> str | None:
-    """The current release's tag when a release from HEAD would serve the same model, manifest
-    and service as it does (and the remote holds it); None when there is something to ship."""
+def already_serving(repo: GitRepo, workspace: Workspace, remote: str, branch: str):
+    """(tag, release commit) of the current release when a release from HEAD would serve the
+    same model, manifest and service as it does (and the remote holds it); None when there is
+    something to ship."""
     release_path = os.path.relpath(workspace.release_dir, repo.root)
     current = current_release(repo, release_path)
     if current is None:
@@ -55,7 +65,7 @@ def already_serving(repo: GitRepo, workspace: Workspace, remote: str, branch: st
         return None
     if not on_remote(repo, release_commit, remote, branch):
         return None
-    return released.get("tag") or release_commit[:12]
+    return released.get("tag") or release_commit[:12], release_commit
 
 
 def place(where: dict | None) -> str:
@@ -78,8 +88,7 @@ def gated_elsewhere(verdicts: dict) -> str | None:
 def promote(workspace: Workspace, remote: str | None, dry_run: bool, gated_here=False) -> str:
     """Promote build/candidate; the new tag. Raises PromotionRefused with every reason."""
     params = load_params(workspace)
-    settings = params["promote"]
-    remote = remote or settings["remote"]
+    remote = remote or params.promote.remote
     repo = GitRepo.containing(workspace.root)
     with release_lock(repo, "promote"):
         return promote_locked(workspace, repo, params, remote, dry_run, gated_here)
@@ -87,30 +96,32 @@ def promote(workspace: Workspace, remote: str | None, dry_run: bool, gated_here=
 
 def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
     """promote() while holding the checkout's release lock."""
-    settings = params["promote"]
+    settings = params.promote
     release_path = os.path.relpath(workspace.release_dir, repo.root)
-    orphan_wait = float(settings["orphan_wait_seconds"])
+    timeout = float(settings.push_timeout_seconds)
+    orphan_wait = float(settings.orphan_wait_seconds)
+    pending = Pending.read(repo, workspace) if dry_run else None
+    if pending and pending.finishes_the_promote:
+        print(f"dry run, nothing changed; would {pending.in_words()}, and stop there")
+        return pending.journal.tag
     if not dry_run:
         landed = recover(repo, workspace, orphan_wait)
         if landed and landed.action == "promote":
             return landed.tag
     verdicts, branch, _ = checked(
         lambda: blessed_verdicts(workspace),
-        lambda: preflight(repo, remote),
+        lambda: preflight(repo, remote, undone_paths=pending.undone_paths if pending else ()),
         lambda: tracked_inputs(workspace),
     )
     if gated_here and (elsewhere := gated_elsewhere(verdicts)):
         raise PromotionRefused(elsewhere)
+    require_gated_deployment(verdicts["gate"], params.gate.service_env, workspace.render_yaml_path)
     sha256 = verdicts["convert"]["candidate_sha256"]
     done = already_serving(repo, workspace, remote, branch)
     if done:
-        print(
-            f"already promoted: {done} holds {sha256[:12]} on {remote}/{branch}; a release now "
-            "would serve the same model, manifest and service, so no new version: nothing to do"
-        )
-        return done
-    version = next_version(repo, settings["tag_prefix"])
-    tag = f"{settings['tag_prefix']}{version}"
+        return serving_already(repo, workspace, remote, branch, done, sha256, timeout, dry_run)
+    version = next_version(repo, settings.tag_prefix, pending and pending.undone_tag)
+    tag = f"{settings.tag_prefix}{version}"
     parity, gate = verdicts["parity"]["measures"], verdicts["gate"]["measures"]
     message = (
         f"Promote {tag}: model {sha256[:12]} ({verdicts['convert']['quantization']})\n\n"
@@ -118,9 +129,11 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
         f"{parity['top1_agreement']['value']:.3f}; gate "
         + ", ".join(f"{name} {m['value']}" for name, m in gate.items())
     )
+    plan = deployed(workspace.render_yaml_path).plan
     changed_by_pipeline = pipeline_changes(repo)  # preflight refused any other change
     steps = [
-        f"write {release_path}/ ({MODEL_NAME}, {GOLDEN_NAME}, {MANIFEST_NAME}) for {sha256[:12]}",
+        f"write {release_path}/ ({MODEL_NAME}, {GOLDEN_NAME}, {MANIFEST_NAME}) for {sha256[:12]}, "
+        f"gated on plan {plan}, the plan render.yaml deploys",
         f"commit on {branch}, {MODEL_NAME} and {GOLDEN_NAME} through Git LFS: "
         + message.splitlines()[0]
         + (f" (with {', '.join(changed_by_pipeline)})" if changed_by_pipeline else ""),
@@ -130,8 +143,13 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
         f"push {branch} and {tag} to {remote} atomically",
     ]
     if dry_run:
-        if Journal.load(workspace):
-            steps.insert(0, "first finish or undo the interrupted release in build/promote/")
+        # The candidate's objects the remote already holds are not sent again: a corrupt one
+        # is removed and sent at the verify step (or refused, on a server).
+        candidate = file_objects(workspace.candidate_dir, release_path)
+        repairs = repairs_needed(repo, workspace, remote, candidate, timeout)
+        steps[4:4] = [repair.in_words(remote) for repair in repairs if repair.corrupt_copy]
+        if pending:
+            steps.insert(0, f"first {pending.in_words()}")
         print("dry run, nothing changed; would:\n  " + "\n  ".join(steps))
         return tag
 
@@ -144,9 +162,34 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
         return pipeline_changes(repo)
 
     journal = Journal.begin(repo, "promote", branch, remote, tag, release_path)
-    timeout = float(settings["push_timeout_seconds"])
     pushed = release(repo, workspace, journal, message, write_files, timeout, orphan_wait)
-    print(f"promoted {tag}: {sha256} {'pushed to' if pushed else 'on'} {remote}/{branch}")
+    where = "pushed to" if pushed else "on"
+    print(f"promoted {tag}: {sha256} {where} {remote}/{branch}; Render deploys it on {plan}")
+    return tag
+
+
+def serving_already(repo, workspace, remote, branch, done, sha256, timeout, dry_run) -> str:
+    """The current release serves the candidate: check that the remote serves its LFS objects,
+    and repair them (a dry run says how) before saying there is nothing to do."""
+    tag, release_commit = done
+    objects = release_objects(
+        repo, release_commit, os.path.relpath(workspace.release_dir, repo.root)
+    )
+    if dry_run:
+        repairs = repairs_needed(repo, workspace, remote, objects, timeout)
+        if repairs:
+            print(
+                f"dry run, nothing changed; {tag} is promoted, but {remote} does not serve its "
+                "LFS objects; would:\n  " + "\n  ".join(r.in_words(remote) for r in repairs)
+            )
+            return tag
+    else:
+        ensure_remote_objects(repo, workspace, remote, objects, timeout)
+    print(
+        f"already promoted: {tag} holds {sha256[:12]} on {remote}/{branch}, and {remote} serves "
+        "its LFS objects (fetched into a fresh repository and hashed); a release now would "
+        "serve the same model, manifest and service, so no new version: nothing to do"
+    )
     return tag
 
 

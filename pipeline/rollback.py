@@ -1,6 +1,8 @@
 """Roll the release back to an earlier tag: release/, reports/ and dvc.lock exactly as they were
-at that tag, and the params.yaml sections that built its model, so the next `dvc repro` rebuilds
-that model. Committed and pushed like a promotion (no new tag: the release is that tag again).
+at that tag, the params.yaml sections that built its model, and the model's inputs (the files
+`inputs` names there, in git or through their .dvc files with the data), so the next
+`dvc repro` rebuilds that model. Committed and pushed like a promotion (no new tag: the
+release is that tag again).
 
     python -m pipeline.rollback model-v3 [--dry-run] [--remote NAME]
 """
@@ -18,14 +20,18 @@ from pipeline.release.git_repo import GitRepo
 from pipeline.release.lock import release_lock
 from pipeline.release.params_sections import sections_that_built, with_sections
 from pipeline.release.recovery import recover
+from pipeline.release.rollback_inputs import InputsRestore, inputs_at, restore_data
 from pipeline.release.steps import LFS_FILTER, Journal
 from pipeline.release.transaction import PIPELINE_OWNED, object_id, preflight, release
 from service.bundle import MANIFEST_NAME, MODEL_NAME, sha256_of
 from service.errors import Refusal
 
 
-def release_tags(repo: GitRepo, tag_prefix: str) -> list[str]:
-    return repo.run("tag", "--list", f"{tag_prefix}*", "--sort=v:refname").split()
+def release_tags(repo: GitRepo, tag_prefix: str, release_path: str) -> list[str]:
+    """The tags that hold a release (its manifest), oldest first: those one can roll back to."""
+    tags = repo.run("tag", "--list", f"{tag_prefix}*", "--sort=v:refname").split()
+    manifest = f"{release_path}/{MANIFEST_NAME}"
+    return [tag for tag in tags if repo.run("ls-tree", "--name-only", tag, "--", manifest)]
 
 
 def params_at(repo: GitRepo, workspace: Workspace, tag: str, release_path: str) -> str | None:
@@ -43,14 +49,14 @@ def params_at(repo: GitRepo, workspace: Workspace, tag: str, release_path: str) 
 
 
 def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) -> None:
-    """Restore release/, reports/, dvc.lock and the params that built `tag`; commit, push."""
-    params = load_params(workspace)
-    settings = params["promote"]
-    remote = remote or settings["remote"]
+    """Restore release/, reports/, dvc.lock, the params and the inputs that built `tag`;
+    commit, push."""
+    settings = load_params(workspace).promote
+    remote = remote or settings.remote
     repo = GitRepo.containing(workspace.root)
     release_path = os.path.relpath(workspace.release_dir, repo.root)
     with release_lock(repo, f"rollback to {tag}"):
-        releases = ", ".join(release_tags(repo, settings["tag_prefix"])) or "none yet"
+        releases = ", ".join(release_tags(repo, settings.tag_prefix, release_path)) or "none yet"
         if tag not in repo.tags(tag):
             raise PromotionRefused(f"there is no tag {tag!r}; releases: {releases}")
         if not repo.run("ls-tree", "--name-only", tag, "--", f"{release_path}/{MANIFEST_NAME}"):
@@ -59,8 +65,9 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
                 f"predates the first release; roll back to one of: {releases}"
             )
         if not dry_run:
-            recover(repo, workspace, float(settings["orphan_wait_seconds"]))
-        # A rollback rewrites dvc.lock, reports/ and params.yaml: uncommitted edits would be lost.
+            recover(repo, workspace, float(settings.orphan_wait_seconds))
+        # A rollback rewrites dvc.lock, reports/, params.yaml and the inputs: uncommitted edits
+        # would be lost (inputs_at checks the DVC-tracked data itself).
         branch = preflight(repo, remote, owned_may_change=False)
         restored = [
             path
@@ -69,18 +76,28 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
         ]
         params_text = params_at(repo, workspace, tag, release_path)
         params_change = params_text is not None and params_text != workspace.params_path.read_text()
+        inputs = inputs_at(repo, workspace, tag, params_text) if params_text else InputsRestore(tag)
         same = all(object_id(repo, "HEAD", path) == object_id(repo, tag, path) for path in restored)
         remote_head = repo.remote_ref_sha(remote, f"refs/heads/{branch}")
-        if same and not params_change and remote_head == repo.head():
-            print(f"already at {tag}: {', '.join(restored)} match it on {remote}/{branch}")
+        if same and not params_change and not inputs.written() and remote_head == repo.head():
+            print(
+                f"already at {tag}: {', '.join(restored)}, and the params and inputs that built "
+                f"it, match it on {remote}/{branch}"
+            )
             return
         message = f"Roll back the release to {tag}"
         params_path = os.path.relpath(workspace.params_path, repo.root)
-        files = [*restored, *([params_path] if params_change else [])]
         if dry_run:
+            files = [
+                *restored,
+                *([f"{params_path} (the sections that built {tag})"] if params_change else []),
+                *inputs.describe(),
+            ]
             print(
-                f"dry run, nothing changed; would restore {', '.join(files)} from {tag}, commit "
-                f"'{message}' on {branch} and push it to {remote}"
+                f"dry run, nothing changed; would restore from {tag}:\n  "
+                + "\n  ".join(files)
+                + (f"\n{inputs.left()}" if inputs.left() else "")
+                + f"\nthen commit '{message}' on {branch} and push it to {remote}"
             )
             return
 
@@ -88,17 +105,20 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
             # Exactly as at the tag: files added since (a later release's reports) go too.
             repo.run("rm", "-r", "-q", "--ignore-unmatch", "--", *restored)
             shutil.rmtree(workspace.release_dir, ignore_errors=True)
-            repo.run(*LFS_FILTER, "checkout", tag, "--", *restored)  # stages them too
+            repo.run(*LFS_FILTER, "checkout", tag, "--", *restored, *inputs.from_tag())  # stages
+            written = restore_data(repo, workspace, inputs)
             if params_change:
                 workspace.params_path.write_text(params_text)
-                return [params_path]
-            return []
+                written.append(params_path)
+            return written
 
-        restored_paths = (*(path.rstrip("/") for path in restored), params_path)
+        restored_paths = (*(path.rstrip("/") for path in restored), params_path, *inputs.written())
         journal = Journal.begin(
             repo, "rollback", branch, remote, None, release_path, restored_paths
         )
-        timeout = float(settings["push_timeout_seconds"])
+        journal.dvc_checkouts = [data.dvc_file for data in inputs.tracked if data.at_head]
+        journal.dvc_created = [out for data in inputs.tracked for out in data.created]
+        timeout = float(settings.push_timeout_seconds)
         release(
             repo,
             workspace,
@@ -106,21 +126,28 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
             message,
             write_files,
             timeout,
-            float(settings["orphan_wait_seconds"]),
+            float(settings.orphan_wait_seconds),
         )
     sha256 = sha256_of(workspace.release_dir / MODEL_NAME)
     print(f"rolled back to {tag}: {sha256} pushed to {remote}/{branch}")
     if params_change:
-        print(
-            f"params.yaml's sections that built {tag} are restored: `dvc repro` rebuilds its model"
-        )
+        print(f"params.yaml's sections that built {tag} are restored")
+    for line in inputs.describe():
+        print(f"restored {tag}'s input: {line}")
+    if inputs.left():
+        print(inputs.left())
+    print(
+        f"next: `dvc repro` rebuilds {tag}'s model; `python -m pipeline.summary` shows its "
+        f"verdicts; `python -m pipeline.promote` then finds {tag} already released"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.rollback",
-        description="Restore the release of an earlier tag (release/, reports/, dvc.lock and the "
-        "params.yaml sections that built it), commit it and push it.",
+        description="Restore the release of an earlier tag (release/, reports/, dvc.lock, the "
+        "params.yaml sections and the model's inputs that built it: files in git, .dvc files "
+        "and their data), commit it and push it.",
     )
     parser.add_argument("tag", nargs="?", help="the release tag to return to, e.g. model-v1")
     parser.add_argument(
@@ -134,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.tag:
             repo = GitRepo.containing(workspace.root)
-            tags = release_tags(repo, load_params(workspace)["promote"]["tag_prefix"])
+            release_path = os.path.relpath(workspace.release_dir, repo.root)
+            prefix = load_params(workspace).promote.tag_prefix
+            tags = release_tags(repo, prefix, release_path)
             raise PromotionRefused(
                 "give the release tag to return to, e.g. `python -m pipeline.rollback "
                 f"{tags[-2] if len(tags) > 1 else 'model-v1'}`; releases: "

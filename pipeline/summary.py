@@ -13,7 +13,9 @@ from typing import Any
 from pipeline.fingerprint import UnknownStage, changes, inputs_fingerprint
 from pipeline.gate.machine import measured_elsewhere
 from pipeline.gate.plan_fit import recommendation_in_words
+from pipeline.params import load_params
 from pipeline.paths import Workspace
+from pipeline.release.deployment import deployment_in_words
 from pipeline.verdicts import GATE_STAGES, read_json
 from service.bundle import MODEL_NAME, sha256_of
 
@@ -88,7 +90,8 @@ def verdict_rows(workspace: Workspace) -> list[tuple[str, str, str]]:
     for verdict in stage_verdicts(workspace):
         detail = verdict.detail
         if verdict.stage == "gate" and verdict.report and "plan_fit" in verdict.report:
-            detail = "; ".join(part for part in (detail, plan_fit_in_words(verdict.report)) if part)
+            parts = (detail, plan_fit_in_words(verdict.report), deploys(workspace, verdict.report))
+            detail = "; ".join(part for part in parts if part)
         gate_report = verdict.report if verdict.stage == "gate" else None
         elsewhere = measured_elsewhere(gate_report) if gate_report else None
         if elsewhere:
@@ -102,6 +105,14 @@ def plan_fit_in_words(report: dict) -> str:
     fit = report["plan_fit"]
     target = f"for {fit['target_rps']:g} req/s"
     return f"on {report['plan']['name']}; {target}: {recommendation_in_words(fit)}"
+
+
+def deploys(workspace: Workspace, gate_report: dict) -> str:
+    """What render.yaml deploys, and whether it is what the gate ran (promote's own check)."""
+    if not workspace.render_yaml_path.is_file():
+        return ""
+    service_env = load_params(workspace).gate.service_env
+    return deployment_in_words(gate_report, service_env, workspace.render_yaml_path)
 
 
 NEXT_STEPS = """

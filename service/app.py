@@ -5,6 +5,8 @@ and /openapi.json, the OpenAPI document of them all (service/openapi.py).
 `create_app(...)` is a pure factory; the module-level `app` reads the environment:
 
     MODEL_DIR           the bundle to serve (default: release/, relative to the repo root)
+    LFS_PULL_LOG        the build's record of its `git lfs pull` (default: build/lfs-pull.log,
+                        as render.yaml's build writes it): why a model is still an LFS pointer
     TFLITE_NUM_THREADS  interpreter threads per worker (default: 1)
     MAX_BATCH           most samples in one request (default: 64); the body limits per format
                         follow from it and the contract's sample size: float32
@@ -60,6 +62,7 @@ from service.body import finish_unread_body, parse_count
 from service.bundle import BundleError
 from service.errors import HTTPError, loggable
 from service.inference_protocol import InferenceProtocol, RawResponse, error_body
+from service.lfs_pull import DEFAULT_RECORD, diagnosed
 from service.limits import Admission, Limits, env_number
 from service.openapi import openapi_document
 from service.predict import PredictHandler
@@ -89,25 +92,31 @@ class ServiceApp:
     """The WSGI callable: dispatch on path and method, JSON in and out, one log line each."""
 
     def __init__(
-        self, model_dir: Path, num_threads: int, limits: Limits, default_top_k: int
+        self,
+        model_dir: Path,
+        num_threads: int,
+        limits: Limits,
+        default_top_k: int,
+        lfs_pull_log: Path | None = None,
     ) -> None:
         self.limits, self.default_top_k = limits, default_top_k
         self.started = time.monotonic()
         self.predictor: Predictor | None = None
-        self.not_ready_reason = ""
+        self.not_ready_reason, self.not_ready_fault = "", ""
         try:
             self.predictor = Predictor(
                 model_dir, num_threads=num_threads, pad_fraction=limits.batch_pad_fraction
             )
         except BundleError as error:
-            self.not_ready_reason = str(error)
-            log.error("predictor not ready: %s", loggable(str(error), 2000))
+            self.not_ready_fault, self.not_ready_reason = diagnosed(error, lfs_pull_log)
+            log.error("predictor not ready: %s", loggable(self.not_ready_reason, 2000))
         except Exception as error:  # a manifest of the wrong shape: still boot and say why
             # The public reason names no path; the log keeps the details.
             self.not_ready_reason = (
                 f"the bundle cannot be loaded ({type(error).__name__}); rebuild it with this "
                 "version of the pipeline"
             )
+            self.not_ready_fault = "bundle"
             log.error("predictor not ready: %s\n%s", error, traceback.format_exc())
         self.admission = Admission(limits)
         self.predict_handler = (
@@ -202,6 +211,7 @@ class ServiceApp:
                 "status": "unavailable",
                 "predictor": "not ready",
                 "reason": self.not_ready_reason,
+                "fault": self.not_ready_fault,
                 **common,
             }
         manifest = self.predictor.manifest
@@ -254,6 +264,7 @@ def create_app(
     num_threads: int = 1,
     limits: Limits | None = None,
     default_top_k: int = 3,
+    lfs_pull_log: Path | None = None,
     **limit_overrides: Any,
 ) -> ServiceApp:
     """The service for the bundle in `model_dir`; it starts even if the bundle is unusable.
@@ -263,17 +274,19 @@ def create_app(
     limits = limits or Limits()
     if limit_overrides:
         limits = Limits(**{**limits.__dict__, **limit_overrides})
-    return ServiceApp(Path(model_dir), num_threads, limits, default_top_k)
+    return ServiceApp(Path(model_dir), num_threads, limits, default_top_k, lfs_pull_log)
 
 
 def _app_from_environment() -> ServiceApp:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(message)s")
     model_dir = Path(os.environ.get("MODEL_DIR") or "release")
+    lfs_pull_log = Path(os.environ.get("LFS_PULL_LOG") or DEFAULT_RECORD)
     return create_app(
         model_dir if model_dir.is_absolute() else REPO_ROOT / model_dir,
         num_threads=env_number("TFLITE_NUM_THREADS", 1),
         limits=Limits.from_environment(),
         default_top_k=env_number("DEFAULT_TOP_K", 3),
+        lfs_pull_log=REPO_ROOT / lfs_pull_log,  # an absolute path stays as it is
     )
 
 

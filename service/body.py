@@ -1,8 +1,10 @@
 """Read and decode a predict request's body, refusing what is malformed with a 4xx.
 
 The server (gunicorn's gevent worker) parses the body lazily: a bad chunk, a client that
-goes away mid-body or a body shorter than its Content-Length surfaces here, as an exception
-from wsgi.input.read() or as missing bytes, and becomes a 400 instead of a 500.
+goes away mid-body or a body shorter than its Content-Length surfaces here, as one of the
+server's parse errors or a socket error from wsgi.input.read(), or as missing bytes, and
+becomes a 400 instead of a 500. Any other exception is a bug of ours and propagates: the app
+answers it with a 500 and a log line, and the worker keeps serving.
 """
 
 import re
@@ -10,6 +12,7 @@ import time
 
 import numpy as np
 import orjson
+from gunicorn.http.errors import NoMoreData, ParseException
 
 from service.errors import HTTPError
 from service.json_samples import parse_samples
@@ -25,6 +28,10 @@ LARGE_JSON_BYTES = 512 << 10
 JSON_EXPECTED = 'a JSON object {"instances": [...]} with nested lists of numbers'
 # JSON's literals true/false outside a string: booleans, which numpy would turn into 1 and 0.
 BOOLEAN_LITERAL = re.compile(rb"(?<![\"\w])(?:true|false)(?![\"\w])")
+# What reading a body raises when the client is at fault: malformed chunked encoding or any
+# other request gunicorn cannot parse (InvalidChunkSize, ChunkMissingTerminator, ...), a body
+# that ends before its length (NoMoreData), a connection reset or timed out (OSError).
+CLIENT_BODY_FAULTS = (ParseException, NoMoreData, OSError)
 
 
 def yield_to_other_requests() -> None:
@@ -96,7 +103,7 @@ def finish_unread_body(environ: dict, drain_limit: int) -> None:
                 remaining -= len(chunk)
                 _yield_every_mebibyte(declared - remaining, len(chunk))
             return
-        except Exception:  # a client gone mid-body: nothing left to keep open
+        except CLIENT_BODY_FAULTS:  # a client gone mid-body: nothing left to keep open
             pass
     if hasattr(stream, "failed"):
         stream.failed = True
@@ -120,7 +127,7 @@ def read_body(environ: dict, length: int | None, limit: int) -> bytearray:
                 body[received : received + len(chunk)] = chunk
             received += len(chunk)
             _yield_every_mebibyte(received, len(chunk))
-    except Exception as error:  # gunicorn's InvalidChunkSize, NoMoreData, a reset socket...
+    except CLIENT_BODY_FAULTS as error:
         raise HTTPError(
             400,
             f"the request body could not be read ({type(error).__name__})",

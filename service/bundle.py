@@ -20,7 +20,26 @@ DEFAULT_MODEL_NAME = "model"
 
 
 class BundleError(Refusal):
-    """The bundle cannot be served; the message says what is wrong and how to fix it."""
+    """The bundle cannot be served; the message says what is wrong and how to fix it, `fault`
+    names the kind of problem for /api/health/ (and the smoke check)."""
+
+    fault = "bundle"
+
+
+class CorruptModel(BundleError):
+    """A model file whose bytes are not the ones the manifest names."""
+
+    fault = "model_file_corrupt"
+
+
+class LfsPointer(BundleError):
+    """A model file that is still a Git LFS pointer: its object never reached the bundle."""
+
+    fault = "lfs_pointer"
+
+    def __init__(self, file_name: str, oid: str) -> None:
+        super().__init__(f"{file_name} is a Git LFS pointer (object {oid[:12]})")
+        self.file_name, self.oid = file_name, oid
 
 
 def sha256_of(path: Path) -> str:
@@ -96,15 +115,14 @@ def read_model_bytes(model_path: Path, expected_sha256: str) -> bytes:
     except OSError as error:
         raise BundleError(f"{model_path.name} cannot be read ({error.strerror})") from None
     if model_bytes.startswith(LFS_POINTER_PREFIX):
-        raise BundleError(
-            f"{model_path.name} is a Git LFS pointer; the LFS object was not fetched at build "
-            "time (run `git lfs pull` in the build command)"
-        )
+        oid = re.search(rb"oid sha256:([0-9a-f]{64})", model_bytes[:1024])
+        raise LfsPointer(model_path.name, oid.group(1).decode() if oid else "unknown")
     actual_sha256 = hashlib.sha256(model_bytes).hexdigest()
     if actual_sha256 != expected_sha256:
-        raise BundleError(
-            f"{model_path.name} has sha256 {actual_sha256} but the manifest names "
-            f"{expected_sha256}; the bundle is corrupt or mixed, promote it again"
+        raise CorruptModel(
+            f"{model_path.name} is corrupt: its sha256 is {actual_sha256} but the manifest "
+            f"names {expected_sha256} (its Git LFS object, or a bundle mixed from two "
+            "releases); promote it again, which checks the remote's copy and uploads it anew"
         )
     return model_bytes
 

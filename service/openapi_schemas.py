@@ -8,6 +8,7 @@ With no ready model the shapes are unknown and the schemas say only what they ca
 from typing import Any
 
 from service.inference_tensors import DATATYPE, INPUT_NAME, output_name
+from service.lfs_pull import FAULTS
 from service.limits import Limits
 from service.predictor import Contract
 
@@ -98,6 +99,7 @@ def _api_schemas(contract: Contract | None, limits: Limits) -> dict[str, Any]:
                 "status": {"enum": ["ok", "unavailable"]},
                 "predictor": {"enum": ["ready", "not ready"]},
                 "reason": STRING,
+                "fault": {"enum": list(FAULTS)},
                 "model_sha256": STRING,
                 "model_version": STRING,
                 "runtime": STRING,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 from service_runner import RunningService
-from workspaces import make_workspace, run_stage, workspace_like
+from workspaces import deploy_on, make_workspace, run_stage, workspace_like
 
 from pipeline.paths import Workspace
 
@@ -116,14 +116,46 @@ QUICK_GATE = {
 
 @pytest.fixture(scope="session")
 def gated_workspace(checked_workspace, tmp_path_factory) -> Workspace:
-    """A copy of the checked workspace after a real gate run that passed: a real verdict."""
+    """A copy of the checked workspace after a real gate run that passed: a real verdict, for
+    the plan its render.yaml deploys (promote refuses any other)."""
 
     def build(folder: Path) -> None:
         workspace = workspace_like(checked_workspace, folder / "ws", gate=QUICK_GATE)
+        deploy_on(workspace, "roomy", QUICK_GATE["plans"]["roomy"]["cpu_share"])
         completed = run_stage("pipeline.stages.gate", workspace, check=False)
         assert completed.returncode == 0, completed.stderr[-2000:]
 
     return Workspace(built_once(tmp_path_factory, "gated", build) / "ws")
+
+
+# The quick gate on Render's starter plan (its CPU share), run while render.yaml still deploys
+# free: what `dvc exp run -S gate.plan=starter` gives before anyone edits render.yaml.
+STARTER_GATE = {
+    **QUICK_GATE,
+    "plan": "starter",
+    "plans": {
+        "starter": {
+            "memory_mb": 512,
+            "cpu_share": 0.5,
+            "price_usd_month": 7,
+            "max_instances": 100,
+            "max_peak_memory_mb": 450,
+        }
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def starter_gated_workspace(checked_workspace, tmp_path_factory) -> Workspace:
+    """A copy of the checked workspace after a real gate run that passed on the starter plan,
+    its render.yaml the repository's (plan free, CPU_SHARE 0.1)."""
+
+    def build(folder: Path) -> None:
+        workspace = workspace_like(checked_workspace, folder / "ws", gate=STARTER_GATE)
+        completed = run_stage("pipeline.stages.gate", workspace, check=False)
+        assert completed.returncode == 0, completed.stderr[-2000:]
+
+    return Workspace(built_once(tmp_path_factory, "starter-gated", build) / "ws")
 
 
 @pytest.fixture(scope="session")

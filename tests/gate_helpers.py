@@ -1,6 +1,7 @@
 """Helpers for the gate's tests: plans, quick gate settings, the real service wrapped to
 fail on purpose, a gate run and what it leaves behind."""
 
+import dataclasses
 import os
 import re
 import signal
@@ -13,7 +14,8 @@ import psutil
 import yaml
 
 from pipeline.cgroups import existing_groups
-from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
+from pipeline.params import GateParams, load_params
+from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 
 
 def plan(memory_mb: int, cpu_share: float, price: int, max_instances: int = 100) -> dict:
@@ -101,7 +103,16 @@ def app(environ, start_response):
 """
 
 
-# The groups the gate makes (pipeline/gate/run.py, gate_preflight.py): other programs on a
+def gate_settings(cpu_share: float | None = None, **changes) -> GateParams:
+    """params.yaml's gate section with `changes`, and its plan's CPU share set to `cpu_share`."""
+    settings = dataclasses.replace(load_params(Workspace(REPO_ROOT)).gate, **changes)
+    if cpu_share is None:
+        return settings
+    plan = dataclasses.replace(settings.target_plan, cpu_share=cpu_share)
+    return dataclasses.replace(settings, plans={**settings.plans, settings.plan: plan})
+
+
+# The groups the gate makes (pipeline/gate/throttled.py, cost.py, preflight.py): other programs on a
 # shared machine may make groups whose names merely start with "gate-".
 GATE_GROUP_NAME = re.compile(r"gate-(cost-|baseline-)?[0-9a-f]{10}")
 groups_before_the_test: set = set()

@@ -65,22 +65,22 @@ MUTATIONS = (
     Mutation(
         "parity: max_abs_diff",
         "pipeline/stages/parity.py",
-        'at_most(float(differences.max()), thresholds["max_abs_diff"])',
-        'at_most(0.0, thresholds["max_abs_diff"])',
+        "at_most(float(differences.max()), thresholds.max_abs_diff)",
+        "at_most(0.0, thresholds.max_abs_diff)",
         PARITY_DRIFT,
     ),
     Mutation(
         "parity: mean_abs_diff",
         "pipeline/stages/parity.py",
-        'at_most(float(differences.mean()), thresholds["mean_abs_diff"])',
-        'at_most(0.0, thresholds["mean_abs_diff"])',
+        "at_most(float(differences.mean()), thresholds.mean_abs_diff)",
+        "at_most(0.0, thresholds.mean_abs_diff)",
         PARITY_DRIFT,
     ),
     Mutation(
         "parity: top1_agreement",
         "pipeline/stages/parity.py",
-        'float((keras_labels == tflite_labels).mean()), thresholds["min_top1_agreement"]',
-        '1.0, thresholds["min_top1_agreement"]',
+        "float((keras_labels == tflite_labels).mean()), thresholds.min_top1_agreement",
+        "1.0, thresholds.min_top1_agreement",
         PARITY_DRIFT,
     ),
     Mutation(
@@ -93,14 +93,14 @@ MUTATIONS = (
     Mutation(
         "parity: accuracy_drop",
         "pipeline/stages/parity.py",
-        'round(keras_accuracy - tflite_accuracy, 6), thresholds["max_accuracy_drop"]',
-        '0.0, thresholds["max_accuracy_drop"]',
+        "round(keras_accuracy - tflite_accuracy, 6), thresholds.max_accuracy_drop",
+        "0.0, thresholds.max_accuracy_drop",
         PARITY_DRIFT,
     ),
     Mutation(
         "gate: oom_kills",
         "pipeline/gate/verdict.py",
-        '"oom_kills": at_most(run.oom_kills, 0),',
+        '"oom_kills": at_most(memory.oom_kills, 0),',
         '"oom_kills": at_most(0, 0),',
         GATE_OOM,
     ),
@@ -155,6 +155,28 @@ MUTATIONS = (
         "if changed:",
         "if False:",
         ("tests/test_promote_integrity.py::test_a_params_change_since_the_gate_ran_is_refused",),
+    ),
+    Mutation(
+        "promote: render.yaml deploys what the gate ran",
+        "pipeline/release/deployment.py",
+        "    if not found:\n        return\n",
+        "    if True:\n        return\n",
+        (
+            "tests/test_promote_plan.py::"
+            "test_a_candidate_gated_on_starter_is_not_shipped_while_render_yaml_deploys_free",
+        ),
+    ),
+    Mutation(
+        "promote: the remote serves the release's LFS objects",
+        "pipeline/release/remote_objects.py",
+        "if stored.is_file() and sha256_of(stored) == item.oid:",
+        "if True:",
+        (
+            "tests/test_promote_lfs.py::"
+            "test_a_corrupt_remote_object_is_named_by_the_service_and_smoke_and_promote_repairs_it",
+            "tests/test_promote_lfs.py::"
+            "test_an_object_removed_from_the_remote_is_uploaded_again_by_the_next_promote",
+        ),
     ),
     Mutation(
         "service: a large JSON body is parsed a sample at a time",

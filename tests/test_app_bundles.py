@@ -53,11 +53,14 @@ def test_an_lfs_pointer_is_named_in_words(start_service, candidate_dir, tmp_path
     (bundle / "model.tflite").write_text(
         "version https://git-lfs.github.com/spec/v1\noid sha256:" + "a" * 64 + "\nsize 1030416\n"
     )
-    service = start_service(bundle)
+    # A build that left no record of a `git lfs pull` did not pull.
+    service = start_service(bundle, env={"LFS_PULL_LOG": str(tmp_path / "no-record.log")})
     body = requests.get(f"{service.url}/api/health/", timeout=5).json()
+    assert body["fault"] == "lfs_not_pulled"
     assert body["reason"] == (
-        "model.tflite is a Git LFS pointer; the LFS object was not fetched "
-        "at build time (run `git lfs pull` in the build command)"
+        "model.tflite is a Git LFS pointer: the build did not pull Git LFS objects (it left "
+        "no record of a `git lfs pull`); the build command must run `git lfs pull`, as "
+        "render.yaml's does"
     )
 
 
@@ -67,4 +70,6 @@ def test_a_corrupt_model_answers_503(start_service, candidate_dir, tmp_path):
     (bundle / "model.tflite").write_bytes(b"garbage" * 100)
     service = start_service(bundle)
     response = requests.get(f"{service.url}/api/health/", timeout=5)
-    assert response.status_code == 503 and "sha256" in response.json()["reason"]
+    body = response.json()
+    assert response.status_code == 503 and body["fault"] == "model_file_corrupt"
+    assert body["reason"].startswith("model.tflite is corrupt: its sha256 is ")

@@ -265,11 +265,9 @@ def test_the_demo_gate_on_free_holds_with_two_busy_processes_beside_it(checked_w
 
     apart = beside_and_after_two_busy_processes("")
     if apart:
-        # This VM's own speed drifts by up to 1.5x over minutes, into either run: one busy
-        # run's four windows read 3.0 to 3.3 ms per request against 2.0 to 2.3 in the quiet
-        # run after it; another time the quiet run was the slow one (2.6 to 3.1 against 2.1).
-        # The spinners cannot be told from that drift in one pair, so the pair is measured
-        # once more (bounded); every run must pass the gate, and the second pair must hold.
+        # This VM's own speed drifts by up to 1.5x over minutes, into either run, and the
+        # spinners cannot be told from that drift in one pair, so the pair is measured once
+        # more (bounded); every run must pass the gate, and the second pair must hold.
         print("beyond 30%, measuring the pair again:", apart)
         apart = beside_and_after_two_busy_processes("-again")
     assert not apart, apart

@@ -1,6 +1,7 @@
 """The gate's timings from a CPU cost: the quota's arithmetic, the replay, and the host's noise."""
 
 import pytest
+from gate_helpers import gate_settings
 
 from pipeline.gate.at_share import (
     replay_at_share,
@@ -8,26 +9,28 @@ from pipeline.gate.at_share import (
     wall_seconds_at_share,
     wall_seconds_at_steady_share,
 )
-from pipeline.gate.cost import RequestWindow, ServiceCost, cheapest_saturation, cheapest_window
-from pipeline.gate.interference import Reading, in_words, interference
+from pipeline.gate.cost import ServiceCost, cheapest_saturation, cheapest_window, least_batch_cost
+from pipeline.gate.host import Reading, interference
 from pipeline.gate.machine import measured_elsewhere, this_machine
-from pipeline.gate.timings import least_batch_cost, timing_measures
+from pipeline.gate.request_costs import RequestWindow
+from pipeline.gate.timings import in_words, timing_measures
 from pipeline.report.tables import measured_where
 
-SETTINGS = {
-    "max_cold_start_seconds": 30.0,
-    "max_latency_p95_ms": 250,
-    "max_latency_p99_ms": 500,
-    "min_throughput_rps": 20,
-    "min_sustainable_rps": 20,
-    "max_health_latency_seconds": 2.5,
-    "concurrency": 4,
-    "requests": 400,
-    "health_probe_interval_seconds": 0.25,
-    "health_probe_timeout_seconds": 5,
-    "cost_batch_requests": 20,
-}
-FREE = {"cpu_share": 0.1}
+# params.yaml's figures, written out: the tests below reason from them.
+SETTINGS = gate_settings(
+    max_cold_start_seconds=30.0,
+    max_latency_p95_ms=250,
+    max_latency_p99_ms=500,
+    min_throughput_rps=20,
+    min_sustainable_rps=20,
+    max_health_latency_seconds=2.5,
+    concurrency=4,
+    requests=400,
+    health_probe_interval_seconds=0.25,
+    health_probe_timeout_seconds=5,
+    cost_batch_requests=20,
+    cpu_share=0.1,
+)
 QUIET = {"noisy": False, "measured_for": "service", "service_cpu_wait_share": 0.05}
 NOISY = {"noisy": True, "measured_for": "service", "service_cpu_wait_share": 0.62}
 
@@ -85,7 +88,8 @@ def test_the_judged_replay_moves_with_the_cost_not_by_whole_periods_and_bounds_t
 
 
 def test_timings_are_judged_at_the_share_from_the_least_cold_start_and_the_least_batch():
-    measures, figures = timing_measures(cost(), SETTINGS, FREE, workers=1)
+    timings = timing_measures(cost(), SETTINGS, workers=1)
+    measures, figures = timings.measures, timings.figures
     assert measures["cold_start_seconds"]["value"] == pytest.approx(4.41)
     assert measures["sustainable_rps"]["value"] == pytest.approx(50.0)
     # Each probe at 0.1 CPU: its wait that was not CPU, plus its CPU at the share, plus the 90
@@ -108,7 +112,7 @@ def test_health_is_judged_on_the_99th_percentile_probe_not_on_one_pile_up():
             probes_waiting([0.002] * 30),
             probes_waiting([0.01] * 190 + [0.02] * 8 + [pile_up] * 2),
         ]
-        measures, _ = timing_measures(waited, SETTINGS, FREE, workers=1)
+        measures = timing_measures(waited, SETTINGS, workers=1).measures
         judged.append(measures["health_latency_saturated_seconds"]["value"])
     # The 99th percentile of 230 probes waited for 0.02 CPU-s either way: 0.2 s at 0.1 CPU,
     # plus the 90 ms a quota stops for, plus its 1 ms that was not CPU.
@@ -118,7 +122,7 @@ def test_health_is_judged_on_the_99th_percentile_probe_not_on_one_pile_up():
 def test_a_health_probe_that_failed_unthrottled_fails_health_as_the_whole_timeout():
     failed = cost()
     failed.health_probe_failures = ["HTTP 503 after 0.00 s"]
-    measures, _ = timing_measures(failed, SETTINGS, FREE, workers=1)
+    measures = timing_measures(failed, SETTINGS, workers=1).measures
     health = measures["health_latency_saturated_seconds"]
     assert health["value"] == 5 and health["passed"] is False
     assert health["why"] == (
@@ -141,7 +145,7 @@ def test_a_wait_at_a_steady_share_bounds_the_quota_from_any_point_and_moves_with
 def test_the_sustainable_rate_is_the_share_over_an_answers_cost_with_the_queue_full():
     saturated = cost()
     saturated.saturated_cpu_seconds, saturated.saturation_phase = 0.0014, NOISY
-    measures, _ = timing_measures(saturated, SETTINGS, FREE, workers=1)
+    measures = timing_measures(saturated, SETTINGS, workers=1).measures
     # 0.1 CPU / 1.4 ms, not / the 2 ms a request costs alone.
     assert measures["sustainable_rps"]["value"] == pytest.approx(71.4)
     assert measures["sustainable_rps"]["host_busy"] == (
@@ -170,7 +174,7 @@ def test_the_cheapest_quiet_window_of_one_at_a_time_requests_is_the_cost():
 
 
 def test_a_figure_from_a_phase_that_stayed_noisy_is_marked_in_words():
-    measures, _ = timing_measures(cost(phase=NOISY), SETTINGS, FREE, workers=1)
+    measures = timing_measures(cost(phase=NOISY), SETTINGS, workers=1).measures
     sentence = measures["latency_p95_ms"]["host_busy"]
     assert sentence == (
         "the host was busy during the per-request costs: the service waited 62% of the phase "
@@ -235,13 +239,13 @@ def test_latency_percentiles_are_the_least_over_the_windows_not_one_windows_outl
     spiky = [0.025, 0.025] + [(0.4 - 0.05) / 198] * 198
     alone, spiky_alone, least = (
         timing_measures(
-            ServiceCost(**{**cost().__dict__, "replayed_windows": windows}), SETTINGS, FREE, 1
+            ServiceCost(**{**cost().__dict__, "replayed_windows": windows}), SETTINGS, 1
         )
         for windows in ([plain], [spiky], [spiky, plain, spiky])
     )
-    p99 = [measures[0]["latency_p99_ms"]["value"] for measures in (alone, spiky_alone, least)]
+    p99 = [timings.measures["latency_p99_ms"]["value"] for timings in (alone, spiky_alone, least)]
     # Alone, a spiky window's p99 carries its outliers; the window the host disturbed least
     # sets the figure, even where most windows were spiky.
     assert p99[1] > 1.5 * p99[0]
     assert p99[2] == p99[0]
-    assert least[1]["latency_p99_ms_by_window"] == [p99[1], p99[0], p99[1]]
+    assert least.figures["latency_p99_ms_by_window"] == [p99[1], p99[0], p99[1]]

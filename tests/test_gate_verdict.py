@@ -1,14 +1,20 @@
 """The gate's reasons in words, from what one run of the service showed."""
 
-from pipeline.gate.cost import ServiceCost
-from pipeline.gate.run import ServiceRun, heartbeat_timeouts
+from gate_helpers import gate_settings
+
+from pipeline.gate.throttled import GroupMemory, Processes, ServiceRun, heartbeat_timeouts
 from pipeline.gate.verdict import judge, reasons_in_words
+
+SETTINGS = gate_settings()  # the free plan: 512 MB, a budget of 450 MB
 
 
 def test_a_service_that_hit_its_limit_without_an_oom_kill_is_said_to_thrash():
-    run = ServiceRun(failcnt=812, failcnt_before_worst_case=0, failure="the service was slow")
+    run = ServiceRun(
+        memory=GroupMemory(failcnt=812, failcnt_before_worst_case=0),
+        failure="the service was slow",
+    )
     run.service_log_tail = ["worker booting", "POST /api/predict/ 200 9000ms", ""]
-    reasons = reasons_in_words(run, {"memory_mb": 512})
+    reasons = reasons_in_words(run, SETTINGS)
     assert reasons[0].startswith("the service thrashed at the 512 MB limit: the group hit it 812")
     assert "no OOM" not in reasons[0] and "instead of killing anything" in reasons[0]
     assert reasons[1] == "the service was slow (service log: POST /api/predict/ 200 9000ms)"
@@ -17,15 +23,12 @@ def test_a_service_that_hit_its_limit_without_an_oom_kill_is_said_to_thrash():
 def quota_run_after_load(log: str, tmp_path, workers_after: list[int]) -> ServiceRun:
     log_path = tmp_path / "service.log"
     log_path.write_text(log)
-    return ServiceRun(
+    processes = Processes(
         workers_before=[101],
         workers_after=workers_after,
         heartbeat_timeouts=heartbeat_timeouts(log_path),
     )
-
-
-A_COST = ServiceCost(cold_start_cpu_seconds=[0.5], cold_start_phases=[{"noisy": False}])
-PLAN = {"max_peak_memory_mb": 512, "cpu_share": 0.1}
+    return ServiceRun(processes=processes)
 
 
 def test_a_worker_the_arbiter_killed_for_a_missed_heartbeat_under_the_quota_is_reported(tmp_path):
@@ -36,8 +39,8 @@ def test_a_worker_the_arbiter_killed_for_a_missed_heartbeat_under_the_quota_is_r
         tmp_path,
         workers_after=[102],
     )
-    assert run.heartbeat_timeouts == [101]
-    assert judge(run, A_COST, {"max_cold_start_seconds": 30}, PLAN)["workers_replaced"]["passed"]
+    assert run.processes.heartbeat_timeouts == [101]
+    assert judge(run, SETTINGS, {})["workers_replaced"]["passed"]
 
 
 def test_a_worker_that_died_any_other_way_fails_the_gate(tmp_path):
@@ -46,6 +49,6 @@ def test_a_worker_that_died_any_other_way_fails_the_gate(tmp_path):
         tmp_path,
         workers_after=[102],
     )
-    assert run.heartbeat_timeouts == []
-    replaced = judge(run, A_COST, {"max_cold_start_seconds": 30}, PLAN)["workers_replaced"]
+    assert run.processes.heartbeat_timeouts == []
+    replaced = judge(run, SETTINGS, {})["workers_replaced"]
     assert not replaced["passed"] and replaced["value"] == 1

@@ -85,6 +85,32 @@ def test_a_figure_that_differs_from_its_report_fails_the_check_until_make_docs(t
     assert docs(workspace, "--check").returncode == 0
 
 
+def test_the_check_accepts_docs_of_the_committed_reports_beside_this_machines_own(tmp_path):
+    page = "<!-- figure: gate.measures.cold_start_seconds.value -->3.1<!-- /figure --> s\n"
+    gate = {"measures": {"cold_start_seconds": {"value": 3.1}}}
+    workspace = docs_workspace(tmp_path, page, gate=gate)
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "the team's run"]):
+        subprocess.run(
+            ["git", "-c", "user.name=T", "-c", "user.email=t@example.com", *command],
+            cwd=tmp_path,
+            check=True,
+        )
+    gate["measures"]["cold_start_seconds"]["value"] = 7.25  # `make demo` on another machine
+    (tmp_path / "reports" / "gate.json").write_text(json.dumps(gate))
+    own_run = docs(workspace, "--check")
+    assert own_run.returncode == 0, own_run.stdout
+    assert "the docs match the committed reports" in own_run.stdout
+    assert "this machine's own run (reports/gate.json) differs from them" in own_run.stdout
+    (tmp_path / "docs" / "page.md").write_text(page.replace("3.1", "5.0"))
+    neither = docs(workspace, "--check")
+    assert neither.returncode == 1
+    assert "gate.measures.cold_start_seconds.value reads '5.0', its source says '7.25'" in (
+        neither.stdout
+    )
+    docs(workspace)  # `make docs`: the docs quote this machine's run
+    assert "the docs match the reports\n" in docs(workspace, "--check").stdout
+
+
 def test_figures_select_list_items_and_dict_keys_and_format(tmp_path):
     page = (
         "<!-- figure: benchmark.rows[path=keras model.predict].p50_ms -->?<!-- /figure -->\n"
@@ -149,6 +175,9 @@ def test_the_tables_built_from_the_committed_verdicts(tmp_path):
     sha = gate["candidate_sha256"][:12]
     verdict = "PASSED" if gate["passed"] else "FAILED"
     assert f"gate     {verdict:<7}  " in text and (sha in text or not gate["passed"])
+    machine = gate["machine"]
+    assert f"({machine['cpu_model']}, {machine['cores']} cores, " in text  # whose run it is
+    assert f"the gate measured at {machine['measured_at']}." in text
     for plan in gate["plan_fit"]["plans"]:
         assert f"| {plan['name']} | {plan['memory_mb']} MB |" in text
     peak = gate["measures"]["peak_memory_mb"]
@@ -167,3 +196,26 @@ def test_the_gate_steadiness_table_goes_to_the_gate_page(tmp_path):
     completed = run_stage("pipeline.report.docs", Workspace(tmp_path))
     assert "updated: docs/gate.md" in completed.stdout
     assert "| judged figure |" in (tmp_path / "docs" / "gate.md").read_text()
+
+
+def test_the_layout_lists_each_package_and_module_by_the_first_sentence_of_its_docstring(
+    tmp_path,
+):
+    package = tmp_path / "pipeline" / "tools"
+    package.mkdir(parents=True)
+    (tmp_path / "pipeline" / "__init__.py").write_text('"""Everything a user runs."""\n')
+    (package / "__init__.py").write_text('"""Small tools, e.g. a clock. Not a framework."""\n')
+    (package / "clock.py").write_text(
+        '"""The time now: `time.time()` in one\nplace. Monotonic elsewhere.\n\nMore."""\n'
+    )
+    blocks = ("layout", "modules")
+    page = "".join(f"<!-- {name}:start -->\n<!-- {name}:end -->\n" for name in blocks)
+    workspace = docs_workspace(tmp_path, page)
+    assert docs(workspace).returncode == 0
+    text = (tmp_path / "docs" / "page.md").read_text()
+    assert "pipeline/             Everything a user runs.\n" in text
+    assert "pipeline/tools/       Small tools, e.g. a clock.\n" in text
+    assert "| `clock.py` | The time now: `time.time()` in one place. |" in text
+    (package / "alarm.py").write_text('"""Rings."""\n')
+    stale = docs(workspace, "--check")
+    assert stale.returncode == 1 and "docs/page.md: the modules block differs" in stale.stdout

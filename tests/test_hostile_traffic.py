@@ -255,7 +255,8 @@ def test_expanding_json_bodies_are_refused_before_they_are_materialised(
     empty_lists = b'{"instances": [' + b"[[]]," * ((8 << 20) // 5) + b"[[]]]}"
     ones = b'{"instances": [' + b"1.5," * (6 << 20) + b"1.5]}"
     full_batch = orjson.dumps({"instances": np.repeat(sample[None], 64, axis=0).tolist()})
-    # Before: 8 MiB of [[]] alone raised the worker by ~370 MB; two at once were OOM-killed.
+    # Parsed whole, 8 MiB of [[]] would raise the worker by ~370 MB (FACTS.md): two at once
+    # would be OOM-killed in this 256 MB group.
     with memory_limit(256, name_prefix="hostile") as group:
         group.popen(
             render.start_command,

@@ -93,7 +93,7 @@ def test_init_copies_tracks_and_points_params_at_the_files(repo, tmp_path, small
     assert "parity.min_accuracy: null: no floor on accuracy" in completed.stdout
     assert "convert.quantization: none" in completed.stdout
     copied = sorted(path.name for path in (repo / "model").iterdir())
-    assert copied == ["heldout.npz", "labels.json", "model.h5", "normaliser.pkl"]
+    assert copied == ["heldout.npz", "labels.json", "model.h5", "normaliser.pkl", "sources.json"]
     text = (repo / "params.yaml").read_text()
     inputs = yaml.safe_load(text)["inputs"]
     assert inputs["folder"] == "model" and inputs["model"] == "model/model.h5"
@@ -198,3 +198,25 @@ def test_a_label_list_of_another_length_is_refused(repo, tmp_path, small_model):
     files["labels"].write_text('["cat", "dog"]')
     reason = refused_before_anything_changed(repo, files)
     assert f"labels {files['labels']} lists 2 labels but the model outputs 3 classes" in reason
+
+
+def test_one_sigmoid_output_takes_one_label_the_positive_class(repo, tmp_path):
+    import keras
+
+    one_sigmoid = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1, activation="sigmoid")])
+    files = user_files(tmp_path / "downloads", one_sigmoid)
+    with np.load(files["heldout"]) as heldout:  # a binary classifier's y: 1 dog, 0 not
+        np.savez(files["heldout"], X=heldout["X"], y=np.arange(24) % 2)
+    files["labels"].write_text('["cat", "dog"]')
+    reason = refused_before_anything_changed(repo, files)
+    said = f"labels {files['labels']} lists 2 labels ('cat', 'dog') but the model has one output"
+    assert said in reason
+    assert "one output takes one label: the positive class, whose score it answers" in reason
+    # Done as it says, the same files come in.
+    files["labels"].write_text('["dog"]')
+    completed = run_init(
+        repo,
+        *("--model", str(files["model"]), "--labels", str(files["labels"])),
+        *("--heldout", str(files["heldout"]), "--normaliser", str(files["normaliser"])),
+    )
+    assert completed.returncode == 0, completed.stderr

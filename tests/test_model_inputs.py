@@ -25,6 +25,8 @@ from pipeline.inputs.files import (
 )
 from pipeline.inputs.keras_model import detect_output_kind, load_keras_model
 from pipeline.inputs.labels import load_labels
+from pipeline.params.reading import read_section
+from pipeline.params.sections import InputsParams
 from pipeline.paths import Workspace
 
 SHAPE = ModelShape(sample_shape=(6, 4), classes=3)
@@ -38,9 +40,14 @@ def raw_samples(count: int = 10, shape: ModelShape = SHAPE) -> np.ndarray:
     return rng.normal(3.0, 2.0, size=(count, *shape.sample_shape))
 
 
+def inputs_params(inputs: dict) -> InputsParams:
+    """params.yaml's `inputs` section from its keys, as the stages read it."""
+    return read_section(InputsParams, inputs, "inputs")
+
+
 def model_paths(tmp_path, model_file) -> InputPaths:
     inputs = {"folder": str(tmp_path), "model": str(model_file), "labels": "l", "heldout": "h"}
-    return InputPaths.from_params(inputs, Workspace(tmp_path))
+    return InputPaths.from_params(inputs_params(inputs), Workspace(tmp_path))
 
 
 def test_missing_file_names_the_path_and_params(tmp_path):
@@ -243,12 +250,17 @@ def test_good_heldout_loads_as_float32_and_string_labels(tmp_path):
 def test_a_file_outside_the_inputs_folder_is_refused(tmp_path):
     inputs = {"folder": "model", "model": "elsewhere/m.keras", "labels": "model/l.txt"}
     with pytest.raises(InputFileError, match=r"inputs\.model .* outside inputs\.folder.*DVC"):
-        InputPaths.from_params({**inputs, "heldout": "model/h.npz"}, Workspace(tmp_path))
+        InputPaths.from_params(
+            inputs_params({**inputs, "heldout": "model/h.npz"}), Workspace(tmp_path)
+        )
 
 
 def test_label_encoder_is_an_alias_of_labels(tmp_path):
     inputs = {"model": "m.keras", "label_encoder": "enc.joblib", "heldout": "h.npz"}
-    assert InputPaths.from_params(inputs, Workspace(tmp_path)).labels == tmp_path / "enc.joblib"
+    assert (
+        InputPaths.from_params(inputs_params(inputs), Workspace(tmp_path)).labels
+        == tmp_path / "enc.joblib"
+    )
 
 
 @pytest.mark.parametrize(
@@ -284,6 +296,8 @@ def test_a_custom_objects_module_that_does_not_import_names_its_error(tmp_path):
     (tmp_path / "layers.py").write_text("import no_such_package\n")
     (tmp_path / "model.keras").write_bytes(b"PK")
     inputs = {"folder": ".", "model": "model.keras", "labels": "l", "heldout": "h"}
-    paths = InputPaths.from_params({**inputs, "custom_objects": "layers.py"}, Workspace(tmp_path))
+    paths = InputPaths.from_params(
+        inputs_params({**inputs, "custom_objects": "layers.py"}), Workspace(tmp_path)
+    )
     with pytest.raises(InputFileError, match=r"cannot be imported \(ModuleNotFoundError"):
         load_keras_model(paths)

@@ -1,36 +1,51 @@
 """Plan fit from measured figures: which Render plans fit, and the cheapest recommended."""
 
-from pipeline.gate.plan_fit import plan_fit, recommendation_in_words
+import dataclasses
+
+from gate_helpers import gate_settings
+
+from pipeline.gate.plan_fit import Measured, plan_fit, recommendation_in_words
+from pipeline.params import Plan
 from pipeline.verdicts import at_least, at_most
 
 PLANS = {
-    "free": {"memory_mb": 512, "cpu_share": 0.1, "price_usd_month": 0, "max_instances": 1},
-    "starter": {"memory_mb": 512, "cpu_share": 0.5, "price_usd_month": 7, "max_instances": 100},
-    "standard": {"memory_mb": 2048, "cpu_share": 1.0, "price_usd_month": 25, "max_instances": 100},
+    "free": Plan(
+        memory_mb=512, cpu_share=0.1, price_usd_month=0, max_instances=1, max_peak_memory_mb=450
+    ),
+    "starter": Plan(
+        memory_mb=512, cpu_share=0.5, price_usd_month=7, max_instances=100, max_peak_memory_mb=450
+    ),
+    "standard": Plan(
+        memory_mb=2048,
+        cpu_share=1.0,
+        price_usd_month=25,
+        max_instances=100,
+        max_peak_memory_mb=1800,
+    ),
 }
-for budget_mb, row in zip((450, 450, 1800), PLANS.values(), strict=True):
-    row["max_peak_memory_mb"] = budget_mb
-SETTINGS = {"target_rps": 10, "plan_fit_utilisation": 0.7}
+SETTINGS = gate_settings(target_rps=10, plan_fit_utilisation=0.7)
 
 
-def measured_on_free(**changes) -> dict:
+def measured_on_free(**changes) -> Measured:
     """Figures as the gate measures them on Render free: 2 ms of CPU per request, 60 MB."""
-    measured = {
-        "plan": {"name": "free", "memory_mb": 512, "cpu_share": 0.1, "price_usd_month": 0},
-        "measures": {
+    measured = Measured(
+        plan_name="free",
+        plan_memory_mb=512,
+        plan_cpu_share=0.1,
+        measures={
             "cold_start_seconds": at_most(1.7, 5.0),
             "latency_p95_ms": at_most(115.0, 250),
             "health_latency_saturated_seconds": at_most(0.4, 1.0),
             "wrong_answers": at_most(0, 0),
             "throughput_rps": at_least(49.0, 20),
         },
-        "workers": 1,
-        "master_mb": 25.0,
-        "per_worker_mb": 35.0,
-        "cpu_seconds_per_request": 0.002,
-        "oom_or_thrash": False,
-    }
-    return measured | changes
+        workers=1,
+        master_mb=25.0,
+        per_worker_mb=35.0,
+        cpu_seconds_per_request=0.002,
+        oom_or_thrash=False,
+    )
+    return dataclasses.replace(measured, **changes)
 
 
 def rows_by_name(fit: dict) -> dict[str, dict]:
@@ -46,7 +61,7 @@ def test_the_cheapest_plan_that_passes_every_gate_is_recommended():
 
 def test_a_rate_one_free_instance_cannot_serve_needs_a_plan_that_scales():
     # 0.1 CPU x 0.7 / 2 ms = 35 req/s per free instance; 100 req/s needs three.
-    fit = plan_fit(PLANS, measured_on_free(), {**SETTINGS, "target_rps": 100})
+    fit = plan_fit(PLANS, measured_on_free(), dataclasses.replace(SETTINGS, target_rps=100))
     free = rows_by_name(fit)["free"]
     assert not free["fits"] and "needs 3 instances" in free["why"] and "allows 1" in free["why"]
     assert fit["recommended"] == {"plan": "starter", "workers": 1, "instances": 1}
@@ -54,7 +69,7 @@ def test_a_rate_one_free_instance_cannot_serve_needs_a_plan_that_scales():
 
 def test_a_latency_over_its_threshold_is_scaled_to_each_plans_cpu_share():
     slow = measured_on_free()
-    slow["measures"]["health_latency_saturated_seconds"] = at_most(3.0, 1.0)
+    slow.measures["health_latency_saturated_seconds"] = at_most(3.0, 1.0)
     fit = plan_fit(PLANS, slow, SETTINGS)
     rows = rows_by_name(fit)
     assert rows["free"]["why"].startswith("does not fit (measured): ")
@@ -82,7 +97,7 @@ def test_out_of_memory_fits_no_plan_of_that_size_and_asks_for_a_measure_on_a_big
 
 def test_wrong_answers_fit_no_plan():
     wrong = measured_on_free()
-    wrong["measures"]["wrong_answers"] = at_most(3, 0)
+    wrong.measures["wrong_answers"] = at_most(3, 0)
     fit = plan_fit(PLANS, wrong, SETTINGS)
     assert fit["recommended"] is None
     assert all("wrong_answers 3: no plan fixes that" in row["why"] for row in fit["plans"])
@@ -91,7 +106,7 @@ def test_wrong_answers_fit_no_plan():
 
 def test_a_plan_judged_on_figures_from_another_plan_says_estimated():
     slow = measured_on_free()
-    slow["measures"]["latency_p95_ms"] = at_most(1300.0, 250)
+    slow.measures["latency_p95_ms"] = at_most(1300.0, 250)
     rows = rows_by_name(plan_fit(PLANS, slow, SETTINGS))
     assert rows["free"]["basis"] == "measured" and rows["starter"]["basis"] == "estimated"
     assert rows["starter"]["why"].startswith("does not fit (estimated): latency_p95_ms 260.000")

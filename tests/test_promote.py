@@ -26,11 +26,14 @@ def git(cwd: Path, *args: str, check: bool = True) -> str:
 
 
 def write_gate_verdict(workspace: Workspace, passed: bool = True, enforced: bool = True) -> None:
-    """The gate stage's verdict for the current candidate, written as the gate writes it."""
+    """The gate stage's verdict for the current candidate, written as the gate writes it, on
+    the plan, service environment and workers of the workspace's real gate verdict."""
+    real = read_json(workspace.report_path("gate"))
     write_verdict(
         workspace,
         "gate",
         {
+            **{key: real[key] for key in ("plan", "render_env", "figures") if key in real},
             "passed": passed,
             "enforced": enforced,
             "candidate_sha256": sha256_of(workspace.candidate_dir / "model.tflite"),
@@ -100,6 +103,7 @@ def make_release_repo(
     inputs = {key: f"inputs/{name}" for key, name in DEMO_INPUT_FILES.items()}
     workspace = make_workspace(tmp_path / "repo", inputs={**inputs, "folder": "inputs"})
     root = workspace.root
+    shutil.copy(gated_workspace.render_yaml_path, workspace.render_yaml_path)  # its plan
     shutil.copytree(demo_workspace.demo_dir, root / "inputs")
     (root / ".gitignore").write_text("build/\n")
     git(root, "init", "-q", "-b", "main")
@@ -170,6 +174,7 @@ def test_the_release_commit_carries_the_verdicts_a_pull_request_compares_against
     git(root, "add", ".gitignore", "reports/gate.json")
     git(root, "commit", "-qm", "an earlier release's verdict")
     write_json(workspace.report_path("gate"), gate_report)  # the pipeline rewrote it
+    git(root, "add", "reports/gate.json")  # and staged it, as DVC's autostage does dvc.lock
     assert "(with reports/gate.json)" in promote(workspace, "--dry-run").stdout
     completed = promote(workspace)
     assert completed.returncode == 0, completed.stderr

@@ -148,3 +148,34 @@ def test_a_killed_rollback_is_undone_or_finished_by_the_next_run(release_repo):
     assert git(root, "diff", "model-v1", "HEAD", "--stat", "--", "release", "reports") == ""
     assert git(root, "status", "--porcelain") == ""
     assert not list((workspace.build_dir / "promote").glob("*"))
+
+
+@pytest.mark.parametrize("every_process", [True, False], ids=["never-landed", "landed"])
+def test_after_a_kill_the_dry_run_plans_what_the_rerun_does(release_repo, every_process):
+    # The interrupted release's tag is still here: a dry run that did not ask the remote
+    # would number the next release past it, while the real run pushes it again or finishes it.
+    workspace, remote = release_repo
+    marker = slow_remote(remote, seconds=2)
+    process = start_promote(workspace)
+    wait_for(marker.exists, "the push reaching the remote")
+    kill_9(process, every_process)
+    if not every_process:  # its push lands after it died
+        wait_for(lambda: "model-v1" in git(remote, "tag", "--list"), "the orphaned push landing")
+    dry = promote(workspace, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "model-v2" not in dry.stdout
+    if every_process:  # the push died unlanded: the real run sends the same commit again
+        assert (
+            "would push the interrupted promote (model-v1, step 'verify') again as the same "
+            "commit, which origin does not name yet (origin names main at " in dry.stdout
+        )
+        assert ", no model-v1), and stop there" in dry.stdout
+    else:
+        assert (
+            "would finish the interrupted promote (model-v1, step 'verify'), which origin holds"
+            in dry.stdout
+        )
+    rerun = promote(workspace)
+    assert rerun.returncode == 0, rerun.stderr
+    assert ("pushed it to origin" if every_process else "had reached origin") in rerun.stdout
+    assert_one_complete_release(workspace, remote)

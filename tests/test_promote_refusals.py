@@ -91,7 +91,8 @@ def test_a_failed_gate_is_refused(release_repo):
     report["measures"]["oom_kills"].update(value=1, passed=False)
     report["passed"] = False
     write_verdict(workspace, "gate", report)
-    assert "gate: failed (oom_kills)" in refuse(workspace, remote)
+    reason = refuse(workspace, remote)
+    assert "gate failed: oom_kills 1 (needs <= 0); the candidate does not fit the plan" in reason
 
 
 def test_a_gate_that_was_not_enforced_by_the_kernel_is_refused(release_repo):

@@ -219,30 +219,35 @@ def test_rollback_without_a_tag_or_past_the_first_release_says_what_to_give(rele
     bare = rollback_command(workspace)
     assert bare.returncode == 2
     assert "give the release tag to return to" in bare.stderr
-    assert "releases: model-v0, model-v1" in bare.stderr
+    assert "releases: model-v1" in bare.stderr and "model-v0" not in bare.stderr
     before = refs(remote)
     dry = rollback_command(workspace, "model-v0", "--dry-run")
     real = rollback_command(workspace, "model-v0")
     for completed in (dry, real):  # the dry run predicts the real run's refusal
         assert completed.returncode == 1
         assert "model-v0 holds no release" in completed.stderr
-        assert "predates the first release" in completed.stderr
+        assert "predates the first release; roll back to one of: model-v1\n" in completed.stderr
     assert refs(remote) == before == refs(workspace.root)
 
 
-def test_a_corrupt_lfs_object_on_the_remote_names_the_command_that_repairs_it(release_repo):
+def test_a_corrupt_lfs_object_on_the_remote_is_removed_and_uploaded_again(release_repo):
     workspace, remote = release_repo
     model = workspace.candidate_dir / "model.tflite"
     oid = sha256_of(model)
     stored = remote / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
     stored.parent.mkdir(parents=True)
     stored.write_bytes(b"\0" * model.stat().st_size)  # same size: git-lfs will not resend it
-    reason = refuse(workspace, remote, unchanged=("head", "tags", "status", "remote_refs"))
-    assert "holds a corrupt copy of release/model.tflite's LFS object" in reason
-    assert f"repair: `rm {stored}`, then run again" in reason
-    stored.unlink()  # the repair it named
+    dry = promote(workspace, "--dry-run")
+    assert (
+        f"remove the corrupt copy of release/model.tflite's LFS object {oid[:12]} from origin "
+        f"({stored}: its bytes do not hash to its name) and upload it again" in dry.stdout
+    ), dry.stdout + dry.stderr
     completed = promote(workspace)
     assert completed.returncode == 0, completed.stderr
+    assert f"removed the corrupt copy of release/model.tflite's LFS object {oid[:12]}" in (
+        completed.stdout
+    )
+    assert "promoted model-v1" in completed.stdout
     assert sha256_of(stored) == oid
 
 

@@ -3,7 +3,7 @@
 import subprocess
 
 from pipeline.release.git_repo import GitRepo
-from pipeline.release.steps import credentials_config
+from pipeline.release.remote_objects import credentials_config
 
 
 def test_verification_reads_with_the_push_credentials_never_the_local_objects(tmp_path):

@@ -7,6 +7,7 @@ import tomllib
 import yaml
 
 from pipeline.paths import REPO_ROOT
+from service.lfs_pull import DEFAULT_RECORD, PULLED
 
 BLUEPRINT = yaml.safe_load((REPO_ROOT / "render.yaml").read_text())
 REQUIREMENTS = [
@@ -41,11 +42,14 @@ def test_model_dir_points_at_the_promoted_bundle():
 
 def test_build_installs_only_the_service_requirements_and_fetches_lfs_objects():
     build = web_service()["buildCommand"]
-    assert "pip install --no-cache-dir -r service/requirements.txt" in build
+    assert build.startswith("pip install --no-cache-dir -r service/requirements.txt && ")
     assert "git lfs pull" in build
     assert "pyproject" not in build and ".[" not in build
-    # A failed fetch is said in the build log; the service then reports the pointer itself.
+    # A failed fetch is said in the build log; the service then reports the pointer itself,
+    # from the pull's record where it reads it by default.
     assert "|| echo" in build and "WARNING" in build
+    assert f'echo "{PULLED}"' in build and f"| tee {DEFAULT_RECORD}" in build
+    assert "LFS_PULL_LOG" not in env_vars()
 
 
 def test_start_command_runs_gunicorn_on_render_port_with_explicit_workers():

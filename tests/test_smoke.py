@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -11,11 +12,11 @@ import time
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
-import yaml
 from service_runner import RunningService
 from workspaces import swap_model, workspace_like
 
 from pipeline.gate.render_service import free_port
+from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT
 from pipeline.release.bundle import write_release
 from pipeline.verdicts import write_verdict
@@ -36,12 +37,14 @@ def release_dir(checked_workspace, gated_workspace, tmp_path_factory):
         verdict = json.loads(source.report_path(stage).read_text())
         verdict.pop("inputs_fingerprint", None)
         write_verdict(workspace, stage, verdict)
-    params = yaml.safe_load(workspace.params_path.read_text())
+    params = load_params(workspace)
     write_release(workspace, workspace.release_dir, 1, "model-v1", "0" * 40, params)
     return workspace.release_dir
 
 
-def smoke(url: str, manifest, deadline: float = 20, **env) -> subprocess.CompletedProcess:
+def smoke(
+    url: str, manifest, deadline: float = 20, report_path=None, **env
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             sys.executable,
@@ -55,6 +58,7 @@ def smoke(url: str, manifest, deadline: float = 20, **env) -> subprocess.Complet
             str(deadline),
             "--first-wait",
             "0.2",
+            *(["--report", str(report_path)] if report_path else []),
         ],
         cwd=REPO_ROOT,
         capture_output=True,
@@ -66,9 +70,20 @@ def smoke(url: str, manifest, deadline: float = 20, **env) -> subprocess.Complet
 
 def test_a_healthy_service_with_the_promoted_model_passes(start_service, release_dir, tmp_path):
     service = start_service(release_dir)
-    summary = tmp_path / "summary.md"
-    completed = smoke(service.url, release_dir / "manifest.json", GITHUB_STEP_SUMMARY=str(summary))
+    summary, report_path = tmp_path / "summary.md", tmp_path / "report.json"
+    completed = smoke(
+        service.url,
+        release_dir / "manifest.json",
+        report_path=report_path,
+        GITHUB_STEP_SUMMARY=str(summary),
+    )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(report_path.read_text())
+    manifest = json.loads((release_dir / "manifest.json").read_text())
+    assert (report["outcome"], report["passed"]) == ("ok", True)
+    assert report["release"] == {"tag": "model-v1", "sha256": manifest["sha256"]}
+    assert report["live_sha256"] == manifest["sha256"]
+    assert report["markdown"] == summary.read_text()
     assert "PASS golden set: 3 samples, labels match" in completed.stdout
     assert "PASS malformed request gets 4xx: malformed request answered 400" in completed.stdout
     assert (
@@ -85,8 +100,12 @@ def test_a_service_serving_another_model_fails_naming_both_sha256s(
     shutil.copytree(release_dir, other)
     live_sha256, promoted["sha256"] = promoted["sha256"], "b" * 64
     (other / "manifest.json").write_text(json.dumps(promoted))
-    completed = smoke(service.url, other / "manifest.json", deadline=2)
+    completed = smoke(
+        service.url, other / "manifest.json", deadline=2, report_path=tmp_path / "report.json"
+    )
     assert completed.returncode == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (report["outcome"], report["live_sha256"]) == ("wrong_model", live_sha256)
     attempts = [line for line in completed.stdout.splitlines() if line.startswith("attempt ")]
     # Said on every attempt, however few a busy machine fits into the deadline.
     assert attempts and all(
@@ -103,8 +122,9 @@ def test_a_service_serving_a_different_model_of_the_same_shape_fails_the_golden_
     shutil.copytree(release_dir, swapped)
     swap_model(swapped, drifted_candidate_dir)
     service = start_service(swapped)
-    completed = smoke(service.url, swapped / "manifest.json")
+    completed = smoke(service.url, swapped / "manifest.json", report_path=tmp_path / "r.json")
     assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["outcome"] == "golden_mismatch"
     assert "PASS health and model sha256" in completed.stdout
     assert "FAIL golden set: " in completed.stdout and "(tolerance 0.001)" in completed.stdout
     assert "smoke check FAILED" in completed.stdout
@@ -143,7 +163,7 @@ class QuietHandler(WSGIRequestHandler):
         pass
 
 
-def test_a_service_that_answers_a_malformed_request_with_200_fails(release_dir):
+def test_a_service_that_answers_a_malformed_request_with_200_fails(release_dir, tmp_path):
     manifest = json.loads((release_dir / "manifest.json").read_text())
     server = make_server(
         "127.0.0.1", 0, answers_malformed_with_200(manifest), handler_class=QuietHandler
@@ -151,11 +171,13 @@ def test_a_service_that_answers_a_malformed_request_with_200_fails(release_dir):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        completed = smoke(f"http://127.0.0.1:{server.server_port}", release_dir / "manifest.json")
+        url = f"http://127.0.0.1:{server.server_port}"
+        completed = smoke(url, release_dir / "manifest.json", report_path=tmp_path / "r.json")
     finally:
         server.shutdown()
         server.server_close()
     assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["outcome"] == "malformed_accepted"
     assert "PASS golden set: 3 samples, labels match" in completed.stdout
     assert "FAIL malformed request gets 4xx: malformed request answered 200" in completed.stdout
 
@@ -185,24 +207,53 @@ def test_a_service_with_an_lfs_pointer_fails_naming_the_cause(start_service, rel
     (pointer_release / "model.tflite").write_text(
         "version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 1\n"
     )
-    service = start_service(pointer_release)
-    completed = smoke(service.url, release_dir / "manifest.json", deadline=3)  # or TimeoutExpired
+    service = start_service(pointer_release, env={"LFS_PULL_LOG": str(tmp_path / "none.log")})
+    completed = smoke(  # or TimeoutExpired
+        service.url, release_dir / "manifest.json", deadline=3, report_path=tmp_path / "r.json"
+    )
     assert completed.returncode == 1
-    assert "model.tflite is a Git LFS pointer" in completed.stdout
+    assert (
+        "HTTP 503 (lfs_not_pulled): model.tflite is a Git LFS pointer: the build did not pull"
+        in completed.stdout
+    )
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["outcome"] == "not_ready"
+    assert "model.tflite is a Git LFS pointer" in report["checks"][0]["detail"]
 
 
-def test_a_service_that_is_down_fails_at_the_deadline(release_dir):
+def test_a_service_that_is_down_fails_at_the_deadline(release_dir, tmp_path):
     started = time.monotonic()
-    completed = smoke(f"http://127.0.0.1:{free_port()}", release_dir / "manifest.json", deadline=3)
+    completed = smoke(
+        f"http://127.0.0.1:{free_port()}",
+        release_dir / "manifest.json",
+        deadline=3,
+        report_path=tmp_path / "r.json",
+    )
     elapsed = time.monotonic() - started
     assert completed.returncode == 1
+    assert json.loads((tmp_path / "r.json").read_text())["outcome"] == "unreachable"
     assert "not healthy within 3 s" in completed.stdout
     assert elapsed >= 3, "it waited for the deadline (smoke()'s timeout bounds it from above)"
 
 
 def test_a_missing_manifest_is_a_usage_error(tmp_path):
-    completed = smoke("http://127.0.0.1:9", tmp_path / "none.json", deadline=1)
+    report_path = tmp_path / "reports" / "smoke.json"
+    completed = smoke("http://127.0.0.1:9", tmp_path / "none.json", 1, report_path)
     assert completed.returncode == 2 and "does not exist" in completed.stderr
+    report = json.loads(report_path.read_text())
+    assert (report["outcome"], report["passed"]) == ("manifest_error", False)
+    assert "none.json does not exist; pass --manifest" in report["checks"][0]["detail"]
+
+
+def test_a_service_that_accepts_but_never_answers_times_out(release_dir, tmp_path):
+    # A listening socket nobody reads: the connection opens (the kernel completes it), no
+    # answer ever comes, as with a cold start that outlasts the deadline.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        completed = smoke(url, release_dir / "manifest.json", 2, tmp_path / "r.json")
+    assert completed.returncode == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["outcome"] == "timeout" and "ReadTimeout" in report["checks"][0]["detail"]
 
 
 def test_a_candidate_manifest_without_a_golden_set_is_a_clear_usage_error(candidate_dir, tmp_path):

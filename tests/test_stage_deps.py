@@ -4,56 +4,22 @@ module imports (transitively, within pipeline/ and service/), and every module i
 candidate can change without the judgement running again."""
 
 import ast
-import itertools
 import re
 from pathlib import Path
 
 import pytest
 import yaml
+from module_graph import imported_modules, module_file
 
 from pipeline.paths import REPO_ROOT
 
-OWN_PACKAGES = ("pipeline", "service")
 DVC_FILES = ("dvc.yaml", "demo/dvc.yaml")
 MODULE_COMMAND = re.compile(r"python -m ([\w.]+)")
-
-
-def module_file(module: str) -> Path | None:
-    """The repository file of a module of pipeline/ or service/; None for anything else."""
-    if module.split(".")[0] not in OWN_PACKAGES:
-        return None
-    base = REPO_ROOT.joinpath(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def only_a_docstring(path: Path) -> bool:
     body = ast.parse(path.read_text()).body
     return all(isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) for node in body)
-
-
-def imported_modules(path: Path, module: str) -> set[str]:
-    """Every module `path` imports (at any depth of its code) or starts with `-m`."""
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parts, *([base] if base else [])])
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)  # submodules
-        elif isinstance(node, ast.List | ast.Tuple):  # [sys.executable, "-m", "pipeline.x"]
-            values = [elt.value if isinstance(elt, ast.Constant) else None for elt in node.elts]
-            found.update(
-                value for flag, value in itertools.pairwise(values) if flag == "-m" and value
-            )
-    return found
 
 
 def files_run_by(module: str) -> set[str]:

@@ -136,9 +136,9 @@ def test_a_users_model_from_a_fresh_clone_to_a_promoted_release(tmp_path_factory
     lfs_object = bare / "lfs" / "objects" / candidate_sha[:2] / candidate_sha[2:4] / candidate_sha
     assert lfs_object.is_file()
 
-    # A failed gate: the refusal's reason leads, what `dvc status` lists follows.
+    # A failed gate: its reason and fix, and no rerun of what only its failure left stale.
     write_gate_verdict(Workspace(ci), passed=False)
     refused = python(ci, "pipeline.promote")
     assert refused.returncode == 1
-    assert refused.stderr.startswith("promotion refused: gate: failed (peak_memory_mb)")
-    assert refused.stderr.index("gate: failed") < refused.stderr.index("(dvc status)")
+    assert refused.stderr.startswith("promotion refused: gate failed: peak_memory_mb 120.0")
+    assert refused.stderr.count("dvc repro") == 1 and "(dvc status)" not in refused.stderr

@@ -1,6 +1,6 @@
-"""The GitHub workflows: actionlint-clean, least permissions, and the triggers users rely on."""
+"""The GitHub workflows: actionlint-clean, least permissions, and the triggers users rely on.
+tests/test_workflow_steps.py runs their shell steps."""
 
-import os
 import re
 import shutil
 import subprocess
@@ -8,19 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from workflow_runner import WORKFLOWS, load
 
-from pipeline.paths import REPO_ROOT
-
-WORKFLOWS_DIR = REPO_ROOT / ".github" / "workflows"
-WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.yml"))
-
-
-def load(name: str) -> dict:
-    workflow = yaml.safe_load((WORKFLOWS_DIR / name).read_text())
-    # YAML 1.1 reads the key `on` as True.
-    workflow["on"] = workflow.pop(True, workflow.get("on"))
-    return workflow
+from pipeline.inputs.pull import CREDENTIAL_SECRETS
 
 
 def test_every_workflow_passes_actionlint():
@@ -35,7 +25,7 @@ def test_workflows_default_to_read_only(path):
     assert load(path.name)["permissions"] == {"contents": "read"}
 
 
-def test_only_the_promote_job_writes_contents_and_only_the_comment_job_writes_pull_requests():
+def test_each_write_permission_belongs_to_the_one_job_that_needs_it():
     writers = {
         (path.name, job_name, scope)
         for path in WORKFLOWS
@@ -46,7 +36,22 @@ def test_only_the_promote_job_writes_contents_and_only_the_comment_job_writes_pu
     assert writers == {
         ("promote.yml", "promote", "contents"),
         ("pipeline.yml", "report-comment", "pull-requests"),
+        ("post-deploy.yml", "rollback", "contents"),
+        ("post-deploy.yml", "issue", "issues"),
     }
+
+
+def test_the_post_deploy_jobs_read_and_write_only_what_they_need():
+    jobs = load("post-deploy.yml")["jobs"]
+    assert "permissions" not in jobs["smoke"]  # the workflow's contents: read
+    assert jobs["rollback"]["permissions"] == {"contents": "write"}
+    assert jobs["issue"]["permissions"] == {"contents": "read", "issues": "write"}
+    # The rollback runs only on a tag the decision named; the issue after the rollback, to say
+    # what became of it, and also when the smoke job failed.
+    assert jobs["rollback"]["needs"] == "smoke"
+    assert "needs.smoke.outputs.rollback_tag != ''" in jobs["rollback"]["if"]
+    assert jobs["issue"]["needs"] == ["smoke", "rollback"]
+    assert "!cancelled()" in jobs["issue"]["if"] and "!cancelled()" in jobs["rollback"]["if"]
 
 
 def test_a_pull_request_gets_one_sticky_comment_with_the_release_report():
@@ -111,49 +116,63 @@ def test_every_setup_python_caches_pip():
                     assert step["with"]["cache"] == "pip", path.name
 
 
-# promote.yml's pull, its secrets and its forced gate have tests of their own below.
-@pytest.mark.parametrize("name", ["pipeline.yml"])
+@pytest.mark.parametrize("name", ["pipeline.yml", "promote.yml"])
 def test_the_users_files_are_pulled_from_dvc_before_the_gates_rerun(name):
     runs = [step.get("run", "") for job in load(name)["jobs"].values() for step in job["steps"]]
-    pull_at = next(i for i, run in enumerate(runs) if "dvc pull" in run)
+    pull_at = next(i for i, run in enumerate(runs) if "python -m pipeline.inputs.pull" in run)
     repro_at = next(i for i, run in enumerate(runs) if "dvc repro" in run)
     assert pull_at < repro_at
 
 
-def promote_step(name_part: str) -> dict:
-    steps = load("promote.yml")["jobs"]["promote"]["steps"]
-    return next(step for step in steps if name_part in step.get("name", ""))
+@pytest.mark.parametrize("name", ["pipeline.yml", "promote.yml"])
+def test_every_dvc_pull_gets_every_secret_the_pull_module_reads(name):
+    (pull,) = [
+        step
+        for job in load(name)["jobs"].values()
+        for step in job["steps"]
+        if "pipeline.inputs.pull" in step.get("run", "")
+    ]
+    # One definition: the module says which secret sets what; the workflows only hand them over.
+    assert pull["env"] == {secret: f"${{{{ secrets.{secret} }}}}" for secret in CREDENTIAL_SECRETS}
 
 
-def run_step(step: dict, cwd: Path, env: dict) -> subprocess.CompletedProcess:
-    """A step's script run as GitHub runs it with `shell: bash` (bash -e -o pipefail)."""
-    return subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-        cwd=cwd,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def test_every_piped_step_keeps_the_first_commands_failure():
+def run_steps():
     for path in WORKFLOWS:
         workflow = load(path.name)
-        for job in workflow["jobs"].values():
+        for job_name, job in workflow["jobs"].items():
             for step in job.get("steps", []):
-                script = step.get("run", "")
-                if not re.search(r"(?<![|])\|(?![|])", script):
-                    continue
-                shell = step.get("shell") or (job.get("defaults") or workflow.get("defaults") or {})
-                shell = shell if isinstance(shell, str) else shell.get("run", {}).get("shell")
-                # GitHub runs an explicit `shell: bash` as bash -eo pipefail.
-                assert shell == "bash" or "set -o pipefail" in script, (path.name, step)
-    assert load("promote.yml")["defaults"]["run"]["shell"] == "bash"
-    assert "set -o pipefail" in promote_step("verdicts")["run"]
-    # The behaviour itself: a failing first command fails the piped step.
-    failing = {"run": "false | tee /dev/null"}
-    assert run_step(failing, REPO_ROOT, {}).returncode != 0
+                if "run" in step:
+                    yield path.name, workflow, job_name, job, step
+
+
+def test_every_shell_step_runs_under_bash_with_pipefail():
+    for name, workflow, job_name, job, step in run_steps():
+        shell = step.get("shell") or (job.get("defaults") or workflow["defaults"])["run"]["shell"]
+        # GitHub runs an explicit `shell: bash` as bash -eo pipefail; the default shell has no
+        # pipefail.
+        assert shell == "bash", (name, job_name, step.get("name"))
+
+
+def test_no_pipe_feeds_a_reader_that_stops_early():
+    # Under pipefail, `cmd | grep -q .` fails at random: grep exits at its first match and
+    # cmd dies of SIGPIPE writing the rest.
+    early_exit = re.compile(r"\|\s*(grep\s+(-\w*[qm]|--quiet|--max-count)|head\b)")
+    assert early_exit.search("dvc remote list | grep -q .")
+    assert not early_exit.search("python -m pipeline.summary | tee -a summary.md")
+    for name, _, job_name, _, step in run_steps():
+        assert not early_exit.search(step["run"]), (name, job_name, step.get("name"))
+
+
+def test_no_expression_is_pasted_into_a_script():
+    # A ${{ }} value is pasted into the script before bash parses it (a branch name, a
+    # variable could inject commands): every value reaches a script through env.
+    for name, _, job_name, _, step in run_steps():
+        assert "${{" not in step["run"], (name, job_name, step.get("name"))
+
+
+def test_every_shell_step_has_a_name_the_step_tests_find_it_by():
+    for name, _, job_name, _, step in run_steps():
+        assert step.get("name"), (name, job_name, step["run"][:60])
 
 
 def test_promote_forces_the_gate_on_the_runner_and_promotes_only_what_passed_there():
@@ -162,73 +181,16 @@ def test_promote_forces_the_gate_on_the_runner_and_promotes_only_what_passed_the
     repro_at = next(i for i, run in enumerate(runs) if "dvc repro\n" in run)
     lines = [line.strip() for line in runs[repro_at].splitlines()]
     assert lines.index("dvc repro") < lines.index("dvc repro --force --single-item gate")
-    pull_at = next(i for i, run in enumerate(runs) if "dvc pull" in run)
+    pull_at = next(i for i, run in enumerate(runs) if "pipeline.inputs.pull" in run)
     promote_at = next(i for i, run in enumerate(runs) if "python -m pipeline.promote" in run)
     assert pull_at < repro_at < promote_at
     promote_lines = [line for line in runs[promote_at].splitlines() if "pipeline.promote" in line]
     assert promote_lines and all("--gated-here" in line for line in promote_lines)
 
 
-def test_promote_maps_the_dvc_remotes_credentials_from_secrets():
-    env = promote_step("DVC-tracked inputs")["env"]
-    assert env["AWS_ACCESS_KEY_ID"] == "${{ secrets.DVC_AWS_ACCESS_KEY_ID }}"
-    assert env["AWS_SECRET_ACCESS_KEY"] == "${{ secrets.DVC_AWS_SECRET_ACCESS_KEY }}"
-    assert all(value.startswith("${{ secrets.DVC_") for value in env.values())
-
-
-def test_the_pull_step_pulls_a_users_dvc_tracked_inputs_and_needs_no_remote(tmp_path):
-    step = promote_step("DVC-tracked inputs")
-    dvc_env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    project, store = tmp_path / "project", tmp_path / "store"
-    project.mkdir()
-
-    def sh(*command: str) -> None:
-        subprocess.run(
-            command, cwd=project, env={**os.environ, **dvc_env}, check=True, capture_output=True
-        )
-
-    sh("git", "init", "-q")
-    sh("dvc", "init", "-q")
-    alone = run_step(step, project, dvc_env)
-    assert alone.returncode == 0, alone.stderr
-    assert "no DVC remote configured" in alone.stdout
-    (project / "model").mkdir()
-    (project / "model" / "model.keras").write_bytes(b"weights")
-    sh("dvc", "add", "-q", "model")
-    sh("dvc", "remote", "add", "-d", "store", str(store))
-    sh("dvc", "push", "-q")
-    shutil.rmtree(project / "model")
-    shutil.rmtree(project / ".dvc" / "cache")
-    pulled = run_step(step, project, dvc_env)
-    assert pulled.returncode == 0, pulled.stderr
-    assert (project / "model" / "model.keras").read_bytes() == b"weights"
-
-
-@pytest.mark.parametrize(
-    "render_branch, expected",
-    [
-        ("", "cannot tell whether Render deploys release-2"),
-        ("main", "the release is on release-2 but Render deploys main"),
-    ],
-)
-def test_the_smoke_step_says_why_it_cannot_wait_for_another_branch(
-    tmp_path, render_branch, expected
-):
-    step = promote_step("smoke-check")
-    env = {"URL": "https://example.invalid", "RENDER_BRANCH": render_branch, "BRANCH": "release-2"}
-    completed = run_step(step, tmp_path, env)
-    assert completed.returncode == 0, completed.stderr
-    assert expected in completed.stdout
-
-
-def test_the_smoke_step_waits_for_the_release_on_renders_branch(tmp_path):
-    # Render cannot run here: a stand-in for the venv's python records how the smoke was asked.
-    fake_python = tmp_path / ".venv" / "bin" / "python"
-    fake_python.parent.mkdir(parents=True)
-    fake_python.write_text('#!/bin/sh\necho "$@" > asked.txt\nexit 3\n')
-    fake_python.chmod(0o755)
-    env = {"URL": "https://service.example", "RENDER_BRANCH": "main", "BRANCH": "main"}
-    completed = run_step(promote_step("smoke-check"), tmp_path, env)
-    assert completed.returncode == 3  # the smoke's own failure fails the step
-    asked = (tmp_path / "asked.txt").read_text()
-    assert "-m checks.smoke --url https://service.example --manifest release/manifest.json" in asked
+def test_the_smoke_check_after_promote_is_skipped_only_by_a_decision_that_says_why():
+    steps = load("promote.yml")["jobs"]["promote"]["steps"]
+    decide_at = next(i for i, step in enumerate(steps) if step.get("id") == "live")
+    smoke_at = next(i for i, s in enumerate(steps) if "checks.smoke" in s.get("run", ""))
+    assert decide_at < smoke_at
+    assert steps[smoke_at]["if"] == "steps.live.outputs.check == 'true'"

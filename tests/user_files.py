@@ -95,3 +95,30 @@ def trained_dense_classifier(classes: int, shift: float):
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
     model.fit(samples, class_ids, epochs=10, batch_size=32, verbose=0)
     return model
+
+
+def save_as_keras2_h5(model, path: Path, arguments: dict[str, dict]) -> Path:
+    """`model` saved to a legacy .h5 as Keras 2 wrote it: Keras 3 saves it, then each layer
+    config of a class named in `arguments` gets the arguments Keras 2 wrote beside its own
+    (e.g. {"LSTM": {"time_major": False}}), edited into the model_config attribute."""
+    import json
+
+    import h5py
+
+    model.save(path)
+
+    def add(node) -> None:
+        if isinstance(node, dict):
+            if node.get("class_name") in arguments and isinstance(node.get("config"), dict):
+                node["config"].update(arguments[node["class_name"]])
+            for child in node.values():
+                add(child)
+        elif isinstance(node, list):
+            for child in node:
+                add(child)
+
+    with h5py.File(path, "r+") as h5:
+        config = json.loads(h5.attrs["model_config"])
+        add(config)
+        h5.attrs["model_config"] = json.dumps(config)
+    return path

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -11,10 +12,12 @@ import yaml
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 
 
-def run_stage(module: str, workspace: Workspace, check: bool = True) -> subprocess.CompletedProcess:
-    """Run `python -m <module>` on a workspace, as `dvc repro` would."""
+def run_stage(
+    module: str, workspace: Workspace, check: bool = True, arguments: Sequence[str] = ()
+) -> subprocess.CompletedProcess:
+    """Run `python -m <module> [arguments]` on a workspace, as `dvc repro` would."""
     return subprocess.run(
-        [sys.executable, "-m", module],
+        [sys.executable, "-m", module, *arguments],
         cwd=REPO_ROOT,
         env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
         capture_output=True,
@@ -74,6 +77,17 @@ def swap_model(bundle_dir: Path, drifted_dir: Path) -> str:
         manifest["files"][name] = drifted["files"][name]
     manifest_path.write_text(json.dumps(manifest, indent=2))
     return drifted["sha256"]
+
+
+def deploy_on(workspace: Workspace, plan: str, cpu_share: float) -> None:
+    """render.yaml deploying `plan` with the service told its CPU share, as the gate must run."""
+    blueprint = yaml.safe_load(workspace.render_yaml_path.read_text())
+    (web,) = [service for service in blueprint["services"] if service["type"] == "web"]
+    web["plan"] = plan
+    for variable in web["envVars"]:
+        if variable["key"] == "CPU_SHARE":
+            variable["value"] = f"{cpu_share:g}"
+    workspace.render_yaml_path.write_text(yaml.safe_dump(blueprint, sort_keys=False))
 
 
 def workspace_like(source: Workspace, root: Path, **overrides: dict) -> Workspace:

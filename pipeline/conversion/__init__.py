@@ -1,2 +1,4 @@
-"""Keras to TFLite conversion, run in a worker process the convert stage isolates (a converter
-call can kill its process), and the side-by-side comparison of quantization modes."""
+"""Keras to TFLite conversion in a worker process, and quantization modes side by side.
+
+The convert stage isolates the converter in its own process (a converter call can kill its
+process); `make quantization` compares every mode on the current inputs."""

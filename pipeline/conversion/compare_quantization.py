@@ -1,8 +1,9 @@
 """Convert and check the current inputs once per quantization mode, side by side in one run.
 
-Writes reports/quantization.json and reports/quantization.md only: `make docs` copies the table
-into docs/pipeline.md when you choose to, so running this never dirties a tracked file. Not a DVC
-stage: it answers "which mode should I ship?" and runs the real stages in scratch workspaces.
+Writes reports/quantization.json and reports/quantization.md only (committed, so the docs'
+table can be checked against them on any clone); `make docs` copies the table into
+docs/pipeline.md. Not a DVC stage: it answers "which mode should I ship?" and runs the real
+stages in scratch workspaces.
 Each mode prints its progress as it goes; each table row is one line, and a failure's whole
 message is listed under the table.
 """
@@ -12,11 +13,11 @@ import subprocess
 import sys
 import time
 
+from pipeline.gate.machine import this_machine
 from pipeline.gate.preflight import bundle_mb
-from pipeline.params import load_params
+from pipeline.params import QUANTIZATIONS, load_params
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 from pipeline.scratch import scratch_workspace
-from pipeline.stages.convert import QUANTIZATIONS
 from pipeline.verdicts import read_json, write_json
 
 # CPU per invoke within this fraction of the cheapest passing mode counts as a tie, which the
@@ -71,7 +72,10 @@ def run_mode(workspace: Workspace, quantization: str, invokes: int, position: st
             text=True,
         )
         row[f"{stage}_seconds"] = round(time.perf_counter() - started, 1)
-        row[stage] = read_json(scratch.report_path(stage))
+        verdict = read_json(scratch.report_path(stage))
+        # The scratch workspace's fingerprint names this machine's paths; the verdict is kept
+        # (in git, as the docs' source) without it.
+        row[stage] = {key: value for key, value in verdict.items() if key != "inputs_fingerprint"}
         if completed.returncode != 0:
             lines = completed.stderr.strip().splitlines()
             row["failure"] = row[stage].get("reason") or (lines[-1] if lines else "failed")
@@ -109,7 +113,8 @@ def recommend(rows: list[dict]) -> tuple[str | None, str]:
     return best["quantization"], why
 
 
-def markdown_table(rows: list[dict]) -> str:
+def markdown_table(rows: list[dict], measured: str = "") -> str:
+    """The table docs/pipeline.md shows, a line per mode; `measured` names where and when."""
     lines = [
         "| quantization | converts | bundle (gate) | CPU per invoke | max abs diff | "
         "top-1 agreement | accuracy (Keras -> TFLite) | parity |",
@@ -142,22 +147,29 @@ def markdown_table(rows: list[dict]) -> str:
     lines += ["", f"**Recommended: {choice}**: {why}." if choice else f"**{why}.**"]
     if notes:
         lines += ["", *(f"[{i}] {note}" for i, note in enumerate(notes, 1))]
+    if measured:
+        lines += ["", measured]
     return "\n".join(lines) + "\n"
 
 
 def compare_quantization(workspace: Workspace) -> None:
     """Every mode, one after another on this machine; the table goes to reports/ alone."""
-    invokes = load_params(workspace)["bench"]["quantization_invokes"]
+    invokes = load_params(workspace).bench.quantization_invokes
     rows = [
         run_mode(workspace, quantization, invokes, f"{index}/{len(QUANTIZATIONS)}")
         for index, quantization in enumerate(QUANTIZATIONS, 1)
     ]
     choice, why = recommend(rows)
+    machine = this_machine(cgroup_backend="")
+    measured = (
+        f"Measured {machine['measured_at']} on {machine['cpu_model']}, {machine['cores']} CPUs "
+        "(`make quantization`)."
+    )
     write_json(
         workspace.report_path("quantization"),
-        {"modes": rows, "recommended": choice, "why": why},
+        {"modes": rows, "recommended": choice, "why": why, "measured": measured},
     )
-    table = markdown_table(rows)
+    table = markdown_table(rows, measured)
     (workspace.reports_dir / "quantization.md").write_text(table)
     print(table)
 

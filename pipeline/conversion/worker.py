@@ -28,6 +28,8 @@ from pipeline.inputs.files import (
 )
 from pipeline.inputs.keras_model import detect_output_kind, keras_outputs, load_keras_model
 from pipeline.inputs.labels import load_labels
+from pipeline.params.reading import read_section
+from pipeline.params.sections import InputsParams
 from pipeline.paths import Workspace
 from pipeline.versions import tool_versions
 
@@ -95,7 +97,8 @@ def convert_at_batch(
 def convert_worker(job: dict[str, Any]) -> None:
     """Load the user's files, convert the model to TFLite and write the result to job['out_dir']."""
     started = time.perf_counter()
-    paths = InputPaths.from_params(job["inputs"], Workspace(Path(job["workspace"])))
+    inputs = read_section(InputsParams, job["inputs"], "inputs")
+    paths = InputPaths.from_params(inputs, Workspace(Path(job["workspace"])))
     model, shape = load_keras_model(paths)
     labels = load_labels(paths.labels, shape)
     preprocessing = load_preprocessing(paths.normaliser, shape)

@@ -1,25 +1,22 @@
-"""Bounded HTTP load against a running service, every answer checked against parity's.
+"""A bounded HTTP load against a running service, every answer checked against parity's.
 
-Used by the gate stage and the benchmark: a fixed number of real /api/predict/ requests
-built from held-out samples, spread over a fixed number of threads, each with a timeout;
-and a health probe that times /api/health/ while that load saturates the service.
+A fixed number of real /api/predict/ requests built from the held-out samples, spread over a
+fixed number of client threads, each with a timeout: the model that answered must be the
+candidate, and its answer parity's own within a tolerance.
 """
 
-import subprocess
 import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 import numpy as np
-import orjson
 import requests
 
-from pipeline.gate.health_probe import probe_once
+from pipeline.gate.expected import ExpectedAnswers
 from pipeline.gate.watch import GateFailure
-from pipeline.paths import REPO_ROOT
+from pipeline.params import GateParams
 
 
 @dataclass
@@ -33,10 +30,15 @@ class LoadResult:
     wrong_answers: list[str] = field(default_factory=list)
     wall_seconds: float = 0.0
 
-    def percentile_ms(self, percent: float) -> float:
-        return (
-            float(np.percentile(self.latencies_ms, percent)) if self.latencies_ms else float("inf")
-        )
+    def require_answered(self, where: str) -> None:
+        """GateFailure naming the first requests that failed or timed out, if any did."""
+        unanswered = self.failures + self.timeouts
+        if unanswered:
+            total = len(self.latencies_ms) + len(unanswered)
+            raise GateFailure(
+                f"{len(unanswered)} of {total} predictions were not answered {where}: "
+                f"{'; '.join(unanswered[:3])}"
+            )
 
     @property
     def throughput_rps(self) -> float:
@@ -64,34 +66,44 @@ class Progress:
                 self.next_report += max(1, self.total // 10)
 
 
-def drive_load(
-    url: str,
-    samples: np.ndarray,
-    expected_probabilities: np.ndarray,
-    labels: list[str],
-    *,
-    model_sha256: str,
-    value_key: str = "probability",
-    requests_total: int,
-    concurrency: int,
-    timeout_seconds: float,
-    tolerance: float,
-    label: str = "gate load",
-) -> LoadResult:
-    """Send `requests_total` float32 predictions over `concurrency` threads and check each:
-    the model that answered must be `model_sha256`, its answer parity's within `tolerance`.
+@dataclass(frozen=True)
+class Load:
+    """How many predictions over how many clients, each client's timeout, and how far an
+    answer may stray from parity's."""
 
-    `value_key` is what the answer calls the model's value (`Contract.value_key`:
-    `probability` for a distribution, `score` otherwise).
-    """
+    requests: int
+    concurrency: int
+    timeout_seconds: float
+    tolerance: float
+    label: str = "gate load"
+
+    @classmethod
+    def of(cls, settings: GateParams, label: str = "gate load", **changes) -> "Load":
+        """gate.requests over gate.concurrency clients, unless `changes` say otherwise."""
+        load = cls(
+            settings.requests,
+            settings.concurrency,
+            settings.request_timeout_seconds,
+            settings.max_probability_diff,
+            label,
+        )
+        return replace(load, **changes)
+
+
+def drive_load(url: str, expected: ExpectedAnswers, load: Load) -> LoadResult:
+    """Send `load.requests` float32 predictions over `load.concurrency` threads and check each:
+    the model that answered must be the candidate, its answer parity's within the tolerance
+    (under the answer's name for the model's value: `probability` for a distribution, `score`
+    otherwise)."""
     result = LoadResult()
-    progress = Progress(requests_total, label)
+    progress = Progress(load.requests, load.label)
     sessions = threading.local()
     lock = threading.Lock()
 
     def one_request(request_index: int) -> None:
         if not hasattr(sessions, "session"):
             sessions.session = requests.Session()
+        samples, labels = expected.samples, expected.labels
         sample_index = request_index % len(samples)
         body = samples[sample_index : sample_index + 1].astype("<f4").tobytes()
         started = time.perf_counter()
@@ -101,7 +113,7 @@ def drive_load(
                 params={"top_k": len(labels)},
                 data=body,
                 headers={"Content-Type": "application/octet-stream"},
-                timeout=timeout_seconds,
+                timeout=load.timeout_seconds,
             )
             elapsed_ms = (time.perf_counter() - started) * 1000
             if response.status_code != 200:
@@ -112,7 +124,9 @@ def drive_load(
             answer, served_sha256 = body["predictions"][0], body["model_sha256"]
         except requests.Timeout:
             with lock:
-                result.timeouts.append(f"request {request_index}: no answer in {timeout_seconds} s")
+                result.timeouts.append(
+                    f"request {request_index}: no answer in {load.timeout_seconds} s"
+                )
             progress.advance()
             return
         except (requests.RequestException, RuntimeError, ValueError, KeyError) as error:
@@ -120,18 +134,18 @@ def drive_load(
                 result.failures.append(f"request {request_index}: {error}")
             progress.advance()
             return
-        live = {entry["label"]: entry[value_key] for entry in answer["top_k"]}
-        expected = expected_probabilities[sample_index]
-        expected_label = labels[int(np.argmax(expected))]
-        difference = max(abs(live.get(name, -1.0) - expected[i]) for i, name in enumerate(labels))
+        live = {entry["label"]: entry[expected.value_key] for entry in answer["top_k"]}
+        parity = expected.probabilities[sample_index]
+        expected_label = labels[int(np.argmax(parity))]
+        difference = max(abs(live.get(name, -1.0) - parity[i]) for i, name in enumerate(labels))
         with lock:
             result.latencies_ms.append(elapsed_ms)
-            if served_sha256 != model_sha256:
+            if served_sha256 != expected.model_sha256:
                 result.wrong_answers.append(
                     f"sample {sample_index}: served by model {served_sha256[:12]}, "
-                    f"not the candidate {model_sha256[:12]}"
+                    f"not the candidate {expected.model_sha256[:12]}"
                 )
-            elif answer["label"] != expected_label or difference > tolerance:
+            elif answer["label"] != expected_label or difference > load.tolerance:
                 result.wrong_answers.append(
                     f"sample {sample_index}: {answer['label']} (parity: {expected_label}), "
                     f"max |dp| {difference:.2e}"
@@ -139,87 +153,7 @@ def drive_load(
         progress.advance()
 
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(one_request, range(requests_total)))
+    with ThreadPoolExecutor(max_workers=load.concurrency) as pool:
+        list(pool.map(one_request, range(load.requests)))
     result.wall_seconds = time.perf_counter() - started
     return result
-
-
-class HealthProbe:
-    """Times GET /api/health/ every `interval_seconds`, as Render's checker does.
-
-    A probe that times out or answers anything but 200 counts as failed, and its latency as
-    the whole timeout: to Render it is a failed health check either way. Given the group's
-    `accounting_file`, each probe also records the CPU-seconds the service spent while it
-    waited, from a process of its own (pipeline/gate/health_probe.py); without one, the
-    probes run in a thread of this process.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        interval_seconds: float,
-        timeout_seconds: float,
-        accounting_file: Path | None = None,
-    ) -> None:
-        self.url, self.interval, self.timeout = url, interval_seconds, timeout_seconds
-        self.accounting_file = accounting_file
-        self.cpu_waits_s: list[float] = []
-        self.latencies_s: list[float] = []
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="health-probe", daemon=True)
-        self._process: subprocess.Popen | None = None
-
-    def __enter__(self) -> "HealthProbe":
-        if self.accounting_file is None:
-            self._thread.start()
-            return self
-        self._process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pipeline.gate.health_probe",
-                self.url,
-                str(self.interval),
-                str(self.timeout),
-                str(self.accounting_file),
-            ],
-            cwd=REPO_ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        if self._process.stdout.readline() != "ready\n":  # its imports done, probes begin
-            self._process.kill()
-            raise GateFailure(
-                f"the health probe process did not start (exit {self._process.wait()}); "
-                f"run `python -m pipeline.gate.health_probe` by hand to see why"
-            )
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._process is None:
-            self._stop.set()
-            self._thread.join(timeout=self.timeout + 1)
-            return
-        try:  # communicate() closes its stdin: it stops after the probe in hand
-            output, _ = self._process.communicate(timeout=self.timeout + self.interval + 10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            output, _ = self._process.communicate()
-        for line in output.splitlines():
-            seconds, cpu, failure = orjson.loads(line)
-            self.latencies_s.append(seconds)
-            self.cpu_waits_s.append(cpu)
-            if failure:
-                self.failures.append(failure)
-
-    def _run(self) -> None:
-        session = requests.Session()
-        while not self._stop.is_set():
-            seconds, failure = probe_once(session, self.url, self.timeout)
-            self.latencies_s.append(seconds)
-            if failure:
-                self.failures.append(failure)
-            self._stop.wait(self.interval)

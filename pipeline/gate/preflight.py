@@ -11,9 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.cgroups import evict_from_page_cache, memory_limit
-from pipeline.gate.render_service import lite_runtime_libraries
+from pipeline.cgroups import distribution_libraries, evict_from_page_cache, memory_limit
+from pipeline.params import GateParams
+from pipeline.paths import REPO_ROOT
 from service.errors import Refusal
+from service.runtime import RUNTIMES
 
 BASELINE_PROBE = (
     "import numpy; from service.runtime import select_runtime; select_runtime().interpreter_class"
@@ -25,12 +27,34 @@ class BundleTooLarge(Refusal):
     """The bundle and the runtime cannot fit in the budget, whatever the service does."""
 
 
+def refuse_what_cannot_fit(
+    bundle_dir: Path, settings: GateParams, env: dict[str, str]
+) -> dict[str, float]:
+    """The bundle's size and the runtime's baseline; BundleTooLarge when they exceed the plan's
+    budget (its max_peak_memory_mb)."""
+    plan_name, plan = settings.plan, settings.target_plan
+    budget_mb = plan.max_peak_memory_mb
+    size_mb = bundle_mb(bundle_dir)
+    baseline = runtime_baseline_mb(plan.memory_mb, env)
+    figures = {"bundle_mb": round(size_mb, 1), "runtime_baseline_mb": round(baseline, 1)}
+    if size_mb + baseline > budget_mb:
+        raise BundleTooLarge(
+            f"the model bundle ({size_mb:.1f} MB) plus the lite runtime's measured baseline "
+            f"({baseline:.1f} MB) is {size_mb + baseline:.1f} MB, over the "
+            f"{budget_mb} MB budget of plan {plan_name} ({plan.memory_mb} MB, "
+            f"gate.plans.{plan_name}.max_peak_memory_mb): the service cannot fit; "
+            "choose a plan with more memory (gate.plan) or a smaller model "
+            "(convert.quantization: dynamic)"
+        )
+    return figures
+
+
 def bundle_mb(bundle_dir: Path) -> float:
     """What the bundle's files weigh: the service maps or reads every byte of them."""
     return sum(f.stat().st_size for f in bundle_dir.iterdir() if f.is_file()) / 2**20
 
 
-def runtime_baseline_mb(limit_mb: float, env: dict[str, str], cwd: Path) -> float:
+def runtime_baseline_mb(limit_mb: float, env: dict[str, str]) -> float:
     """The memory group peak of a process that only imports numpy and the lite runtime."""
     libraries = lite_runtime_libraries()
     evict_from_page_cache(*libraries)
@@ -38,7 +62,7 @@ def runtime_baseline_mb(limit_mb: float, env: dict[str, str], cwd: Path) -> floa
         probe = group.popen(
             [sys.executable, "-c", BASELINE_PROBE],
             env=env,
-            cwd=cwd,
+            cwd=REPO_ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
@@ -58,22 +82,6 @@ def runtime_baseline_mb(limit_mb: float, env: dict[str, str], cwd: Path) -> floa
     return baseline
 
 
-def refuse_what_cannot_fit(
-    bundle_dir: Path, plan_name: str, plan: dict, env: dict, cwd: Path
-) -> dict[str, float]:
-    """The bundle's size and the runtime's baseline; BundleTooLarge when they exceed the plan's
-    budget (its max_peak_memory_mb)."""
-    budget_mb = plan["max_peak_memory_mb"]
-    size_mb = bundle_mb(bundle_dir)
-    baseline = runtime_baseline_mb(plan["memory_mb"], env, cwd)
-    figures = {"bundle_mb": round(size_mb, 1), "runtime_baseline_mb": round(baseline, 1)}
-    if size_mb + baseline > budget_mb:
-        raise BundleTooLarge(
-            f"the model bundle ({size_mb:.1f} MB) plus the lite runtime's measured baseline "
-            f"({baseline:.1f} MB) is {size_mb + baseline:.1f} MB, over the "
-            f"{budget_mb} MB budget of plan {plan_name} ({plan['memory_mb']} MB, "
-            f"gate.plans.{plan_name}.max_peak_memory_mb): the service cannot fit; "
-            "choose a plan with more memory (gate.plan) or a smaller model "
-            "(convert.quantization: dynamic)"
-        )
-    return figures
+def lite_runtime_libraries() -> list[Path]:
+    """The shared libraries of every installed lite runtime, for evict_from_page_cache."""
+    return distribution_libraries(*(name for name, _ in RUNTIMES))

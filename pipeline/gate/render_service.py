@@ -1,23 +1,22 @@
-"""What render.yaml tells Render about the web service, and what the gate derives from it.
+"""What render.yaml tells Render about the web service, and the environment the gate gives it.
 
 The start command and literal envVars are read as Render reads them; the service's limits
 (MAX_BATCH, MAX_BODY_BYTES) and its worker concurrency follow from that environment, so the
 gate's worst-case requests are the largest the deployed service would accept.
 """
 
-import inspect
+import os
 import re
 import socket
-import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from pipeline.cgroups import distribution_libraries
-from pipeline.paths import REPO_ROOT
+from pipeline.params import GateParams
 from service.errors import Refusal
-from service.runtime import RUNTIMES
+from service.limits import Limits
 
 
 class RenderYamlError(Refusal):
@@ -30,13 +29,7 @@ class RenderWebService:
 
     start_command: str
     env: dict[str, str]
-
-    def start_in(self, group, env: dict[str, str], log) -> subprocess.Popen:
-        """The start command in `group`, from the repository root, as Render runs it from the
-        repository, its output and errors to `log`."""
-        return group.popen(
-            self.start_command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
+    plan: str | None = None  # the instance type Render deploys it on (none set: Render's default)
 
     @classmethod
     def read(cls, render_yaml_path: Path) -> "RenderWebService":
@@ -54,21 +47,43 @@ class RenderWebService:
             for variable in web[0].get("envVars") or []
             if "key" in variable and "value" in variable
         }
-        return cls(start_command=web[0]["startCommand"], env=env)
+        return cls(start_command=web[0]["startCommand"], env=env, plan=web[0].get("plan"))
+
+    def launch(self, settings: GateParams, model_dir: Path) -> "Launch":
+        """How the gate starts this service on `model_dir`, on a free port of the loopback."""
+        port = free_port()
+        env = service_environment(self, settings, port, model_dir)
+        limits = ServiceLimits.of(self.start_command, env)
+        return Launch(self.start_command, env, f"http://127.0.0.1:{port}", limits)
 
 
-def documented_defaults() -> tuple[int, int]:
-    """(MAX_BATCH, MAX_BODY_BYTES) the service uses where the environment sets neither."""
-    try:  # a service that keeps its limits in one table (service/limits.py)
-        from service.limits import Limits
+@dataclass(frozen=True)
+class Launch:
+    """The start command, the environment the gate gives it, where the service answers, and
+    the limits and concurrency that environment sets."""
 
-        defaults = Limits()
-        return defaults.max_batch, defaults.max_body_bytes
-    except ImportError:  # a service whose factory's keyword defaults are the documented ones
-        from service.app import create_app
+    start_command: str
+    env: dict[str, str]
+    url: str
+    limits: "ServiceLimits"
 
-        parameters = inspect.signature(create_app).parameters
-        return parameters["max_batch"].default, parameters["max_body_bytes"].default
+
+def service_environment(
+    render: RenderWebService, settings: GateParams, port: int, model_dir: Path
+) -> dict[str, str]:
+    """The service's environment: the caller's, render.yaml's envVars, the gate's, experiments'."""
+    # The service runs from this environment's own bin/ (gunicorn), as `make demo` has it.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, **render.env, "PATH": path, "PORT": str(port)}
+    env["MODEL_DIR"] = str(model_dir)
+    env.update({key: str(value) for key, value in settings.service_env.items()})
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -89,10 +104,11 @@ class ServiceLimits:
     def of(cls, start_command: str, env: dict[str, str]) -> "ServiceLimits":
         # gthread's --threads, or an async worker's --worker-connections.
         per_worker = re.search(r"--(?:threads|worker-connections)[=\s]+(\d+)", start_command)
-        default_batch, default_body = documented_defaults()
+        # Where the environment sets neither, the service's own documented defaults.
+        defaults = Limits()
         return cls(
-            max_batch=_positive(env.get("MAX_BATCH"), default_batch),
-            max_body_bytes=_positive(env.get("MAX_BODY_BYTES"), default_body),
+            max_batch=_positive(env.get("MAX_BATCH"), defaults.max_batch),
+            max_body_bytes=_positive(env.get("MAX_BODY_BYTES"), defaults.max_body_bytes),
             workers=_positive(env.get("WEB_CONCURRENCY"), 1),
             requests_per_worker=int(per_worker.group(1)) if per_worker else 1,
         )
@@ -100,14 +116,3 @@ class ServiceLimits:
 
 def _positive(raw: str | None, default: int) -> int:
     return int(raw) if raw and raw.strip().isdigit() and int(raw) > 0 else default
-
-
-def lite_runtime_libraries() -> list[Path]:
-    """The shared libraries of every installed lite runtime, for evict_from_page_cache."""
-    return distribution_libraries(*(name for name, _ in RUNTIMES))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

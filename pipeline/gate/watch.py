@@ -1,15 +1,22 @@
-"""Watching the service from outside: health until it answers, its processes, its group's memory."""
+"""Watching a service from outside as it starts: its health until it answers, and its log.
 
-import threading
+The log is read before the service's group is stopped, so its last lines are the service's own
+and not its answer to our SIGTERM.
+"""
+
 import time
+from pathlib import Path
 
-import psutil
 import requests
 
 from service.errors import Refusal
 
 POLL_SECONDS = 0.05
-MEMORY_SAMPLE_SECONDS = 0.1
+LOG_TAIL_LINES = 15
+# gunicorn's own alarms (a worker timed out, was killed, exited) and tracebacks: when a worker
+# was replaced, why is usually far above the last lines.
+ALERT_MARKERS = ("[CRITICAL]", "[ERROR]", "[WARNING]", "Traceback", "SIGKILL", "Killed")
+LOG_ALERT_LINES = 10
 
 
 class GateFailure(Refusal):
@@ -44,59 +51,9 @@ def wait_until_healthy(url: str, process, deadline_seconds: float, started: floa
     )
 
 
-def process_tree_figures(root_pid: int) -> tuple[float, list[int], list[float]]:
-    """The gunicorn master's RSS, its worker PIDs and the workers' unique memory, in MB."""
-    root = psutil.Process(root_pid)
-    master = next(
-        (
-            p
-            for p in [root, *root.children(recursive=True)]
-            if any(c.pid != p.pid for c in p.children())
-        ),
-        root,
-    )
-    workers = master.children()
-    worker_mb = [w.memory_full_info().uss / 2**20 for w in workers]
-    return master.memory_info().rss / 2**20, sorted(w.pid for w in workers), worker_mb
-
-
-def settled_process_tree_figures(root_pid: int, timeout_seconds: float = 5.0):
-    """process_tree_figures once the worker set has stopped changing.
-
-    Health answers as soon as the first worker is up, but gunicorn forks the others with a
-    random pause of up to 0.1 s each; a snapshot taken too early would miss them.
-    """
-    deadline = time.monotonic() + timeout_seconds
-    figures = process_tree_figures(root_pid)
-    unchanged_polls = 0
-    while unchanged_polls < 3 and time.monotonic() < deadline:
-        time.sleep(0.1)
-        latest = process_tree_figures(root_pid)
-        unchanged_polls = unchanged_polls + 1 if latest[1] == figures[1] else 0
-        figures = latest
-    return figures
-
-
-class MemorySampler:
-    """The group's usage every MEMORY_SAMPLE_SECONDS, in a thread, for the report's series."""
-
-    def __init__(self, group, started: float) -> None:
-        self.group, self.started = group, started
-        self.seconds: list[float] = []
-        self.usage_mb: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(MEMORY_SAMPLE_SECONDS):
-            try:
-                usage = self.group.usage_mb()
-            except OSError:
-                return
-            self.seconds.append(round(time.perf_counter() - self.started, 2))
-            self.usage_mb.append(round(usage, 1))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=1)
+def log_tail(log_path: Path) -> list[str]:
+    """The last lines of a service log, after its last alarms (if they are not among them)."""
+    lines = log_path.read_text(errors="replace").splitlines()
+    tail = lines[-LOG_TAIL_LINES:]
+    alerts = [line for line in lines[:-LOG_TAIL_LINES] if any(m in line for m in ALERT_MARKERS)]
+    return [*alerts[-LOG_ALERT_LINES:], *(["..."] if alerts else []), *tail]

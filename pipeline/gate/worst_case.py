@@ -23,6 +23,7 @@ import orjson
 import requests
 
 from pipeline.gate.render_service import ServiceLimits
+from pipeline.params import GateParams
 
 JSON_TYPE = "application/json"
 FLOAT32_TYPE = "application/octet-stream"
@@ -47,6 +48,13 @@ class HostileKind:
     content_type: str
     body_of_size: Callable[[int], bytes]
     largest_bytes: int
+
+
+def worst_case_concurrency(limits: ServiceLimits, settings: GateParams) -> int:
+    """The service's full concurrency, at least gate.concurrency, at most the cap in params
+    (an async worker takes 1000 connections; 1000 bodies of 8 MiB would swamp the client)."""
+    wanted = max(limits.concurrency, settings.concurrency)
+    return min(settings.worst_case_max_concurrency, wanted)
 
 
 def _filled_to(limit: int, head: bytes, item: bytes, tail: bytes) -> bytes:

@@ -8,13 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.params.sections import InputsParams
 from pipeline.paths import Workspace
 from service.bundle import is_lfs_pointer
 from service.errors import Refusal
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-# How params.yaml says "no such file" (e.g. `normaliser: none`).
-NOTHING = (None, "", "none")
 
 
 class InputFileError(Refusal):
@@ -130,8 +129,37 @@ def load_preprocessing(path: Path | None, shape: ModelShape) -> Preprocessing | 
     return Preprocessing(scale, offset, type(normaliser).__name__)
 
 
+def negative_name(label: str) -> str:
+    """How the held-out truth names the class a one-output model's score is not for."""
+    return f"not {label}"
+
+
+def _one_output_truth(path: Path, targets: np.ndarray, label: str) -> np.ndarray:
+    """y of a one-output model as strings: 1 (or True, or its label) is its class, 0 (or
+    False) is not."""
+    if targets.dtype.kind in "biu":
+        bad = sorted({int(t) for t in targets if t not in (0, 1)})
+        if bad:
+            raise InputFileError(
+                f"held-out set {path} has y {bad[:5]} for a model with one output: give 1 "
+                f"where the sample is {label!r} and 0 where it is not"
+            )
+        return np.where(targets.astype(bool), label, negative_name(label))
+    strings = np.array([str(target) for target in targets])
+    others = sorted(set(strings.tolist()) - {label})
+    if len(others) > 1:
+        raise InputFileError(
+            f"held-out set {path} has y naming {others[:5]} beside {label!r}, the one label of a "
+            f"model with one output: give 1 where the sample is {label!r} and 0 where it is not"
+        )
+    return np.where(strings == label, label, negative_name(label))
+
+
 def _heldout_labels(path: Path, targets: np.ndarray, labels: list[str]) -> np.ndarray:
-    """y as label strings: integer y is a class index into `labels`, anything else a label."""
+    """y as label strings: integer y is a class index into `labels`, anything else a label.
+    For a one-output model (one label), y says whether each sample is of its class."""
+    if len(labels) == 1:
+        return _one_output_truth(path, targets, labels[0])
     if targets.dtype.kind in "iu":
         bad = sorted({int(t) for t in targets if not 0 <= t < len(labels)})
         if bad:
@@ -202,29 +230,20 @@ class InputPaths:
         return self.labels
 
     @classmethod
-    def from_params(cls, inputs: dict[str, Any], workspace: Workspace) -> "InputPaths":
+    def from_params(cls, inputs: InputsParams, workspace: Workspace) -> "InputPaths":
         """Resolve every path; each file must lie inside `inputs.folder`, which DVC watches."""
-        labels = inputs.get("labels", inputs.get("label_encoder"))
-        if inputs.get("label_encoder", labels) != labels:
-            raise InputFileError(
-                "params.yaml names both inputs.labels and inputs.label_encoder (its old name); "
-                "keep only inputs.labels"
-            )
-        if labels in NOTHING:
-            raise InputFileError("params.yaml names no `inputs.labels`; name your label file")
-        folder = workspace.resolve(inputs.get("folder", ".")).resolve()
-        normaliser = inputs.get("normaliser")
-        custom = inputs.get("custom_objects")
-        if custom not in NOTHING and str(custom).endswith(".py"):
+        folder = workspace.resolve(inputs.folder).resolve()
+        custom = inputs.custom_objects
+        if custom is not None and custom.endswith(".py"):
             custom = str(workspace.resolve(custom))
         paths = cls(
-            model=workspace.resolve(inputs["model"]),
-            labels=workspace.resolve(labels),
-            normaliser=None if normaliser in NOTHING else workspace.resolve(normaliser),
-            heldout=workspace.resolve(inputs["heldout"]),
+            model=workspace.resolve(inputs.model),
+            labels=workspace.resolve(inputs.labels),
+            normaliser=None if inputs.normaliser is None else workspace.resolve(inputs.normaliser),
+            heldout=workspace.resolve(inputs.heldout),
             folder=folder,
-            custom_objects=None if custom in NOTHING else str(custom),
-            allow_unsafe_deserialization=bool(inputs.get("allow_unsafe_deserialization", False)),
+            custom_objects=custom,
+            allow_unsafe_deserialization=inputs.allow_unsafe_deserialization,
         )
         for key, path in paths.files().items():
             if not path.resolve().is_relative_to(folder):

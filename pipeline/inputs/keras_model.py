@@ -6,6 +6,7 @@ import importlib.util
 import inspect
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,12 @@ from pipeline.inputs.files import (
     ModelShape,
     require_file,
 )
+from pipeline.inputs.keras2_h5 import keras3_copy
 
 # How Keras names a class it cannot find in a saved config.
 MISSING_CLASS = re.compile(r"Could not locate (?:class|function) '([^']+)'")
+# How Keras names a layer argument it does not take.
+UNKNOWN_ARGUMENTS = re.compile(r"Unrecognized keyword arguments passed to (\w+): (\{.*?\})")
 # How far a distribution's rows may stray from summing to 1 (float32 softmax on many classes).
 DISTRIBUTION_TOLERANCE = 1e-3
 
@@ -76,6 +80,15 @@ def _load_error(path: Path, error: Exception, custom_objects: str | None) -> Inp
         return InputFileError(
             f"model {path} needs the custom class or function {missing.group(1)!r}: {where}. "
             f"Keras said: {cause}"
+        )
+    unknown = UNKNOWN_ARGUMENTS.search(str(error))
+    if unknown:
+        return InputFileError(
+            f"model {path}: its {unknown.group(1)} layer was saved with arguments Keras 3 does "
+            f"not take ({unknown.group(2)}), not among the Keras 2 arguments known to change no "
+            "answer, which the loader drops (docs/bring-your-own-model.md lists them): rebuild "
+            "the model with Keras 3, load its weights into it and save it with "
+            f"model.save('model.keras'). Keras said: {cause}"
         )
     if "No model config found" in str(error):
         return InputFileError(
@@ -137,15 +150,20 @@ def load_keras_model(paths: InputPaths):
     custom_objects = import_custom_objects(paths.custom_objects) if paths.custom_objects else {}
     import keras
 
-    try:
-        model = keras.saving.load_model(
-            path,
-            custom_objects=custom_objects,
-            compile=False,
-            safe_mode=not paths.allow_unsafe_deserialization,
-        )
-    except Exception as error:
-        raise _load_error(path, error, paths.custom_objects) from None
+    with tempfile.TemporaryDirectory(prefix="keras3-copy-") as scratch:
+        # A Keras 2 .h5 loads from a copy without the arguments Keras 3 no longer takes.
+        loadable = path
+        if path.suffix.lower() in (".h5", ".hdf5"):
+            loadable, _ = keras3_copy(path, Path(scratch))
+        try:
+            model = keras.saving.load_model(
+                loadable,
+                custom_objects=custom_objects,
+                compile=False,
+                safe_mode=not paths.allow_unsafe_deserialization,
+            )
+        except Exception as error:
+            raise _load_error(path, error, paths.custom_objects) from None
     return model, model_shape(path, model)
 
 

@@ -10,8 +10,13 @@ right; a weak model's confusions scatter, so a renaming wins a few of them by ch
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from pipeline.inputs.labels import TEXT_SUFFIXES
+from pipeline.inputs.provenance import init_command, source_of
+from pipeline.params.sections import LabelOrderParams
 
 
 @dataclass(frozen=True)
@@ -92,9 +97,11 @@ def renamings(counts: np.ndarray, labels: list[str]) -> list[Renaming]:
     return found
 
 
-def judge_label_order(truth, answered, labels: list[str], rule: dict) -> tuple[dict, list]:
+def judge_label_order(
+    truth, answered, labels: list[str], rule: LabelOrderParams
+) -> tuple[dict, list]:
     """The `label_order` measure (the share of held-out answers a convincing renaming would
-    turn right; passes under rule["min_gain"]) and the renamings that convinced."""
+    turn right; passes under rule.min_gain) and the renamings that convinced."""
     samples = len(truth)
     found = renamings(confusion(np.asarray(truth), np.asarray(answered), labels), labels)
     # The search tries every pair of classes: a chance win somewhere among them is that many
@@ -103,17 +110,17 @@ def judge_label_order(truth, answered, labels: list[str], rule: dict) -> tuple[d
     convincing = [
         renaming
         for renaming in found
-        if renaming.p_value * pairs <= float(rule["max_p_value"])
-        and renaming.gain >= float(rule["min_gain"]) * samples
+        if renaming.p_value * pairs <= float(rule.max_p_value)
+        and renaming.gain >= float(rule.min_gain) * samples
     ]
     gain = round(sum(r.gain for r in convincing) / samples, 6) if samples else 0.0
-    threshold = float(rule["min_gain"])
+    threshold = float(rule.min_gain)
     measure = {
         "value": gain,
         "threshold": threshold,
         "rule": "<",
         "passed": not convincing,
-        "max_p_value": float(rule["max_p_value"]),
+        "max_p_value": float(rule.max_p_value),
         "renamings": [
             {
                 "answered": r.answered,
@@ -129,11 +136,56 @@ def judge_label_order(truth, answered, labels: list[str], rule: dict) -> tuple[d
     return measure, convincing
 
 
-def refusal(convincing: list[Renaming], labels_path) -> str:
-    """Why the label list looks out of order, which classes, and the fix."""
+def output_order(convincing: list[Renaming], labels: list[str]) -> list[str]:
+    """The label list with each convincing renaming applied: the names the answers fit."""
+    fixed = list(labels)
+    for renaming in convincing:
+        for answered, true in zip(renaming.answered, renaming.true, strict=True):
+            fixed[labels.index(answered)] = true
+    return fixed
+
+
+def refusal(
+    convincing: list[Renaming], labels: list[str], labels_path: Path, one_output: bool = False
+) -> str:
+    """Why the label list looks out of order, which classes, and the fix in the user's own file
+    (the one `python -m pipeline.init` copied, when it did), then the commands to run. For one
+    output, `labels` are its class and the rest (files.negative_name)."""
+    labels_path = Path(labels_path)
+    source, command = source_of(labels_path), init_command(labels_path)
+    named = (
+        f"Your labels file {source} (copied to {labels_path} by python -m pipeline.init)"
+        if source
+        else f"The labels file {labels_path}"
+    )
+    fixed = output_order(convincing, labels)
+    editable = labels_path.suffix.lower() in (*TEXT_SUFFIXES, ".json")
+    place = "line" if labels_path.suffix.lower() in TEXT_SUFFIXES else "entry"
+    moves = " and ".join(
+        f"{place} {index + 1} {name!r}" for index, name in enumerate(fixed) if name != labels[index]
+    )
+    if one_output:
+        fix = (
+            f"The one output's score is for the other class, not {labels[0]!r}. Fix: give that "
+            f"class's name as the one label in {source or labels_path}, or, if the held-out y "
+            "is what is inverted, swap its 1 and 0"
+        )
+    elif editable:
+        fix = f"Fix: in {source or labels_path}, make {moves}"
+    else:
+        fix = (
+            "A LabelEncoder lists its labels sorted, which is the output order only if the model "
+            "was trained on its encoding. Fix: write the labels in output order to a .txt file, "
+            f"one per line (its list with {moves})"
+        )
+    if command:
+        again = "" if editable else " with that file as --labels"
+        then = f"bring it in again with `{command}`{again}, then run dvc repro"
+    else:
+        then = "then run dvc repro"
     return (
         f"the label order looks wrong: {'; '.join(r.in_words() for r in convincing)}. "
-        f"The labels in {labels_path} must be in the model's output order (line or entry i "
-        "names output i); a LabelEncoder lists them sorted, which is the output order only if "
-        "the model was trained on its encoding. Give the labels in output order"
+        f"{named} must name the model's outputs in order ({place} 1 the first output, "
+        f"{place} 2 the second, ...). "
+        f"{fix}; {then}"
     )

@@ -8,6 +8,9 @@ import numpy as np
 
 from pipeline.inputs.files import InputFileError, ModelShape, load_pickle, require_file
 
+# Label files read as text, one label per line; .json is a list; anything else a pickle.
+TEXT_SUFFIXES = (".txt", ".csv", ".labels", "")
+
 
 def _labels_from_json(path: Path) -> list:
     try:
@@ -37,7 +40,7 @@ def _labels_from_file(path: Path) -> list:
     suffix = path.suffix.lower()
     if suffix == ".json":
         return _labels_from_json(path)
-    if suffix in (".txt", ".csv", ".labels", ""):
+    if suffix in TEXT_SUFFIXES:
         lines = path.read_text(encoding="utf-8").splitlines()
         while lines and not lines[-1].strip():
             lines.pop()
@@ -66,6 +69,14 @@ def load_labels(path: Path, shape: ModelShape) -> list[str]:
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise InputFileError(f"labels {path} lists {duplicates} more than once")
+    if len(labels) != shape.classes and shape.classes == 1:
+        shown = ", ".join(map(repr, labels[:5])) + (", ..." if len(labels) > 5 else "")
+        raise InputFileError(
+            f"labels {path} lists {len(labels)} labels ({shown}) but the model has one output "
+            "(one sigmoid unit, as a binary classifier has), and one output takes one label: "
+            "the positive class, whose score it answers (what y = 1 meant in training); give "
+            "only that label (the held-out y then holds 1 for that class and 0 for the rest)"
+        )
     if len(labels) != shape.classes:
         raise InputFileError(
             f"labels {path} lists {len(labels)} labels but the model outputs "

@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 from pipeline.inputs.files import InputFileError, InputPaths
-from pipeline.params import load_params
+from pipeline.params import ParamsError, load_params
 from pipeline.paths import Workspace
 
 
@@ -42,8 +42,8 @@ def untracked_inputs(workspace: Workspace) -> list[str]:
     """One line per input file that neither git nor DVC tracks, naming the fix; [] if none."""
     root = workspace.root.resolve()
     try:
-        files = InputPaths.from_params(load_params(workspace)["inputs"], workspace).files()
-    except InputFileError as error:
+        files = InputPaths.from_params(load_params(workspace).inputs, workspace).files()
+    except (InputFileError, ParamsError) as error:
         return [str(error)]
     problems, in_git = [], _git_tracked(root, list(files.values()))
     outputs = None

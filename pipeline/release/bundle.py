@@ -13,7 +13,9 @@ import yaml
 
 from pipeline.inputs.files import InputPaths
 from pipeline.inputs.tracking import untracked_inputs
+from pipeline.params import Params
 from pipeline.paths import Workspace
+from pipeline.release.deployment import deployment_record
 from pipeline.release.errors import PromotionRefused
 from pipeline.report.write import write_release_report
 from pipeline.summary import FAILED, NOT_RUN, STALE, stage_verdicts
@@ -85,38 +87,79 @@ def pipeline_changes(workspace: Workspace) -> list[str]:
     return found
 
 
+# What fixes a stage that failed for the candidate on disk, when its verdict names no fix.
+FAILED_STAGE_FIXES = {
+    "convert": "fix what it names, then run dvc repro",
+    "parity": "the candidate does not answer like Keras: try another convert.quantization, "
+    "then run dvc repro (docs/pipeline.md)",
+    "gate": "the candidate does not fit the plan: a lighter model or convert.quantization, or "
+    "a larger gate.plan, then run dvc repro (docs/gate.md)",
+}
+
+
+def failure_in_words(stage: str, report: dict) -> str:
+    """Why the stage failed and what fixes it: the lines its verdict carries (each with its own
+    fix), its one-line reason, or else its failed measures and the stage's usual fix."""
+    if report.get("failures"):
+        return "; ".join(report["failures"])
+    if report.get("reason"):
+        return report["reason"]
+    failed = [
+        f"{name} {m['value']} (needs {m['rule']} {m['threshold']})"
+        for name, m in report.get("measures", {}).items()
+        if not m.get("passed")
+    ]
+    return f"{', '.join(failed) or 'no measure named'}; {FAILED_STAGE_FIXES.get(stage, '')}"
+
+
 def blessed_verdicts(workspace: Workspace) -> dict[str, dict]:
     """Every gate's report, if all passed for exactly the candidate and inputs on disk; else
-    refused, naming each stage and what changed since it ran."""
+    refused with each reason once and its own fix: a failed stage's own reason and fix, the
+    stages that wait on it, and one `run dvc repro` for everything a rerun alone brings up to date
+    (what changed since each stage ran, and what `dvc status` lists)."""
     model_path = workspace.candidate_dir / MODEL_NAME
     if not model_path.is_file():
         raise PromotionRefused(f"there is no candidate at {workspace.candidate_dir}; run dvc repro")
     manifest = read_json(workspace.candidate_dir / MANIFEST_NAME)
-    problems = []
+    failures, waiting, rerun = [], [], []
     if manifest["sha256"] != sha256_of(model_path):
-        problems.append("the candidate's manifest names another model.tflite")
+        rerun.append("the candidate's manifest names another model.tflite")
     batched = manifest.get("batched")
     if batched and batched["sha256"] != sha256_of(workspace.candidate_dir / batched["file"]):
-        problems.append(f"the candidate's manifest names another {batched['file']}")
-    verdicts = {}
+        rerun.append(f"the candidate's manifest names another {batched['file']}")
+    verdicts, failed_stages = {}, []
     for verdict in stage_verdicts(workspace):
         stage, report = verdict.stage, verdict.report
-        if verdict.verdict in (STALE, NOT_RUN):
-            problems.append(f"{stage}: {verdict.detail}; run dvc repro")
+        if verdict.verdict in (STALE, NOT_RUN) and failed_stages:
+            waiting.append(stage)  # a rerun stops at the failed stage: it is the fix
+        elif verdict.verdict in (STALE, NOT_RUN):
+            rerun.append(f"{stage}: {verdict.detail}")
         elif verdict.verdict == FAILED:
-            problems.append(f"{stage}: failed ({verdict.detail})")
+            failures.append(f"{stage} failed: {failure_in_words(stage, report)}")
+            failed_stages.append(stage)
         elif stage == "gate" and report.get("enforced") is not True:
-            problems.append(
+            failures.append(
                 "gate: the plan's memory and CPU limits were not both enforced by the kernel "
                 "where the gate ran, so its figures prove nothing about an OOM kill or the plan's "
                 "CPU share; run it where cgroups work (these machines, or the promote workflow)"
             )
         else:
             verdicts[stage] = report
-    # The reasons first; what `dvc status` lists after them, as the evidence.
-    problems += [f"{change}; run dvc repro" for change in pipeline_changes(workspace)]
-    if problems:
-        raise PromotionRefused("; ".join(problems))
+    if waiting:
+        failures.append(
+            f"{' and '.join(waiting)}: not judged for this candidate; "
+            f"{'it runs' if len(waiting) == 1 else 'they run'} once {failed_stages[0]} passes"
+        )
+    # DVC records no run of a failed stage, nor of any after it: what `dvc status` lists for
+    # them follows from the failure. For the others it is the evidence of what changed.
+    blocked = GATE_STAGES[GATE_STAGES.index(failed_stages[0]) :] if failed_stages else ()
+    rerun += [
+        change for change in pipeline_changes(workspace) if change.split(":", 1)[0] not in blocked
+    ]
+    if rerun:
+        failures.append("; ".join(rerun) + "; run dvc repro")
+    if failures:
+        raise PromotionRefused("; ".join(failures))
     return verdicts
 
 
@@ -127,9 +170,9 @@ def tracked_inputs(workspace: Workspace) -> None:
         raise PromotionRefused("; ".join(problems))
 
 
-def golden_set(workspace: Workspace, params: dict, candidate_sha256: str, count: int):
+def golden_set(workspace: Workspace, params: Params, candidate_sha256: str, count: int):
     """A few raw held-out inputs and the candidate's own outputs for them in parity."""
-    paths = InputPaths.from_params(params["inputs"], workspace)
+    paths = InputPaths.from_params(params.inputs, workspace)
     with np.load(workspace.parity_predictions_path) as predictions:
         if str(predictions["candidate_sha256"]) != candidate_sha256:
             raise PromotionRefused("parity's saved predictions are for another candidate")
@@ -145,7 +188,7 @@ def write_release(
 ) -> dict[str, Any]:
     """Write the bundle into `release_dir` (a fresh folder); return its manifest."""
     verdicts = blessed_verdicts(workspace)
-    settings = params["promote"]
+    settings = params.promote
     release_dir.mkdir(parents=True)
     shutil.copy2(workspace.candidate_dir / MODEL_NAME, release_dir / MODEL_NAME)
     manifest = read_json(workspace.candidate_dir / MANIFEST_NAME)
@@ -153,7 +196,7 @@ def write_release(
         batched_name = manifest["batched"]["file"]
         shutil.copy2(workspace.candidate_dir / batched_name, release_dir / batched_name)
     samples, probabilities, labels = golden_set(
-        workspace, params, manifest["sha256"], int(settings["golden_samples"])
+        workspace, params, manifest["sha256"], int(settings.golden_samples)
     )
     np.savez(release_dir / GOLDEN_NAME, X=samples, probabilities=probabilities)
     manifest.update(
@@ -162,9 +205,8 @@ def write_release(
         promoted_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         git_commit=source_commit,
         params={
-            key: params[key]
+            key: params.data[key]
             for key in ("shared", "inputs", "demo_model", "convert", "parity", "gate")
-            if key in params
         },
         verdicts={
             stage: {
@@ -179,9 +221,13 @@ def write_release(
             "sha256": sha256_of(release_dir / GOLDEN_NAME),
             "labels": [str(label) for label in labels],
             "probabilities": np.round(probabilities.astype(np.float64), 7).tolist(),
-            "tolerance": float(settings["golden_tolerance"]),
+            "tolerance": float(settings.golden_tolerance),
         },
         gated_on=verdicts["gate"].get("produced_on"),
+        # The plan, CPU_SHARE and workers the gate ran, and those render.yaml deploys.
+        deployment=deployment_record(
+            verdicts["gate"], params.gate.service_env, workspace.render_yaml_path
+        ),
         promotion_tools=tool_versions(),
     )
     manifest["files"][GOLDEN_NAME] = {

@@ -30,6 +30,8 @@ from pipeline.release.stale_locks import holders, runs_git
 from pipeline.release.steps import LFS_FILTER, Journal, restore_local
 from service.bundle import MANIFEST_NAME
 
+# The journal's last step once the release's push may have started (the push records itself).
+PUSHING = ("verify", "push")
 # Refusals that come from a concurrent push of the same refs (another receive-pack holding the
 # ref's lock, or moving it first): not the remote's last word on this release.
 TRANSIENT_REFUSALS = ("lock", "failed to update ref", "atomic transaction failed")

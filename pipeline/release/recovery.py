@@ -11,6 +11,7 @@ from pipeline.paths import Workspace
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitError, GitRepo
 from pipeline.release.landing import (
+    PUSHING,
     ReleaseNotLanded,
     adopt,
     ask_remote,
@@ -25,9 +26,6 @@ from pipeline.release.lock import interrupted_run_ids, recovered
 from pipeline.release.orphans import RUN_ID_ENV, settle
 from pipeline.release.stale_locks import clear_stale_locks
 from pipeline.release.steps import Journal, clean_scratch, restore_local
-
-# The journal's last step once the push may have started (the push step records itself done).
-PUSHING = ("verify", "push")
 
 
 def undo(repo: GitRepo, workspace: Workspace, journal: Journal, what: str) -> None:

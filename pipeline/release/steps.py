@@ -11,13 +11,13 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.paths import Workspace
-from pipeline.release.git_repo import GitError, GitRepo
+from pipeline.release.dvc_data import undo_data
+from pipeline.release.git_repo import GitRepo
 from pipeline.release.orphans import RUN_ID_ENV
-from service.bundle import LFS_POINTER_PREFIX, sha256_of
 from service.errors import Refusal
 
 STEPS = ("write", "commit", "tag", "upload", "verify", "push")
@@ -71,6 +71,10 @@ class Journal:
     remote_before: str | None = None
     push_started_at: float | None = None  # time.time() just before the push
     push_timeout_seconds: float = 300.0
+    # DVC data a rollback checks out: the .dvc files (among restore_paths) whose data an undo
+    # checks out again once git has put them back, and the outputs it created, which go.
+    dvc_checkouts: list[str] = field(default_factory=list)
+    dvc_created: list[str] = field(default_factory=list)
 
     @classmethod
     def begin(
@@ -138,7 +142,8 @@ def clean_scratch(workspace: Workspace, keep_journal: bool) -> None:
 
 
 def restore_local(repo: GitRepo, journal: Journal) -> None:
-    """Put HEAD, the tag, the index and the paths the release rewrote back as they were.
+    """Put HEAD, the tag, the index and the paths the release rewrote back as they were, and
+    the DVC data a rollback checked out as the .dvc files put back say.
 
     Other working-tree files are untouched: promotion refused any change but the pipeline's
     own (dvc.lock, reports/), and those stay as the pipeline wrote them.
@@ -154,83 +159,9 @@ def restore_local(repo: GitRepo, journal: Journal) -> None:
             repo.run(*LFS_FILTER, "checkout", "--", path)
         elif (repo.root / path).is_file():
             (repo.root / path).unlink()
-
-
-def lfs_object_ids(repo: GitRepo, commit: str, paths: list[str]) -> dict[str, str]:
-    """{path: oid} for the LFS pointers `commit` holds at `paths`; refuse a plain blob."""
-    oids = {}
-    for path in paths:
-        blob = repo.run("show", f"{commit}:{path}")
-        if not blob.encode().startswith(LFS_POINTER_PREFIX):
-            raise ReleaseFailed(f"{path} was committed as a plain blob, not through Git LFS")
-        oid_line = next(line for line in blob.splitlines() if line.startswith("oid sha256:"))
-        oids[path] = oid_line.split(":", 1)[1]
-    return oids
+    undo_data(repo.root, journal.dvc_checkouts, journal.dvc_created)
 
 
 def upload_objects(repo: GitRepo, remote: str, oids: list[str], timeout: float) -> None:
     """Upload exactly the release's LFS objects; other files' objects never matter here."""
     repo.run("lfs", "push", "--object-id", remote, *oids, timeout=timeout)
-
-
-def credentials_config(repo: GitRepo) -> list[tuple[str, str]]:
-    """The repository's own http, credential and lfs settings (actions/checkout stores its token
-    as http.<url>.extraheader), so verification reads the remote exactly as the push writes."""
-    # Never lfs.storage: the scratch repository must not read the local objects it checks.
-    pattern = r"^(http|credential)\.|^lfs\.url$|^lfs\..*\.access$"
-    lines = repo.run("config", "--local", "--get-regexp", pattern, check=False)
-    return [tuple(line.split(" ", 1)) for line in lines.splitlines() if " " in line]
-
-
-def verify_objects(
-    repo: GitRepo, workspace: Workspace, remote: str, commit: str, oids: dict[str, str], timeout
-) -> None:
-    """Fetch exactly the release's LFS objects from the remote into a fresh scratch repository
-    (LFS enabled for it alone) and check every byte; ReleaseFailed if any is not there."""
-    clone_dir = scratch_dir(workspace) / "verify"
-    shutil.rmtree(clone_dir, ignore_errors=True)
-    clone_dir.mkdir(parents=True)
-    clone = GitRepo(clone_dir)
-    clone.run("init", "-q")
-    clone.run("lfs", "install", "--local")
-    for key, value in credentials_config(repo):
-        clone.run("config", "--local", "--add", key, value)
-    clone.run("remote", "add", "origin", repo.run("remote", "get-url", "--push", remote).strip())
-    # The commit comes from the local repository (the remote has no ref to it yet); the LFS
-    # objects can only come from the remote.
-    clone.run("fetch", "-q", "--no-tags", str(repo.root), commit, timeout=timeout)
-    remote_url = clone.run("remote", "get-url", "origin").strip()
-    try:
-        clone.run("lfs", "fetch", "origin", commit, "--include", ",".join(oids), timeout=timeout)
-    except GitError as error:
-        bad = [
-            path for path, oid in oids.items() if "invalid hash" in str(error) and oid in str(error)
-        ]
-        if not bad:
-            raise
-        oid = oids[bad[0]]
-        raise ReleaseFailed(
-            f"the remote {remote} holds a corrupt copy of {bad[0]}'s LFS object {oid[:12]} (its "
-            "bytes do not hash to its name), and git-lfs never re-uploads an object the remote "
-            f"says it has; repair: {corrupt_object_fix(remote_url, oid)}, then run again"
-        ) from None
-    for path, oid in oids.items():
-        stored = clone_dir / ".git" / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
-        if not stored.is_file() or sha256_of(stored) != oid:
-            raise ReleaseFailed(
-                f"the remote {remote} does not hold {path}'s LFS object {oid[:12]} "
-                "(fetched into a fresh repository to check)"
-            )
-    shutil.rmtree(clone_dir, ignore_errors=True)
-
-
-def corrupt_object_fix(remote_url: str, oid: str) -> str:
-    """The command that removes a corrupt LFS object from the remote; the next upload resends it."""
-    local = remote_url.removeprefix("file://")
-    if local.startswith("/") and Path(local).is_dir():
-        git_dir = Path(local) if not (Path(local) / ".git").is_dir() else Path(local) / ".git"
-        return f"`rm {git_dir / 'lfs' / 'objects' / oid[:2] / oid[2:4] / oid}`"
-    return (
-        f"delete LFS object {oid} on the server of {remote_url} (its LFS storage settings, or "
-        "its administrator; GitHub has no per-object delete: ask its support)"
-    )

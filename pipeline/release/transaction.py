@@ -1,6 +1,6 @@
 """One release as a transaction: checks that change nothing, then every step under a journal;
-any failure undoes the local steps alone (the remote's refs never moved). Used by promote and
-rollback alike.
+a failure before the push undoes the local steps alone (the remote's refs never moved), and a
+failed push is judged by what the remote holds (landing). Used by promote and rollback alike.
 """
 
 import os
@@ -8,26 +8,22 @@ import time
 from collections.abc import Callable
 
 from pipeline.paths import Workspace
-from pipeline.release.bundle import GOLDEN_NAME
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitError, GitRepo, require_git_lfs
 from pipeline.release.landing import ReleaseKept, RemoteUnknown, push_or_agree
 from pipeline.release.orphans import RUN_ID_ENV
+from pipeline.release.remote_objects import LFS_TRACKED, ensure_remote_objects, release_objects
 from pipeline.release.steps import (
     LFS_FILTER,
     Journal,
     checkpoint,
     clean_scratch,
     enable_lfs,
-    lfs_object_ids,
     restore_local,
     upload_objects,
-    verify_objects,
 )
-from service.bundle import BATCHED_MODEL_NAME, MODEL_NAME
 from service.errors import Refusal
 
-LFS_TRACKED = (MODEL_NAME, BATCHED_MODEL_NAME, GOLDEN_NAME)
 # Files the pipeline itself rewrites: a promotion commits them rather than refusing on them.
 # The stage metrics under reports/ are in git (DVC's `cache: false`) so that main holds the
 # promoted candidate's verdicts, which is what a pull request's `dvc metrics diff` compares to.
@@ -45,18 +41,23 @@ def lfs_attributes(release_path: str) -> list[str]:
 
 
 def pipeline_changes(repo: GitRepo) -> list[str]:
-    """The pipeline's own files changed, added or deleted since HEAD (not ignored ones)."""
-    listed = repo.run("ls-files", "-m", "-o", "-d", "--exclude-standard", "--", *PIPELINE_OWNED)
-    return sorted(set(listed.splitlines()))
+    """The pipeline's own files changed, added or deleted since HEAD, staged or not (DVC's
+    autostage stages dvc.lock itself), and new ones git does not ignore."""
+    changed = repo.run("diff", "--name-only", "HEAD", "--", *PIPELINE_OWNED).splitlines()
+    added = repo.run("ls-files", "-o", "--exclude-standard", "--", *PIPELINE_OWNED).splitlines()
+    return sorted(set(changed + added))
 
 
-def preflight(repo: GitRepo, remote: str, owned_may_change: bool = True) -> str:
-    """Refuse before touching anything: git-lfs, an identity, a clean tree, a reachable remote."""
+def preflight(
+    repo: GitRepo, remote: str, owned_may_change: bool = True, undone_paths: tuple = ()
+) -> str:
+    """Refuse before touching anything: git-lfs, an identity, a clean tree, a reachable remote.
+    `undone_paths`: what an interrupted release changed, which the real run puts back first."""
     require_git_lfs()
     problem = repo.identity_problem()
     if problem:
         raise PromotionRefused(problem)
-    dirty = repo.dirty_paths(ignore=PIPELINE_OWNED if owned_may_change else ())
+    dirty = repo.dirty_paths(ignore=(PIPELINE_OWNED if owned_may_change else ()) + undone_paths)
     if dirty:
         raise PromotionRefused(
             f"the working tree has uncommitted changes ({', '.join(dirty[:5])}); "
@@ -124,14 +125,11 @@ def release(
             repo.run("tag", "-a", journal.tag, "-m", message)
         checkpoint(workspace, journal, step)
         step = "upload"
-        tracked = [f"{journal.release_path}/{name}" for name in LFS_TRACKED]
-        # A release from before batched models (a rollback's target) has no batched model.
-        paths = repo.run("ls-tree", "-r", "--name-only", journal.commit, "--", *tracked).split()
-        oids = lfs_object_ids(repo, journal.commit, paths)
-        upload_objects(repo, journal.remote, list(oids.values()), timeout)
+        objects = release_objects(repo, journal.commit, journal.release_path)
+        upload_objects(repo, journal.remote, [item.oid for item in objects], timeout)
         checkpoint(workspace, journal, step)
-        step = "verify"
-        verify_objects(repo, workspace, journal.remote, journal.commit, oids, timeout)
+        step = "verify"  # and repair: a corrupt copy the upload skipped is sent again
+        ensure_remote_objects(repo, workspace, journal.remote, objects, timeout)
         # Where the push starts from: a push that can no longer land is told from one that may.
         branch_ref = f"refs/heads/{journal.branch}"
         journal.remote_before = repo.remote_ref_sha(journal.remote, branch_ref) or ""

@@ -7,19 +7,19 @@ block's markdown, or None when its source file is absent (a benchmark not run on
 from collections.abc import Callable
 from typing import Any
 
-import yaml
-
+from pipeline.params import load_params
 from pipeline.paths import Workspace
-from pipeline.summary import failure_detail, plan_fit_in_words
+from pipeline.report.doc_layout import layout_block, modules_block
+from pipeline.summary import deploys, failure_detail, plan_fit_in_words
 from pipeline.verdicts import GATE_STAGES, read_json
 
-# Block name -> the markdown a command writes under reports/ (ignored by git).
+# Block name -> the markdown a command writes under reports/, and the command.
 COPIED = {
     "quantization": ("quantization.md", "make quantization"),
     "benchmark": ("benchmark.md", "make bench"),
     "servers": ("servers.md", "make bench-servers"),
     "bench-peers": ("bench/peers.md", "make bench-peers"),
-    "batching": ("batching_figures.md", "make bench-batching BASELINE=DIR"),
+    "batching": ("batching_figures.md", "make bench-batching"),
     "gate-steadiness": ("gate_steadiness.md", "make gate-steadiness"),
 }
 
@@ -50,12 +50,34 @@ def summary_block(workspace: Workspace) -> str | None:
         sha = report.get("candidate_sha256", "")[:12]
         detail = f"candidate {sha}" if report.get("passed") else failure_detail(report)
         if stage == "gate" and "plan_fit" in report:
-            detail = f"{detail}; {plan_fit_in_words(report)}"
+            detail = f"{detail}; {plan_fit_in_words(report)}; {deploys(workspace, report)}"
         rows.append((stage, verdict, detail))
     width = max(len(stage) for stage, _, _ in rows)
     lines = [f"{'stage':<{width}}  verdict  detail"]
     lines += [f"{stage:<{width}}  {verdict:<7}  {detail}" for stage, verdict, detail in rows]
-    return "```text\n" + "\n".join(lines) + "\n```\n"
+    return "```text\n" + "\n".join(lines) + "\n```\n\n" + where_it_ran(reports) + "\n"
+
+
+def where_it_ran(reports: dict[str, dict]) -> str:
+    """The machine and date of the run the verdicts record: whose figures these are."""
+    hosts = {
+        stage: (report.get("produced_on") or {}).get("host") for stage, report in reports.items()
+    }
+    machine = reports["gate"].get("machine") or {}
+    gate_machine = (
+        f"host `{hosts['gate']}` ({machine.get('cpu_model', 'CPU unrecorded')}, "
+        f"{machine.get('cores', '?')} cores, {machine.get('cgroup_backend', '?')})"
+    )
+    if len(set(hosts.values())) == 1:
+        *first, last = hosts
+        where = f"{', '.join(first)} and {last} on {gate_machine}"
+    else:
+        where = ", ".join(
+            f"{stage} on host `{host}`" for stage, host in hosts.items() if stage != "gate"
+        )
+        where += f", gate on {gate_machine}"
+    measured = machine.get("measured_at", "an unrecorded time")
+    return f"The run these verdicts record: {where}; the gate measured at {measured}.\n"
 
 
 def metrics_block(workspace: Workspace) -> str | None:
@@ -154,18 +176,16 @@ def plan_fit_block(workspace: Workspace) -> str | None:
 
 def plans_block(workspace: Workspace) -> str | None:
     """The plans the gate can emulate, from params.yaml's gate.plans."""
-    params = yaml.safe_load(workspace.params_path.read_text(encoding="utf-8"))
-    plans = params.get("gate", {}).get("plans", {})
     rows = [
         [
             f"`{name}`",
-            f"{plan['memory_mb']} MB",
-            number(plan["cpu_share"]),
-            plan["price_usd_month"],
-            plan["max_instances"],
-            f"{plan['max_peak_memory_mb']} MB",
+            f"{plan.memory_mb} MB",
+            number(plan.cpu_share),
+            plan.price_usd_month,
+            plan.max_instances,
+            f"{plan.max_peak_memory_mb} MB",
         ]
-        for name, plan in plans.items()
+        for name, plan in load_params(workspace).gate.plans.items()
     ]
     header = [
         "plan",
@@ -197,6 +217,8 @@ BLOCKS: dict[str, Callable[[Workspace], str | None]] = {
     "worst-case": worst_case_block,
     "plan-fit": plan_fit_block,
     "plans": plans_block,
+    "layout": layout_block,
+    "modules": modules_block,
 }
 
 

@@ -103,6 +103,7 @@ def render_html(report: ReleaseReport, chart_cache: Path | None = None) -> str:
             f"<p>{escape(text)}</p>"
             for text in (
                 tables.measured_where(report.gate, report.base_gate),
+                report.deployment,
                 tables.plan_summary(report),
             )
             if text

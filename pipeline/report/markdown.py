@@ -66,6 +66,8 @@ def render_markdown(report: ReleaseReport) -> str:
     if report.gate:
         lines += ["", "### Plan fit", ""]
         lines += [text for text in (tables.measured_where(report.gate, report.base_gate),) if text]
+        if report.deployment:
+            lines += ["", report.deployment]
         lines += ["", tables.plan_summary(report)]
         plans = tables.plan_table(report)
         if plans.rows:

@@ -17,7 +17,7 @@ from pipeline.report.sources import (
     candidate_reports,
     git,
 )
-from pipeline.summary import verdict_rows
+from pipeline.summary import deploys, verdict_rows
 
 
 @dataclass
@@ -40,6 +40,7 @@ class ReleaseReport:
     verdicts: list[VerdictLine]
     figures: list[FigureRow]
     failures: list[tuple[str, str]]
+    deployment: str = ""  # the plan render.yaml deploys, against the one the gate passed
     generated_at: str = field(
         default_factory=lambda: time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     )
@@ -89,4 +90,13 @@ def build_report(workspace: Workspace, base_ref: str | None = None) -> ReleaseRe
         verdicts=verdicts,
         figures=figure_rows(candidate, base),
         failures=failure_reasons(candidate),
+        deployment=deployment_sentence(workspace, candidate.verdict("gate")),
     )
+
+
+def deployment_sentence(workspace: Workspace, gate: dict[str, Any]) -> str:
+    """The plan the gate passed and what render.yaml deploys, as a sentence; "" without a plan."""
+    if not (gate or {}).get("plan"):
+        return ""
+    words = deploys(workspace, gate)
+    return f"Gated on plan {gate['plan']['name']}; {words}." if words else ""

@@ -31,8 +31,6 @@ from service.bundle import (
 from service.errors import Refusal
 from service.predictor import Predictor
 
-QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
-
 
 class ConversionFailed(Refusal):
     """The candidate could not be produced; the message is the one-line reason."""
@@ -133,39 +131,31 @@ def judge_builtin_ops(model_path: Path) -> list[str]:
 
 def convert(workspace: Workspace) -> None:
     """Convert, check on the lite runtime, and publish build/candidate/ with its report."""
-    params = load_params(workspace)
     candidate_dir = workspace.candidate_dir
-    settings = params["convert"]
-    quantization = str(settings["quantization"])
-    report: dict[str, Any] = {"quantization": quantization, "passed": False}
+    report: dict[str, Any] = {"quantization": None, "passed": False}
     shutil.rmtree(candidate_dir, ignore_errors=True)
     partial_dir = workspace.build_dir / ".candidate.partial"
     shutil.rmtree(partial_dir, ignore_errors=True)
     partial_dir.mkdir(parents=True)
     started = time.perf_counter()
     try:
-        batch_size = settings.get("batch_size", 1)
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 2:
-            raise ConversionFailed(
-                f"convert.batch_size={batch_size!r} is not usable; use an integer of 2 or more "
-                "(see params.yaml for how it is chosen)"
-            )
-        if quantization not in QUANTIZATIONS:
-            raise ConversionFailed(
-                f"convert.quantization={quantization!r} is unknown; use one of {QUANTIZATIONS}"
-            )
-        inputs = InputPaths.from_params(params["inputs"], workspace)
+        params = load_params(workspace)
+        settings = params.convert
+        quantization = report["quantization"] = settings.quantization
+        inputs = InputPaths.from_params(params.inputs, workspace)
         job = {
             "workspace": str(workspace.root),
-            "inputs": params["inputs"],
+            "inputs": params.data["inputs"],
             "quantization": quantization,
-            "representative_samples": int(settings["representative_samples"]),
-            "batch_size": batch_size,
+            "representative_samples": settings.representative_samples,
+            "batch_size": settings.batch_size,
             "out_dir": str(partial_dir),
         }
-        conversion = run_worker(job, float(settings["timeout_seconds"]))
+        conversion = run_worker(job, float(settings.timeout_seconds))
         (partial_dir / "conversion.json").unlink()
-        manifest = build_manifest(partial_dir, conversion, quantization, inputs.model, batch_size)
+        manifest = build_manifest(
+            partial_dir, conversion, quantization, inputs.model, settings.batch_size
+        )
         write_json(partial_dir / MANIFEST_NAME, manifest)
         check_started = time.perf_counter()
         predictor = Predictor(partial_dir)
@@ -181,7 +171,7 @@ def convert(workspace: Workspace) -> None:
             source_model_sha256=manifest["source_model"]["sha256"],
             ops=sorted(set(ops)),
             op_count=len(ops),
-            batch_size=batch_size,
+            batch_size=settings.batch_size,
             batched_ops=sorted(set(ops_batched)),
             runtime=f"{predictor.runtime.name} {predictor.runtime.version}",
             sizes_bytes={

@@ -3,9 +3,11 @@ data, so the product runs out of the box. It writes exactly what a user brings, 
 `model.keras`, `labels.txt` (in output order, not sorted), a joblib StandardScaler, and a
 held-out `.npz` of raw samples with string labels.
 
-Every byte it writes is the same on every run and every machine of the same kind: training is
-seeded, deterministic and single-threaded, and the save dates Keras and zip files carry are
-pinned. So a fresh clone's `make demo` rebuilds the very candidate the committed verdicts name."""
+Every byte it writes is the same on every run on one kind of CPU: training is seeded,
+deterministic and single-threaded, and the save dates Keras and zip files carry are pinned. So
+a fresh clone's `make demo` on the machine kind that committed the verdicts rebuilds the very
+candidate they name; a CPU of another make sums floats in another order and trains other bits
+(docs/pipeline.md, "The demo model")."""
 
 import io
 import json
@@ -20,12 +22,13 @@ import numpy as np
 
 # TensorFlow logs its start-up chatter at INFO; keep stage output to what matters.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# oneDNN's kernels change float round-off with the CPU they find; the plain ones do not.
+# oneDNN's kernels pick their float round-off by the CPU they find, so they stay off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 from pipeline.params import load_params
 from pipeline.paths import Workspace
 from pipeline.verdicts import write_json
+from service.errors import Refusal
 
 # Ten sign-language words, as in the seed's classifier.
 DEMO_LABELS = (
@@ -127,12 +130,15 @@ def save_npz_reproducibly(path: Path, **arrays: np.ndarray) -> None:
 
 def demo_model(workspace: Workspace) -> None:
     """Train the demo classifier and write it with its labels, normaliser and held-out set."""
-    params = load_params(workspace)
-    seed = params["shared"]["seed"]
-    settings = params["demo_model"]
-    timesteps, features = settings["timesteps"], settings["features"]
-    labels = DEMO_LABELS[: settings["classes"]]
-    if len(labels) != settings["classes"]:
+    try:
+        params = load_params(workspace)
+    except Refusal as refusal:
+        raise SystemExit(f"demo_model failed: {refusal}") from None
+    seed = params.shared.seed
+    settings = params.demo_model
+    timesteps, features = settings.timesteps, settings.features
+    labels = DEMO_LABELS[: settings.classes]
+    if len(labels) != settings.classes:
         raise SystemExit(f"demo_model.classes must be at most {len(DEMO_LABELS)}")
 
     import keras
@@ -145,11 +151,11 @@ def demo_model(workspace: Workspace) -> None:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     rng = np.random.default_rng(seed)
-    total = settings["train_samples"] + settings["heldout_samples"]
+    total = settings.train_samples + settings.heldout_samples
     raw, class_ids = synthetic_sequences(rng, total, timesteps, features, len(labels))
     string_labels = np.array(labels)[class_ids]
-    train = slice(0, settings["train_samples"])
-    heldout = slice(settings["train_samples"], total)
+    train = slice(0, settings.train_samples)
+    heldout = slice(settings.train_samples, total)
 
     # Fitted per landmark feature over every frame, as the seed's normalizer was.
     normaliser = StandardScaler().fit(raw[train].reshape(-1, features))
@@ -161,8 +167,8 @@ def demo_model(workspace: Workspace) -> None:
     history = model.fit(
         normalised.astype(np.float32),
         class_ids[train],
-        epochs=settings["epochs"],
-        batch_size=settings["batch_size"],
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
         shuffle=True,
         verbose=2,
     )
@@ -180,8 +186,8 @@ def demo_model(workspace: Workspace) -> None:
     # In git (a DVC metric): only figures that are the same on every run, no timings.
     summary = {
         "parameters": int(model.count_params()),
-        "train_samples": settings["train_samples"],
-        "heldout_samples": settings["heldout_samples"],
+        "train_samples": settings.train_samples,
+        "heldout_samples": settings.heldout_samples,
         "final_train_accuracy": round(float(history.history["accuracy"][-1]), 4),
     }
     write_json(workspace.report_path("demo_model"), summary)

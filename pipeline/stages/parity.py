@@ -14,7 +14,7 @@ import numpy as np
 # TensorFlow logs its start-up chatter at INFO; keep stage output to what matters.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline.inputs.files import InputPaths, load_heldout
+from pipeline.inputs.files import InputPaths, load_heldout, negative_name
 from pipeline.inputs.keras_model import keras_outputs, load_keras_model
 from pipeline.inputs.label_order import judge_label_order, refusal
 from pipeline.inputs.labels import load_labels
@@ -51,52 +51,81 @@ def per_class_rows(truth: np.ndarray, keras_labels: np.ndarray, tflite_labels: n
     return rows
 
 
-def judge(keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, parity_params):
-    """Each parity measure with its value, threshold and outcome; the convincing renamings."""
-    thresholds = parity_params["thresholds"][parity_params["quantization"]]
+def class_names(labels: list[str]) -> list[str]:
+    """The classes the held-out answers are judged in: the labels, or for one output (one
+    label) its class and the rest."""
+    return labels if len(labels) > 1 else [labels[0], negative_name(labels[0])]
+
+
+def answers_named(outputs: np.ndarray, labels: list[str], output_kind: str) -> np.ndarray:
+    """Each row's answer as a class name: the top output's label; for one output, its label
+    where the score passes the middle (0.5, or 0 for a logit) and the rest where not."""
+    if len(labels) > 1:
+        return np.array(labels)[outputs.argmax(axis=1)]
+    middle = 0.0 if output_kind == "logit" else 0.5
+    return np.where(outputs[:, 0] >= middle, labels[0], negative_name(labels[0]))
+
+
+def judge(
+    keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, settings, thresholds
+):
+    """Each parity measure with its value, threshold and outcome; the convincing renamings
+    (`settings`: params.yaml's parity section; `thresholds`: its row for the quantization)."""
     differences = np.abs(keras_probs - tflite_probs)
     keras_accuracy = float((keras_labels == truth).mean())
     tflite_accuracy = float((tflite_labels == truth).mean())
     measures = {
-        "max_abs_diff": at_most(float(differences.max()), thresholds["max_abs_diff"]),
-        "mean_abs_diff": at_most(float(differences.mean()), thresholds["mean_abs_diff"]),
+        "max_abs_diff": at_most(float(differences.max()), thresholds.max_abs_diff),
+        "mean_abs_diff": at_most(float(differences.mean()), thresholds.mean_abs_diff),
         "top1_agreement": at_least(
-            float((keras_labels == tflite_labels).mean()), thresholds["min_top1_agreement"]
+            float((keras_labels == tflite_labels).mean()), thresholds.min_top1_agreement
         ),
         "min_class_agreement": at_least(
             min(row["agreement"] for row in rows if row["samples"]),
-            thresholds["min_class_agreement"],
+            thresholds.min_class_agreement,
         ),
         "accuracy_drop": at_most(
-            round(keras_accuracy - tflite_accuracy, 6), thresholds["max_accuracy_drop"]
+            round(keras_accuracy - tflite_accuracy, 6), thresholds.max_accuracy_drop
         ),
     }
     # Keras and the candidate agree even on a label list in the wrong order; the confusion
     # between the held-out labels and the candidate's answers shows it.
     labels = [row["label"] for row in rows]
     measures["label_order"], convincing = judge_label_order(
-        truth, tflite_labels, labels, parity_params["label_order"]
+        truth, tflite_labels, labels, settings.label_order
     )
-    if parity_params.get("min_accuracy") is not None:
-        measures["accuracy"] = at_least(tflite_accuracy, float(parity_params["min_accuracy"]))
+    if settings.min_accuracy is not None:
+        measures["accuracy"] = at_least(tflite_accuracy, float(settings.min_accuracy))
     return measures, {"keras": keras_accuracy, "tflite": tflite_accuracy}, convincing
 
 
-def failure_lines(measures, accuracy, convincing, labels_path) -> list[str]:
-    """Each failed measure in words; the label order first, with its fix."""
-    lines = [refusal(convincing, labels_path)] if convincing else []
+def failure_lines(measures, accuracy, convincing, labels, labels_path) -> list[str]:
+    """Each failed measure in words with its fix; the label order first (`labels` as the
+    user's list gives them)."""
+    lines = []
+    if convincing:
+        one_output = len(labels) == 1
+        lines.append(refusal(convincing, class_names(labels), labels_path, one_output))
+    drifted, floor = [], []
     for name, m in measures.items():
-        if m["passed"] or name == "label_order":
+        # The batched model's label order and accuracy fail with the single one's: said once.
+        kind = name.removeprefix("batched_")
+        if m["passed"] or kind == "label_order" or (kind == "accuracy" and floor):
             continue
-        line = f"{name} {m['value']:.3g} (needs {m['rule']} {m['threshold']})"
-        if name == "accuracy":
-            line = (
+        if kind == "accuracy":
+            floor.append(
                 f"accuracy {m['value']:.3g} on the held-out labels (Keras scores "
                 f"{accuracy['keras']:.3g}) is under parity.min_accuracy {m['threshold']}, "
                 "your floor in params.yaml; set it to null for none"
             )
-        lines.append(line)
-    return lines
+        else:
+            drifted.append(f"{name} {m['value']:.3g} (needs {m['rule']} {m['threshold']})")
+    if drifted:
+        lines.append(
+            f"{', '.join(drifted)}: the candidate does not answer like Keras; try another "
+            "convert.quantization (or loosen parity.thresholds), then run dvc repro"
+        )
+    return lines + floor
 
 
 def served_answers_agree(predictor: Predictor, samples: np.ndarray) -> None:
@@ -114,11 +143,11 @@ def served_answers_agree(predictor: Predictor, samples: np.ndarray) -> None:
 
 def parity(workspace: Workspace) -> None:
     """Compare Keras and the candidate on the held-out set; write the verdict and plots."""
-    params = load_params(workspace)
-    quantization = params["convert"]["quantization"]
-    parity_params = {**params["parity"], "quantization": quantization}
     try:
-        paths = InputPaths.from_params(params["inputs"], workspace)
+        params = load_params(workspace)
+        quantization = params.convert.quantization
+        thresholds = params.parity.thresholds[quantization]
+        paths = InputPaths.from_params(params.inputs, workspace)
         predictor = Predictor(workspace.candidate_dir)
         if predictor.manifest["source_model"]["sha256"] != sha256_of(paths.model):
             raise BundleError(
@@ -146,15 +175,24 @@ def parity(workspace: Workspace) -> None:
     except BundleError as failure:
         write_verdict(workspace, "parity", {"passed": False, "reason": str(failure)})
         raise SystemExit(f"parity failed: {failure}") from None
-    keras_labels = np.array(labels)[keras_probs.argmax(axis=1)]
-    tflite_labels = np.array(labels)[tflite_probs.argmax(axis=1)]
-    rows = per_class_rows(truth, keras_labels, tflite_labels, labels)
+    kind = predictor.contract.output_kind
+    names = class_names(labels)
+    keras_labels = answers_named(keras_probs, labels, kind)
+    tflite_labels = answers_named(tflite_probs, labels, kind)
+    rows = per_class_rows(truth, keras_labels, tflite_labels, names)
     measures, accuracy, convincing = judge(
-        keras_probs, tflite_probs, keras_labels, tflite_labels, truth, rows, parity_params
+        keras_probs,
+        tflite_probs,
+        keras_labels,
+        tflite_labels,
+        truth,
+        rows,
+        params.parity,
+        thresholds,
     )
     if batched_probs is not None:
-        batched_labels = np.array(labels)[batched_probs.argmax(axis=1)]
-        batched_rows = per_class_rows(truth, keras_labels, batched_labels, labels)
+        batched_labels = answers_named(batched_probs, labels, kind)
+        batched_rows = per_class_rows(truth, keras_labels, batched_labels, names)
         batched_measures, batched_accuracy, _ = judge(
             keras_probs,
             batched_probs,
@@ -162,7 +200,8 @@ def parity(workspace: Workspace) -> None:
             batched_labels,
             truth,
             batched_rows,
-            parity_params,
+            params.parity,
+            thresholds,
         )
         accuracy["tflite_batched"] = batched_accuracy["tflite"]
         measures |= {f"batched_{name}": entry for name, entry in batched_measures.items()}
@@ -182,6 +221,9 @@ def parity(workspace: Workspace) -> None:
         "accuracy": accuracy,
         "per_class": rows,
     }
+    failed = failure_lines(measures, accuracy, convincing, labels, paths.labels)
+    if failed:  # each with its fix, for promote to repeat
+        report["failures"] = failed
     write_verdict(workspace, "parity", report)
     write_plots(workspace, rows, keras_probs, tflite_probs)
     predictions_path = workspace.parity_predictions_path
@@ -189,11 +231,10 @@ def parity(workspace: Workspace) -> None:
     np.savez_compressed(
         predictions_path,
         probabilities=tflite_probs.astype(np.float32),
-        labels=tflite_labels,
+        labels=np.array(labels)[tflite_probs.argmax(axis=1)],  # what the service answers
         candidate_sha256=np.array(predictor.sha256),
         output_kind=np.array(predictor.contract.output_kind),
     )
-    failed = failure_lines(measures, accuracy, convincing, paths.labels)
     if failed:
         raise SystemExit(f"parity failed for {quantization}: " + "; ".join(failed))
     batched_note = (

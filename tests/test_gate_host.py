@@ -1,4 +1,5 @@
-"""The keepers that stop the host's CPUs from halting while the gate measures costs."""
+"""The host beside a timing phase: the keepers that stop its CPUs from halting while the gate
+measures a cold start, left out of the host's figures."""
 
 import os
 import signal
@@ -6,9 +7,14 @@ import subprocess
 import sys
 import time
 
-from pipeline.gate import awake
-from pipeline.gate.awake import cpus_kept_awake, keepers_cpu_ticks, keepers_running
-from pipeline.gate.interference import Reading, interference
+from pipeline.gate import host
+from pipeline.gate.host import (
+    Reading,
+    cpus_kept_awake,
+    interference,
+    keepers_cpu_ticks,
+    keepers_running,
+)
 
 
 def alive(pid: int) -> bool:
@@ -20,7 +26,7 @@ def alive(pid: int) -> bool:
 
 
 def keeper_pids() -> list[int]:
-    return [keeper.pid for keeper in awake._running]
+    return [keeper.pid for keeper in host._running]
 
 
 def test_one_keeper_per_cpu_at_the_lowest_priority_pinned_to_it_and_gone_after_the_block():
@@ -48,7 +54,7 @@ def test_a_phase_with_keepers_leaves_them_out_of_the_host_figures():
 
 def test_keepers_of_a_gate_killed_with_sigkill_end_with_it():
     script = (
-        "from pipeline.gate.awake import cpus_kept_awake, _running\n"
+        "from pipeline.gate.host import cpus_kept_awake, _running\n"
         "import time\n"
         "with cpus_kept_awake():\n"
         "    print(' '.join(str(k.pid) for k in _running), flush=True)\n"
