@@ -101,6 +101,7 @@ def make_dvc_release_repo(checked: Workspace, gated: Workspace, folder: Path) ->
     root = workspace.root
     shutil.copytree(checked.demo_dir, root / "inputs")
     (root / ".gitignore").write_text("build/\n")
+    shutil.copy(gated.render_yaml_path, workspace.render_yaml_path)  # the plan the gate ran
     (root / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML, sort_keys=False))
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.email", "release@example.com")
