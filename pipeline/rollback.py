@@ -16,12 +16,12 @@ import sys
 from pipeline.params import load_params
 from pipeline.paths import Workspace
 from pipeline.release.errors import PromotionRefused
-from pipeline.release.git_repo import GitRepo
+from pipeline.release.git_repo import LFS_FILTER, GitRepo
 from pipeline.release.lock import release_lock
 from pipeline.release.params_sections import sections_that_built, with_sections
 from pipeline.release.recovery import recover
 from pipeline.release.rollback_inputs import InputsRestore, inputs_at, restore_data
-from pipeline.release.steps import LFS_FILTER, Journal
+from pipeline.release.steps import Journal
 from pipeline.release.transaction import PIPELINE_OWNED, object_id, preflight, release
 from service.bundle import MANIFEST_NAME, MODEL_NAME, sha256_of
 from service.errors import Refusal

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from pipeline.init import inputs_block, rewrite_inputs
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
-from pipeline.release.steps import LFS_FILTER
+from pipeline.release.git_repo import LFS_FILTER, GitRepo
+from pipeline.release.steps import enable_lfs
 from pipeline.release.transaction import lfs_attributes
 from service.bundle import sha256_of
 
@@ -52,6 +53,7 @@ def new_project(base: Path) -> tuple[Path, Path, Path]:
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.email", "release@example.com")
     git(root, "config", "user.name", "Release Engineer")
+    enable_lfs(GitRepo(root))  # as the first promote leaves it: LFS's filters in its own config
     shutil.copy(REPO_ROOT / "params.yaml", root / "params.yaml")
     (root / ".gitignore").write_text("/build/\n")
     (root / ".gitattributes").write_text("\n".join(lfs_attributes("release")) + "\n")

@@ -225,5 +225,5 @@ def test_a_batched_model_that_does_not_match_its_manifest_is_refused(candidate_d
     with pytest.raises(BundleError, match=r"model_batched.tflite takes input \(4, 65, 243\)"):
         Predictor(folder)
     (folder / "model_batched.tflite").write_bytes(b"not the model")
-    with pytest.raises(BundleError, match=r"model_batched\.tflite has sha256"):
+    with pytest.raises(BundleError, match=r"model_batched\.tflite is corrupt: its sha256 is"):
         Predictor(folder)

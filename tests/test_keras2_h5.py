@@ -8,6 +8,8 @@ from user_files import save_as_keras2_h5, write_user_files
 
 from pipeline.inputs.files import InputFileError, InputPaths
 from pipeline.inputs.keras_model import load_keras_model
+from pipeline.params.reading import read_section
+from pipeline.params.sections import InputsParams
 from pipeline.paths import Workspace
 
 pytestmark = pytest.mark.slow  # TensorFlow
@@ -52,7 +54,8 @@ def every_listed_layer():
 
 def load(path):
     inputs = {"folder": str(path.parent), "model": str(path), "labels": "l", "heldout": "h"}
-    return load_keras_model(InputPaths.from_params(inputs, Workspace(path.parent)))
+    section = read_section(InputsParams, inputs, "inputs")
+    return load_keras_model(InputPaths.from_params(section, Workspace(path.parent)))
 
 
 def test_every_listed_keras2_argument_loads_and_answers_as_saved(tmp_path):

@@ -14,6 +14,7 @@ import yaml
 from test_dvc_pipeline import SHORT_GATE, clone_of, dvc, git
 from test_promote import write_gate_verdict
 from user_files import class_signal_samples, trained_dense_classifier, write_user_files
+from workspaces import deploy_on
 
 from pipeline.paths import REPO_ROOT, Workspace
 from service.bundle import sha256_of
@@ -57,6 +58,7 @@ def users_repository(base: Path, bare: Path) -> None:
         min_throughput_rps=1,
     )
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    deploy_on(Workspace(work), "pro", 2.0)  # render.yaml deploys the plan the gate runs
     git(work, "commit", "-qam", "a shorter gate on an unthrottled plan for the test")
 
     samples, class_ids = class_signal_samples(120, len(GESTURES), shift=0.6, seed=1)

@@ -10,6 +10,18 @@ from service.errors import Refusal
 
 # Enough of git's message to hold its hint lines (git-lfs lists every failed object).
 MAX_ERROR_LINES = 30
+# Git LFS's filters for promote's own git commands, so nothing depends on a global or system
+# `git lfs install` (a fresh laptop or CI runner has neither) and no hook is installed.
+LFS_FILTER = (
+    "-c",
+    "filter.lfs.clean=git-lfs clean -- %f",
+    "-c",
+    "filter.lfs.smudge=git-lfs smudge -- %f",
+    "-c",
+    "filter.lfs.process=git-lfs filter-process",
+    "-c",
+    "filter.lfs.required=true",
+)
 
 
 class GitError(Refusal):
@@ -111,8 +123,9 @@ class GitRepo:
         return completed.returncode == 0
 
     def dirty_paths(self, ignore: tuple[str, ...] = ()) -> list[str]:
-        """Tracked files with changes, staged or not, except those under `ignore`."""
-        lines = self.run("status", "--porcelain", "--untracked-files=no").splitlines()
+        """Tracked files with changes, staged or not, except those under `ignore`; read through
+        LFS's filters, so a model checked out as its bytes is not taken for a changed pointer."""
+        lines = self.run(*LFS_FILTER, "status", "--porcelain", "--untracked-files=no").splitlines()
         paths = [line[3:] for line in lines]
         return [path for path in paths if not any(path.startswith(prefix) for prefix in ignore)]
 

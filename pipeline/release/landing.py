@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.release.errors import PromotionRefused
-from pipeline.release.git_repo import GitError, GitRepo
+from pipeline.release.git_repo import LFS_FILTER, GitError, GitRepo
 from pipeline.release.orphans import RUN_ID_ENV, settle
 from pipeline.release.stale_locks import holders, runs_git
-from pipeline.release.steps import LFS_FILTER, Journal, restore_local
+from pipeline.release.steps import Journal, restore_local
 from service.bundle import MANIFEST_NAME
 
 # The journal's last step once the release's push may have started (the push records itself).

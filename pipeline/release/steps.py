@@ -16,25 +16,11 @@ from pathlib import Path
 
 from pipeline.paths import Workspace
 from pipeline.release.dvc_data import undo_data
-from pipeline.release.git_repo import GitRepo
+from pipeline.release.git_repo import LFS_FILTER, GitRepo
 from pipeline.release.orphans import RUN_ID_ENV
 from service.errors import Refusal
 
 STEPS = ("write", "commit", "tag", "upload", "verify", "push")
-
-
-# Git LFS's filters for promote's own git commands, so nothing depends on a global or system
-# `git lfs install` (a fresh laptop or CI runner has neither) and no hook is installed.
-LFS_FILTER = (
-    "-c",
-    "filter.lfs.clean=git-lfs clean -- %f",
-    "-c",
-    "filter.lfs.smudge=git-lfs smudge -- %f",
-    "-c",
-    "filter.lfs.process=git-lfs filter-process",
-    "-c",
-    "filter.lfs.required=true",
-)
 
 
 def enable_lfs(repo: GitRepo) -> None:

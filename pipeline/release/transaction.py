@@ -9,12 +9,11 @@ from collections.abc import Callable
 
 from pipeline.paths import Workspace
 from pipeline.release.errors import PromotionRefused
-from pipeline.release.git_repo import GitError, GitRepo, require_git_lfs
+from pipeline.release.git_repo import LFS_FILTER, GitError, GitRepo, require_git_lfs
 from pipeline.release.landing import ReleaseKept, RemoteUnknown, push_or_agree
 from pipeline.release.orphans import RUN_ID_ENV
 from pipeline.release.remote_objects import LFS_TRACKED, ensure_remote_objects, release_objects
 from pipeline.release.steps import (
-    LFS_FILTER,
     Journal,
     checkpoint,
     clean_scratch,
