@@ -43,10 +43,15 @@ def dotted(data: Any, key: str) -> Any:
     return data
 
 
+# libyaml's parser where PyYAML has it: the same values as yaml.safe_load (the same constructor
+# and resolver), ten times faster, and a verdict check reads dvc.yaml and params.yaml per stage.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(path: Path) -> dict:
     if not path.is_file():
         return {}
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=SAFE_LOADER) or {}
 
 
 def stage_inputs(workspace: Workspace, stage: str) -> tuple[list[str], dict[str, list[str]]]:

@@ -162,8 +162,9 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
         return pipeline_changes(repo)
 
     journal = Journal.begin(repo, "promote", branch, remote, tag, release_path)
-    release(repo, workspace, journal, message, write_files, timeout, orphan_wait)
-    print(f"promoted {tag}: {sha256} pushed to {remote}/{branch}; Render deploys it on {plan}")
+    pushed = release(repo, workspace, journal, message, write_files, timeout, orphan_wait)
+    where = "pushed to" if pushed else "on"
+    print(f"promoted {tag}: {sha256} {where} {remote}/{branch}; Render deploys it on {plan}")
     return tag
 
 

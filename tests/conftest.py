@@ -150,6 +150,19 @@ def starter_gated_workspace(checked_workspace, tmp_path_factory) -> Workspace:
 
 
 @pytest.fixture(scope="session")
+def release_templates(checked_workspace, gated_workspace, tmp_path_factory) -> Path:
+    """A DVC project with a gated candidate and its bare remote, ready to promote (promote/),
+    and one with model-v1 and model-v2 released (rollback/): each test copies one
+    (tests/kill_trials.py). Made once: every one of them needs promote's full runs."""
+    from kill_trials import prepare
+
+    def build(folder: Path) -> None:
+        prepare(checked_workspace, gated_workspace, folder)
+
+    return built_once(tmp_path_factory, "release-templates", build)
+
+
+@pytest.fixture(scope="session")
 def drifted_candidate_dir(candidate_dir, tmp_path_factory) -> Path:
     """The demo candidate with noise of its weights' size added (tests/drifted_model.py): the
     same shape, labels and source model, other answers. Made once: it needs TensorFlow."""

@@ -113,7 +113,7 @@ def test_a_kill_during_the_push_then_a_rerun_waits_for_it_and_finishes_it(releas
     assert git(workspace.root, "status", "--porcelain") == ""
 
 
-def test_a_kill_during_the_push_then_a_rerun_ends_it_and_says_it_never_landed(release_repo):
+def test_a_kill_during_the_push_then_a_rerun_ends_it_and_pushes_the_release_again(release_repo):
     workspace, remote = release_repo
     set_promote_param(workspace, "orphan_wait_seconds", 0)
     git(workspace.root, "push", "-q", "origin", "main")
@@ -127,8 +127,9 @@ def test_a_kill_during_the_push_then_a_rerun_ends_it_and_says_it_never_landed(re
     rerun = promote(workspace)
     assert rerun.returncode == 0, rerun.stderr
     assert "after ending the git process(es) the killed run left" in rerun.stdout
-    assert "never reached origin" in rerun.stdout and "undid its local steps" in rerun.stdout
-    assert "promoted model-v1" in rerun.stdout
+    assert "is not on origin" in rerun.stdout and "no model-v1)" in rerun.stdout
+    assert "the same release commit is pushed again" in rerun.stdout
+    assert "pushed it to origin; it is complete" in rerun.stdout
     assert refs(remote) == refs(workspace.root)
     assert git(workspace.root, "log", "--format=%s").count("Promote model-v1") == 1
 

@@ -1,10 +1,9 @@
 """What a release holds: the candidate, every verdict that blessed it, a golden set, and the
 release report (release.md, release.html) that says why it shipped."""
 
-import json
+import contextlib
+import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,27 @@ def describe_status(paths: Any) -> str:
     return ", ".join(words)
 
 
+def dvc_status(workspace: Workspace, targets: list[str]) -> dict:
+    """`dvc status --json --with-deps <targets>` run from the workspace, through DVC's Python
+    API in this process: a kill of promote ends it too, and no second interpreter loads DVC."""
+    # Imported here: DVC takes a while to import, and only a DVC project needs it.
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+    from dvc.rwlock import RWLockFileCorruptedError, RWLockFileFormatError
+
+    try:
+        with contextlib.chdir(workspace.root), Repo(os.curdir) as project:
+            return project.status(targets=targets, with_deps=True)
+    except (RWLockFileCorruptedError, RWLockFileFormatError) as error:
+        raise PromotionRefused(
+            f"`dvc status` failed: {error}; a DVC command killed while writing it leaves it so: "
+            "promote and rollback (not their dry runs) remove it first when no DVC process "
+            "works here"
+        ) from None
+    except DvcException as error:
+        raise PromotionRefused(f"`dvc status` failed: {error}") from None
+
+
 def pipeline_changes(workspace: Workspace) -> list[str]:
     """What `dvc status` says changed, per stage, in the stages that build and judge the
     candidate and every stage or .dvc file upstream of them (the demo's stage only while
@@ -55,16 +75,7 @@ def pipeline_changes(workspace: Workspace) -> list[str]:
     targets = [f"dvc.yaml:{stage}" for stage in GATE_STAGES if stage in defined]
     if not targets:
         return []
-    completed = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "--json", "--with-deps", *targets],
-        cwd=workspace.root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if completed.returncode != 0:
-        raise PromotionRefused(f"`dvc status` failed: {completed.stderr.strip()}")
-    status = json.loads(completed.stdout or "{}")
+    status = dvc_status(workspace, targets)
     found = []
     for stage, entries in status.items():
         for entry in entries:

@@ -24,10 +24,18 @@ class GitRepo:
 
     def run(self, *args: str, check: bool = True, timeout: float = 120) -> str:
         """Run `git <args>` in the repository; its stdout, or GitError with git's own words."""
+        completed = self.attempt(*args, timeout=timeout)
+        if check and completed.returncode != 0:
+            words = (completed.stderr or completed.stdout).strip().splitlines()[-MAX_ERROR_LINES:]
+            raise GitError(f"git {' '.join(args)} failed:\n  " + "\n  ".join(words))
+        return completed.stdout
+
+    def attempt(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run `git <args>` whatever its exit code; GitError only when it outlives `timeout`."""
         # Never wait for a password prompt nobody will answer (CI, a cron job).
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
         try:
-            completed = subprocess.run(
+            return subprocess.run(
                 ["git", *args],
                 cwd=self.root,
                 capture_output=True,
@@ -37,10 +45,6 @@ class GitRepo:
             )
         except subprocess.TimeoutExpired:
             raise GitError(f"git {' '.join(args)} did not finish within {timeout:.0f} s") from None
-        if check and completed.returncode != 0:
-            words = (completed.stderr or completed.stdout).strip().splitlines()[-MAX_ERROR_LINES:]
-            raise GitError(f"git {' '.join(args)} failed:\n  " + "\n  ".join(words))
-        return completed.stdout
 
     @classmethod
     def containing(cls, path: Path) -> "GitRepo":

@@ -17,11 +17,10 @@ from pathlib import Path
 from pipeline.paths import Workspace
 from pipeline.release.dvc_data import undo_data
 from pipeline.release.git_repo import GitRepo
+from pipeline.release.orphans import RUN_ID_ENV
 from service.errors import Refusal
 
 STEPS = ("write", "commit", "tag", "upload", "verify", "push")
-# Fault injection for the crash tests: SIGKILL promote itself right after this step (name or
-# 1-based number), as a power cut or `kill -9` would.
 
 
 # Git LFS's filters for promote's own git commands, so nothing depends on a global or system
@@ -67,6 +66,11 @@ class Journal:
     # Carried by every git process the release starts (orphans.RUN_ID_ENV), so the next run
     # can find the ones a kill left running.
     run_id: str = ""
+    # What the remote's branch named just before the push ("" for no branch; None before the
+    # push step): a push that cannot land any more is told from one that still may.
+    remote_before: str | None = None
+    push_started_at: float | None = None  # time.time() just before the push
+    push_timeout_seconds: float = 300.0
     # DVC data a rollback checks out: the .dvc files (among restore_paths) whose data an undo
     # checks out again once git has put them back, and the outputs it created, which go.
     dvc_checkouts: list[str] = field(default_factory=list)
@@ -93,7 +97,7 @@ class Journal:
             release_path=release_path,
             index_tree=repo.run("write-tree").strip(),
             restore_paths=[release_path, ".gitattributes", *extra_restore_paths],
-            run_id=uuid.uuid4().hex,
+            run_id=os.environ.get(RUN_ID_ENV) or uuid.uuid4().hex,
         )
 
     @staticmethod
@@ -161,16 +165,3 @@ def restore_local(repo: GitRepo, journal: Journal) -> None:
 def upload_objects(repo: GitRepo, remote: str, oids: list[str], timeout: float) -> None:
     """Upload exactly the release's LFS objects; other files' objects never matter here."""
     repo.run("lfs", "push", "--object-id", remote, *oids, timeout=timeout)
-
-
-def push_refs(repo: GitRepo, journal: Journal, timeout: float) -> None:
-    """Branch and tag in one atomic push; never forced, so it can only move the branch on."""
-    refs = [f"{journal.commit}:refs/heads/{journal.branch}"]
-    if journal.tag:
-        refs.append(f"refs/tags/{journal.tag}")
-    # The LFS pre-push hook would upload every object the new commits reach; the release's
-    # own objects are uploaded and verified already, and no other object may block a release.
-    repo.run("push", "--atomic", "--no-verify", journal.remote, *refs, timeout=timeout)
-    tracking = f"refs/remotes/{journal.remote}/{journal.branch}"
-    if repo.ref_sha(tracking):  # so `git status` does not report the branch ahead
-        repo.run("update-ref", tracking, journal.commit)

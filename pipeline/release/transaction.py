@@ -1,16 +1,17 @@
 """One release as a transaction: checks that change nothing, then every step under a journal;
-any failure undoes the local steps alone (the remote's refs never moved). Used by promote and
-rollback alike.
+a failure before the push undoes the local steps alone (the remote's refs never moved), and a
+failed push is judged by what the remote holds (landing). Used by promote and rollback alike.
 """
 
 import os
+import time
 from collections.abc import Callable
 
 from pipeline.paths import Workspace
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitError, GitRepo, require_git_lfs
-from pipeline.release.orphans import RUN_ID_ENV, settle
-from pipeline.release.recovery import RemoteUnknown, remote_holds
+from pipeline.release.landing import ReleaseKept, RemoteUnknown, push_or_agree
+from pipeline.release.orphans import RUN_ID_ENV
 from pipeline.release.remote_objects import LFS_TRACKED, ensure_remote_objects, release_objects
 from pipeline.release.steps import (
     LFS_FILTER,
@@ -18,7 +19,6 @@ from pipeline.release.steps import (
     checkpoint,
     clean_scratch,
     enable_lfs,
-    push_refs,
     restore_local,
     upload_objects,
 )
@@ -102,9 +102,13 @@ def release(
     write_files: Callable[[], list[str]],
     timeout: float,
     orphan_wait_seconds: float,
-) -> None:
-    """Every step of a release under the journal; any failure undoes the local steps alone."""
+) -> bool:
+    """Every step of a release under the journal; a failure before the push undoes the local
+    steps alone; after a failed push the remote is asked what it holds (landing). True when the
+    remote holds the commit cut here, False when it holds the same release cut by another run,
+    adopted here."""
     os.environ[RUN_ID_ENV] = journal.run_id  # inherited by every git process started below
+    journal.push_timeout_seconds = timeout
     journal.save(workspace)
     step = "write"
     try:
@@ -126,30 +130,35 @@ def release(
         checkpoint(workspace, journal, step)
         step = "verify"  # and repair: a corrupt copy the upload skipped is sent again
         ensure_remote_objects(repo, workspace, journal.remote, objects, timeout)
+        # Where the push starts from: a push that can no longer land is told from one that may.
+        branch_ref = f"refs/heads/{journal.branch}"
+        journal.remote_before = repo.remote_ref_sha(journal.remote, branch_ref) or ""
+        journal.push_started_at = time.time()
         checkpoint(workspace, journal, step)
         step = "push"
-        try:
-            push_refs(repo, journal, timeout)
-        except GitError:
-            # A timed-out push may leave its transport running: let it finish (or end it)
-            # before asking the remote, so the answer cannot change afterwards.
-            settle(journal.run_id, orphan_wait_seconds)
-            if not remote_holds(repo, journal):  # a lost answer after an accepted push
-                raise
+        cut_here = journal.commit
+        landed_otherwise = push_or_agree(repo, journal, orphan_wait_seconds)
+        if landed_otherwise:
+            print(landed_otherwise)
         checkpoint(workspace, journal, step)
     except RemoteUnknown as error:
         raise PromotionRefused(
             f"step {step!r} failed and {error}; the release is kept locally, and the next "
             "promote or rollback finishes or undoes it"
         ) from None
+    except ReleaseKept:
+        raise
     except Exception as error:
         restore_local(repo, journal)
         Journal.path(workspace).unlink(missing_ok=True)
         clean_scratch(workspace, keep_journal=False)
         if not isinstance(error, Refusal | OSError):
             raise
-        raise PromotionRefused(f"step {step!r} failed: {error}\n{UNTOUCHED}") from None
+        # After the push, the message says what the remote was asked and holds.
+        detail = str(error) if step == "push" else f"{error}\n{UNTOUCHED}"
+        raise PromotionRefused(f"step {step!r} failed: {detail}") from None
     Journal.path(workspace).unlink(missing_ok=True)
+    return journal.commit == cut_here
 
 
 def object_id(repo: GitRepo, rev: str, path: str) -> str:

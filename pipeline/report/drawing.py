@@ -5,11 +5,6 @@ import io
 import math
 from dataclasses import dataclass
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display: the charts are files, even on a desktop
-import matplotlib.pyplot as plt
-
 WIDTH_PX, HEIGHT_PX, DPI = 540, 320, 100
 CANDIDATE, BASE, LIMIT, THRESHOLD, GOOD = "#1f6feb", "#8c959f", "#cf222e", "#bf8700", "#1a7f37"
 
@@ -23,8 +18,19 @@ class Chart:
     note: str = ""
 
 
+def pyplot():
+    """matplotlib's pyplot on a file backend, imported when a chart is first drawn (a page whose
+    charts are cached never loads matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: the charts are files, even on a desktop
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def new_figure():
-    figure, axes = plt.subplots(
+    figure, axes = pyplot().subplots(
         figsize=(WIDTH_PX / DPI, HEIGHT_PX / DPI), dpi=DPI, layout="constrained"
     )
     axes.grid(alpha=0.3)
@@ -39,7 +45,7 @@ def legend_below(figure) -> None:
 def encode(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    plt.close(figure)
+    pyplot().close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -1,6 +1,7 @@
 """release.html: one self-contained page (inline CSS, charts as base64 PNGs; no network)."""
 
 from html import escape
+from pathlib import Path
 
 from pipeline.report import tables
 from pipeline.report.charts import HEIGHT_PX, WIDTH_PX, Chart, all_charts
@@ -77,7 +78,7 @@ def chart_figure(chart: Chart) -> str:
     )
 
 
-def render_html(report: ReleaseReport) -> str:
+def render_html(report: ReleaseReport, chart_cache: Path | None = None) -> str:
     overall = report.overall.replace(" ", "-").lower()
     base_name = report.base.name if report.base else ""
     parts = [
@@ -110,7 +111,7 @@ def render_html(report: ReleaseReport) -> str:
         plans = tables.plan_table(report)
         if plans.rows:
             parts.append(html_table(plans, {"memory", "CPU", "per month"}))
-    charts = "".join(chart_figure(chart) for chart in all_charts(report))
+    charts = "".join(chart_figure(chart) for chart in all_charts(report, chart_cache))
     parts += ["<h2>Charts</h2>", f'<div class="charts">{charts}</div>']
     parts.append(f"<footer>{escape(tables.FOOTNOTE)}</footer>")
     return (

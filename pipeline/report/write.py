@@ -17,6 +17,7 @@ from pipeline.report.sources import ReportError, resolve_ref
 
 MARKDOWN_NAME = "release.md"
 HTML_NAME = "release.html"
+CHART_CACHE_NAME = "report-charts"  # under build/: charts drawn before, by content
 
 
 def write_text(path: Path, text: str) -> None:
@@ -38,7 +39,7 @@ def write_report(
     report = build_report(workspace, base_ref)
     markdown_path, html_path = out_dir / MARKDOWN_NAME, out_dir / HTML_NAME
     write_text(markdown_path, render_markdown(report))
-    write_text(html_path, render_html(report))
+    write_text(html_path, render_html(report, workspace.build_dir / CHART_CACHE_NAME))
     return markdown_path, html_path
 
 
