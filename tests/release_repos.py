@@ -103,6 +103,14 @@ def promote(workspace: Workspace, *args: str, path: str | None = None):
     )
 
 
+def set_promote_param(workspace: Workspace, key: str, value) -> None:
+    """params.yaml's promote.<key> set to `value`, and committed."""
+    params = yaml.safe_load(workspace.params_path.read_text())
+    params["promote"][key] = value
+    workspace.params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    git(workspace.root, "commit", "-qam", f"promote.{key}: {value}")
+
+
 def listing(folder: Path) -> list[str]:
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
 
