@@ -87,7 +87,7 @@ def fake_tools(bin_dir: Path, **scripts: str) -> str:
 
 
 def open_limits(marker: str, monkeypatch):
-    """The body of each cgroup test module's `limit` fixture: yields resource_limit() with a
+    """The body of the `cgroup_limit` fixture (tests/conftest.py): yields resource_limit() with a
     short grace, then kills and removes every group and child the test left, and fails."""
     monkeypatch.delenv(cgroups.BACKEND_ENV, raising=False)  # each test picks its own
     groups = []

@@ -1,26 +1,36 @@
-"""Shared fixtures: a small demo workspace, built once per run by the real stages.
+"""Shared fixtures: a small demo workspace built once per run by the real stages, and what
+several test modules start from (held-out samples, the service's app, a release repository,
+cgroup limits, the gate's groups, the release report's base).
 
 `make test` runs the suite on several pytest-xdist workers (TEST_WORKERS in the Makefile).
-What a session fixture builds with TensorFlow or a gate run is built once for the whole run,
-by the first worker that needs it, in the run's shared temporary folder; the other workers
-wait for it and read it. A test marked `quiet_host` runs while no other test of the run does.
+What a session fixture builds with TensorFlow or a gate run is built once for the whole run
+(tests/shared_builds.py): by the first worker that needs it, in the run's shared temporary
+folder; the other workers wait for it and read it. A test marked `quiet_host` runs while no
+other test of the run does.
 """
 
 import fcntl
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
-from filelock import FileLock
+from cgroup_helpers import open_limits
+from gate_helpers import groups_before_the_test
+from release_repos import make_release_repo
+from report_helpers import report_base
 from service_runner import RunningService
+from shared_builds import built_once
 from workspaces import deploy_on, make_workspace, run_stage, workspace_like
 
+from pipeline.cgroups import existing_groups
 from pipeline.paths import Workspace
+from service.app import create_app
+from service.predictor import Predictor
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -39,25 +49,6 @@ def pytest_runtest_protocol(item, nextitem):
     with open(Path(tempfile.gettempdir()) / f"pytest-{run}.host.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
         yield
-
-
-def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
-    """`build(folder)` run by one worker of the run; every worker gets the finished folder.
-
-    A build that failed leaves no marker, so the next worker to ask builds again (and fails
-    the same way, with its own error) rather than reading half a folder.
-    """
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the run's folder, above each worker's own
-    folder, done = shared / f"shared-{name}", shared / f"shared-{name}.done"
-    with FileLock(str(shared / f"shared-{name}.lock")):
-        if not done.exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
-            build(folder)
-            done.touch()
-    return folder
 
 
 def _build_demo(folder: Path) -> None:
@@ -217,3 +208,75 @@ def demo_service(candidate_dir):
         yield service
     finally:  # also when it never answered: no gunicorn left behind
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def heldout_samples(demo_workspace) -> np.ndarray:
+    """The demo's held-out inputs (60 in the tests' demo), raw float32, read-only."""
+    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
+        samples = heldout["X"].astype("<f4")
+    samples.flags.writeable = False  # shared by every test of the session: a test copies
+    return samples
+
+
+@pytest.fixture(scope="session")
+def samples(heldout_samples) -> np.ndarray:
+    """The first 16 held-out samples: a batch of requests, read-only."""
+    return heldout_samples[:16]
+
+
+@pytest.fixture(scope="session")
+def sample(heldout_samples) -> np.ndarray:
+    """The first held-out sample, read-only."""
+    return heldout_samples[0]
+
+
+@pytest.fixture(scope="module")
+def predictor(candidate_dir) -> Predictor:
+    """The demo candidate on the lite runtime in this process: what a served answer equals."""
+    return Predictor(candidate_dir)
+
+
+@pytest.fixture(scope="module")
+def app_settings() -> dict:
+    """create_app's keyword arguments for `app`; a module that needs others overrides this."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def app(candidate_dir, app_settings):
+    """The service's WSGI app on the demo candidate, built by its factory in this process."""
+    return create_app(candidate_dir, **app_settings)
+
+
+@pytest.fixture
+def release_repo(checked_workspace, gated_workspace, tmp_path):
+    """A git repository with a bare remote and a real candidate that passed every gate."""
+    return make_release_repo(checked_workspace, gated_workspace, tmp_path)
+
+
+@pytest.fixture
+def cgroup_marker() -> str:
+    """A word unique to the test, in its group names and its children's command lines."""
+    return f"memtest-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def cgroup_limit(cgroup_marker, monkeypatch):
+    """resource_limit() with a short grace; no group or child of the test may outlive it."""
+    yield from open_limits(cgroup_marker, monkeypatch)
+
+
+@pytest.fixture
+def gate_groups_before():
+    """The gate groups that exist before a test: another gate's, never this test's to answer for."""
+    groups_before_the_test.clear()
+    groups_before_the_test.update(existing_groups("gate"))
+    yield
+    groups_before_the_test.clear()
+
+
+@pytest.fixture
+def report_workspace(tmp_path) -> Workspace:
+    """A git repository with a candidate on disk and main's reports committed (the base)."""
+    return report_base(tmp_path / "repo")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from test_promote import git
+from clones import git
 from workspaces import DEMO_INPUT_FILES, make_workspace
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace

@@ -8,20 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import requests
 from app_helpers import FLOAT32
 
 from pipeline.paths import REPO_ROOT
-
-
-@pytest.fixture(scope="module")
-def samples(demo_workspace) -> np.ndarray:
-    """Raw held-out samples of the demo."""
-    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
-        return heldout["X"][:16].astype(np.float32)
-
 
 # pickle is not listed: numpy itself imports it (numpy._core._methods, for ndarray.dump);
 # test_service_code_never_loads_pickles checks that no service code uses it.

@@ -3,20 +3,12 @@ missing bundle named, a bad number stopping the worker with its name, the defaul
 
 import os
 
-import numpy as np
 import pytest
 from app_helpers import call
 
 import service.app as service_app
 from pipeline.paths import REPO_ROOT
 from service.app import create_app
-
-
-@pytest.fixture(scope="module")
-def samples(demo_workspace) -> np.ndarray:
-    """Raw held-out samples of the demo."""
-    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
-        return heldout["X"][:16].astype(np.float32)
 
 
 @pytest.mark.slow

@@ -9,13 +9,6 @@ from app_helpers import FLOAT32, call
 from service.app import create_app
 
 
-@pytest.fixture(scope="module")
-def samples(demo_workspace) -> np.ndarray:
-    """Raw held-out samples of the demo."""
-    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
-        return heldout["X"][:16].astype(np.float32)
-
-
 def post_in_process(app, body: bytes, content_type: str = "application/json"):
     """One predict through the WSGI callable with a declared Content-Length."""
     return call(

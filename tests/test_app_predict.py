@@ -3,49 +3,33 @@ predictor in this process, one at a time and in a concurrent burst; routing and 
 
 import threading
 
-import numpy as np
 import pytest
 import requests
 from app_helpers import FLOAT32, error_of, worker_pid
 
-from service.predictor import Predictor
-
-
-@pytest.fixture(scope="module")
-def samples(demo_workspace) -> np.ndarray:
-    """Raw held-out samples of the demo."""
-    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
-        return heldout["X"][:16].astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def reference(candidate_dir) -> Predictor:
-    """The predictor in this process: what every HTTP answer must equal."""
-    return Predictor(candidate_dir)
-
 
 @pytest.mark.slow
-def test_health_reports_the_model_runtime_and_memory(demo_service, reference):
+def test_health_reports_the_model_runtime_and_memory(demo_service, predictor):
     for path in ("/api/health/", "/api/health"):
         response = requests.get(demo_service.url + path, allow_redirects=False, timeout=5)
         assert response.status_code == 200
         body = response.json()
         assert body["status"] == "ok" and body["predictor"] == "ready"
-        assert body["model_sha256"] == reference.sha256
-        assert body["model_version"] == reference.manifest["version"]
+        assert body["model_sha256"] == predictor.sha256
+        assert body["model_version"] == predictor.manifest["version"]
         assert body["runtime"] == "ai-edge-litert" and body["runtime_version"] == "2.3.0"
         assert body["uptime_seconds"] >= 0 and 10 < body["worker_memory_mb"] < 512
 
 
 @pytest.mark.slow
-def test_predict_json_one_sequence(demo_service, reference, samples):
+def test_predict_json_one_sequence(demo_service, predictor, samples):
     response = requests.post(
         f"{demo_service.url}/api/predict/", json={"instances": samples[0].tolist()}, timeout=10
     )
     assert response.status_code == 200
     body = response.json()
-    assert body["model_sha256"] == reference.sha256
-    expected = reference.predict(samples[:1], top_k=3)[0]
+    assert body["model_sha256"] == predictor.sha256
+    expected = predictor.predict(samples[:1], top_k=3)[0]
     assert body["predictions"][0]["label"] == expected["label"]
     assert [entry["label"] for entry in body["predictions"][0]["top_k"]] == [
         entry["label"] for entry in expected["top_k"]
@@ -54,7 +38,7 @@ def test_predict_json_one_sequence(demo_service, reference, samples):
 
 
 @pytest.mark.slow
-def test_predict_float32_batch_with_top_k(demo_service, reference, samples):
+def test_predict_float32_batch_with_top_k(demo_service, predictor, samples):
     response = requests.post(
         f"{demo_service.url}/api/predict/?top_k=5",
         data=samples[:4].astype("<f4").tobytes(),
@@ -64,7 +48,7 @@ def test_predict_float32_batch_with_top_k(demo_service, reference, samples):
     assert response.status_code == 200
     predictions = response.json()["predictions"]
     assert len(predictions) == 4 and all(len(p["top_k"]) == 5 for p in predictions)
-    assert [p["label"] for p in predictions] == [p["label"] for p in reference.predict(samples[:4])]
+    assert [p["label"] for p in predictions] == [p["label"] for p in predictor.predict(samples[:4])]
 
 
 @pytest.mark.slow
@@ -79,12 +63,12 @@ def test_predict_json_batch_equals_float32_batch(demo_service, samples):
 
 
 @pytest.mark.slow
-def test_metadata_describes_the_contract(demo_service, reference):
+def test_metadata_describes_the_contract(demo_service, predictor):
     body = requests.get(f"{demo_service.url}/api/metadata/", timeout=5).json()
     assert body["input"]["shape"] == [65, 243]
     assert body["model_name"] == "model"  # the demo's source model is model.keras
-    assert body["labels"] == list(reference.contract.labels)
-    assert body["model_sha256"] == reference.sha256 and body["quantization"] == "none"
+    assert body["labels"] == list(predictor.contract.labels)
+    assert body["model_sha256"] == predictor.sha256 and body["quantization"] == "none"
     assert body["preprocessing"] == "affine"
     assert "verdicts" in body
 
@@ -109,9 +93,9 @@ def test_one_access_log_line_per_request_with_status_and_time(demo_service):
 
 
 @pytest.mark.slow
-def test_a_concurrent_burst_gets_every_answer_right(demo_service, reference, samples):
+def test_a_concurrent_burst_gets_every_answer_right(demo_service, predictor, samples):
     # Same bundle, same runtime, one thread each: the served answer is the predictor's, exactly.
-    expected = reference.predict(samples, top_k=3)
+    expected = predictor.predict(samples, top_k=3)
     before = worker_pid(demo_service)
     wrong, lock = [], threading.Lock()
 

@@ -6,14 +6,6 @@ import pytest
 import requests
 from app_helpers import FLOAT32, error_of, worker_pid
 
-
-@pytest.fixture(scope="module")
-def samples(demo_workspace) -> np.ndarray:
-    """Raw held-out samples of the demo."""
-    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
-        return heldout["X"][:16].astype(np.float32)
-
-
 BAD_REQUESTS = [
     ("wrong shape", dict(json={"instances": [[1.0, 2.0]]}), 400, "shape [1, 2]"),
     ("non-numeric", dict(json={"instances": [["a"] * 243] * 65}), 400, "not numbers"),

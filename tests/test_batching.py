@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import requests
 import yaml
+from app_helpers import FLOAT32
 
 from pipeline.paths import REPO_ROOT
 from service.batching import Batcher
@@ -22,23 +23,9 @@ from service.bundle import BundleError
 from service.predictor import InputError, Predictor
 
 pytestmark = pytest.mark.slow
-FLOAT32 = {"Content-Type": "application/octet-stream"}
 TOLERANCE = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["parity"]["thresholds"]["none"][
     "max_abs_diff"
 ]
-
-
-@pytest.fixture(scope="module")
-def predictor(candidate_dir) -> Predictor:
-    """The demo candidate, batch 1 and batch 4, on the lite runtime."""
-    return Predictor(candidate_dir)
-
-
-@pytest.fixture(scope="module")
-def samples(demo_workspace) -> np.ndarray:
-    """Raw held-out samples of the demo, as float32."""
-    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
-        return heldout["X"][:40].astype(np.float32)
 
 
 def alone(predictor: Predictor, samples: np.ndarray) -> np.ndarray:
@@ -70,10 +57,12 @@ def test_the_bundle_holds_a_batched_model_that_the_predictor_loads(predictor, ca
     assert (Path(candidate_dir) / predictor.manifest["batched"]["file"]).is_file()
 
 
-def test_concurrent_single_sample_requests_share_invokes_and_keep_their_answers(predictor, samples):
+def test_concurrent_single_sample_requests_share_invokes_and_keep_their_answers(
+    predictor, heldout_samples
+):
     batcher = Batcher(predictor, max_wait_seconds=0.05, samples_admitted=lambda: 16)
-    results = submit_concurrently(batcher, [samples[i : i + 1] for i in range(16)])
-    expected = alone(predictor, samples[:16])
+    results = submit_concurrently(batcher, [heldout_samples[i : i + 1] for i in range(16)])
+    expected = alone(predictor, heldout_samples[:16])
     for index, outputs in enumerate(results):
         assert isinstance(outputs, np.ndarray), outputs
         # Each request gets its own sample's answer, whatever batch it shared.
@@ -82,24 +71,24 @@ def test_concurrent_single_sample_requests_share_invokes_and_keep_their_answers(
     assert batcher.samples == 16 and batcher.batches < 16  # samples did share invokes
 
 
-def test_a_clients_own_batch_runs_in_order_through_batched_invokes(predictor, samples):
+def test_a_clients_own_batch_runs_in_order_through_batched_invokes(predictor, heldout_samples):
     batcher = Batcher(predictor, max_wait_seconds=0.0)
-    outputs = batcher.outputs(samples[:10])  # 4 + 4 batched, the last 2 alone (pad from 3)
-    assert np.abs(outputs - alone(predictor, samples[:10])).max() <= TOLERANCE
+    outputs = batcher.outputs(heldout_samples[:10])  # 4 + 4 batched, the last 2 alone (pad from 3)
+    assert np.abs(outputs - alone(predictor, heldout_samples[:10])).max() <= TOLERANCE
     assert batcher.batches == 3
     # Mixed requests of several sizes at once: each gets its rows, in its order.
     sizes = [1, 3, 7, 2, 5, 4]
     starts = np.cumsum([0, *sizes])
-    parts = [samples[starts[i] : starts[i + 1]] for i in range(len(sizes))]
+    parts = [heldout_samples[starts[i] : starts[i + 1]] for i in range(len(sizes))]
     results = submit_concurrently(batcher, parts)
     for part, outputs in zip(parts, results, strict=True):
         assert np.abs(outputs - alone(predictor, part)).max() <= TOLERANCE
 
 
-def test_a_lone_request_is_not_padded_or_kept_waiting(predictor, samples):
+def test_a_lone_request_is_not_padded_or_kept_waiting(predictor, heldout_samples):
     batcher = Batcher(predictor, max_wait_seconds=5.0)
-    outputs = batcher.outputs(samples[:1])  # no concurrency seen: runs at once, batch 1
-    assert np.abs(outputs - alone(predictor, samples[:1])).max() <= TOLERANCE
+    outputs = batcher.outputs(heldout_samples[:1])  # no concurrency seen: runs at once, batch 1
+    assert np.abs(outputs - alone(predictor, heldout_samples[:1])).max() <= TOLERANCE
     assert batcher.batches == 1
 
 
@@ -117,16 +106,16 @@ class FailsOnMarker(Predictor):
         return super().outputs(normalised, route)
 
 
-def test_a_failing_batch_fails_only_its_own_requests(candidate_dir, samples):
+def test_a_failing_batch_fails_only_its_own_requests(candidate_dir, heldout_samples):
     predictor = FailsOnMarker(candidate_dir)
-    poisoned = samples[1:2].copy()
+    poisoned = heldout_samples[1:2].copy()
     poisoned[0, 0, 0] = FailsOnMarker.MARKER
     predictor.normalised_marker = predictor.normalise(poisoned)[0, 0, 0]
     predictor.entered, predictor.release = threading.Event(), threading.Event()
     batcher = Batcher(predictor, max_wait_seconds=0.0)
     # While the first request's batch is held, eight one-sample requests queue in order: the
     # poisoned one and the next three share a batch of 4, the last four share the next.
-    bodies = [samples[:1], poisoned, *(samples[i : i + 1] for i in range(2, 9))]
+    bodies = [heldout_samples[:1], poisoned, *(heldout_samples[i : i + 1] for i in range(2, 9))]
     results: list = [None] * len(bodies)
 
     def one(index: int) -> None:
@@ -152,29 +141,31 @@ def test_a_failing_batch_fails_only_its_own_requests(candidate_dir, samples):
     for index in (0, 5, 6, 7, 8):
         assert np.abs(results[index] - alone(predictor, bodies[index])).max() <= TOLERANCE
     # The runner keeps serving after a failed batch.
-    again = batcher.outputs(samples[16:17])
-    assert np.abs(again - alone(predictor, samples[16:17])).max() <= TOLERANCE
+    again = batcher.outputs(heldout_samples[16:17])
+    assert np.abs(again - alone(predictor, heldout_samples[16:17])).max() <= TOLERANCE
 
 
-def test_a_sample_that_overflows_once_normalised_fails_only_its_request(predictor, samples):
+def test_a_sample_that_overflows_once_normalised_fails_only_its_request(predictor, heldout_samples):
     scale = np.asarray(predictor.manifest["preprocessing"]["scale"], dtype=np.float32)
-    overflowing = samples[:1].copy()
+    overflowing = heldout_samples[:1].copy()
     # The demo's largest scale is above 1: the largest float32 times it is infinite.
     overflowing[0, 0, int(np.argmax(np.abs(scale)))] = np.finfo(np.float32).max
     assert not np.isfinite(predictor.normalise(overflowing)).all()
     batcher = Batcher(predictor, max_wait_seconds=0.05, samples_admitted=lambda: 2)
-    results = submit_concurrently(batcher, [overflowing, samples[1:2]])
+    results = submit_concurrently(batcher, [overflowing, heldout_samples[1:2]])
     assert isinstance(results[0], InputError) and "overflows" in str(results[0])
-    assert np.abs(results[1] - alone(predictor, samples[1:2])).max() <= TOLERANCE
+    assert np.abs(results[1] - alone(predictor, heldout_samples[1:2])).max() <= TOLERANCE
 
 
-def test_the_service_answers_concurrent_clients_as_batch_1_would(demo_service, predictor, samples):
+def test_the_service_answers_concurrent_clients_as_batch_1_would(
+    demo_service, predictor, heldout_samples
+):
     answers: list = [None] * 16
 
     def client(index: int) -> None:
         response = requests.post(
             f"{demo_service.url}/api/predict/?top_k=10",
-            data=samples[index].tobytes(),
+            data=heldout_samples[index].tobytes(),
             headers=FLOAT32,
             timeout=30,
         )
@@ -185,7 +176,7 @@ def test_the_service_answers_concurrent_clients_as_batch_1_would(demo_service, p
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    expected = alone(predictor, samples[:16])
+    expected = alone(predictor, heldout_samples[:16])
     labels = predictor.contract.labels
     for index, (status, body) in enumerate(answers):
         assert status == 200, body
@@ -207,11 +198,13 @@ def batch_1_only_bundle(candidate_dir: Path, folder: Path) -> Path:
     return folder
 
 
-def test_a_batch_1_only_bundle_still_serves_through_the_batcher(candidate_dir, samples, tmp_path):
+def test_a_batch_1_only_bundle_still_serves_through_the_batcher(
+    candidate_dir, heldout_samples, tmp_path
+):
     predictor = Predictor(batch_1_only_bundle(candidate_dir, tmp_path / "old"))
     assert predictor.batch_size == 1
     batcher = Batcher(predictor, max_wait_seconds=0.05, samples_admitted=lambda: 6)
-    parts = [samples[:1], samples[1:4], samples[4:6]]
+    parts = [heldout_samples[:1], heldout_samples[1:4], heldout_samples[4:6]]
     for part, outputs in zip(parts, submit_concurrently(batcher, parts), strict=True):
         assert np.abs(outputs - alone(predictor, part)).max() <= TOLERANCE
 

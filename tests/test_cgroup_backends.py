@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from cgroup_helpers import (
     FAKE_SYSTEMD_RUN,
     allocate,
     fake_tools,
-    open_limits,
 )
 
 from pipeline import cgroups
@@ -37,48 +35,40 @@ from pipeline.cgroups import (
 from pipeline.cgroups import v2 as cgroup_v2
 
 
-@pytest.fixture
-def marker() -> str:
-    """A word unique to the test, in its group names and its children's command lines."""
-    return f"memtest-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def limit(marker, monkeypatch):
-    """resource_limit() with a short grace; no group or child of the test may outlive it."""
-    yield from open_limits(marker, monkeypatch)
-
-
 @pytest.mark.slow
-def test_the_backend_can_be_forced_from_the_environment(limit, monkeypatch):
+def test_the_backend_can_be_forced_from_the_environment(cgroup_limit, monkeypatch):
     monkeypatch.setenv("MEMORY_CGROUP_BACKEND", "none")
-    with limit(64) as group:
+    with cgroup_limit(64) as group:
         assert group.backend == "none"
 
 
 @pytest.mark.slow
-def test_a_process_that_is_not_root_joins_through_sudo(limit, marker, tmp_path, monkeypatch):
+def test_a_process_that_is_not_root_joins_through_sudo(
+    cgroup_limit, cgroup_marker, tmp_path, monkeypatch
+):
     monkeypatch.setenv("PATH", fake_tools(tmp_path / "bin", sudo=FAKE_SUDO))
-    with limit(512, cpu_share=0.5) as group:
+    with cgroup_limit(512, cpu_share=0.5) as group:
         assert isinstance(group, CgroupDirGroup), "every enforcing backend is a cgroup directory"
         assert group.cpu_enforced, group.cpu_note
         group.join_with_sudo = True  # so it joins the memory and the CPU group through sudo
-        process = group.popen(allocate(100, marker, hold_seconds=1))
+        process = group.popen(allocate(100, cgroup_marker, hold_seconds=1))
         deadline = time.monotonic() + 5
         while process.pid not in group.pids() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert process.pid in group.pids()
         assert process.wait(timeout=30) == 0
         assert group.peak_mb() >= 100
-        running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", marker])
+        running = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)", cgroup_marker]
+        )
         group.join(running.pid)  # a running process joins through sudo as well
         assert running.pid in group.pids()
     assert running.wait(timeout=5) == -signal.SIGTERM
 
 
-def group_parent_and_hierarchy(limit) -> tuple[Path, Path]:
+def group_parent_and_hierarchy(cgroup_limit) -> tuple[Path, Path]:
     """Where this machine's own backend makes memory groups, and its hierarchy's root."""
-    with limit(16) as group:
+    with cgroup_limit(16) as group:
         parent = group.directory.parent
     v2 = (common.CGROUP_ROOT / "cgroup.controllers").exists()
     return parent, common.CGROUP_ROOT if v2 else common.V1_MEMORY_ROOT
@@ -87,9 +77,9 @@ def group_parent_and_hierarchy(limit) -> tuple[Path, Path]:
 @pytest.mark.slow
 @pytest.mark.parametrize("limit_mb", [512, None])
 def test_a_systemd_scope_holds_the_group_until_the_block_ends(
-    limit, marker, tmp_path, monkeypatch, limit_mb
+    cgroup_limit, cgroup_marker, tmp_path, monkeypatch, limit_mb
 ):
-    parent, hierarchy = group_parent_and_hierarchy(limit)
+    parent, hierarchy = group_parent_and_hierarchy(cgroup_limit)
     tools = {"systemd_run": FAKE_SYSTEMD_RUN, "systemctl": FAKE_SYSTEMCTL}
     monkeypatch.setenv("PATH", fake_tools(tmp_path / "bin", **tools))
     monkeypatch.setenv("FAKE_SYSTEMD_ROOT", str(hierarchy))
@@ -97,11 +87,11 @@ def test_a_systemd_scope_holds_the_group_until_the_block_ends(
     monkeypatch.setenv("FAKE_CPU_ROOT", str(tmp_path / "cpu"))
     monkeypatch.setattr(common, "V1_CPU_ROOT", tmp_path / "cpu")
     monkeypatch.setattr(common, "SYSTEMD_RUNTIME_DIR", tmp_path)
-    with limit(limit_mb, cpu_share=0.5) as group:  # None: a CPU-only scope, memory counted
+    with cgroup_limit(limit_mb, cpu_share=0.5) as group:  # None: a CPU-only scope, memory counted
         assert group.backend == "systemd-run" and group.directory.name.endswith(".scope")
         assert group.cpu_enforced, group.cpu_note
         assert group.pids() == [], "the scope's holder is not one of the group's processes"
-        process = group.popen(allocate(100, marker))
+        process = group.popen(allocate(100, cgroup_marker))
         assert process.wait(timeout=30) == 0
         assert group.peak_mb() >= 100 and group.oom_kills() == 0
     assert not group.directory.exists()

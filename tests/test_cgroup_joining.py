@@ -6,27 +6,14 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import psutil
 import pytest
-from cgroup_helpers import is_live, open_limits
+from cgroup_helpers import is_live
 
 from pipeline.cgroups import (
     MemoryGroupError,
 )
-
-
-@pytest.fixture
-def marker() -> str:
-    """A word unique to the test, in its group names and its children's command lines."""
-    return f"memtest-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def limit(marker, monkeypatch):
-    """resource_limit() with a short grace; no group or child of the test may outlive it."""
-    yield from open_limits(marker, monkeypatch)
 
 
 def wait_for_children(pid: int, count: int) -> list[int]:
@@ -40,12 +27,14 @@ def wait_for_children(pid: int, count: int) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", [None, "none"])
-def test_a_running_process_and_its_children_join_the_group_and_stop_with_it(limit, marker, backend):
-    sleeper = f"{sys.executable} -c 'import time; time.sleep(60)' {marker} & wait"
-    shell = subprocess.Popen(["bash", "-c", sleeper, marker], start_new_session=True)
+def test_a_running_process_and_its_children_join_the_group_and_stop_with_it(
+    cgroup_limit, cgroup_marker, backend
+):
+    sleeper = f"{sys.executable} -c 'import time; time.sleep(60)' {cgroup_marker} & wait"
+    shell = subprocess.Popen(["bash", "-c", sleeper, cgroup_marker], start_new_session=True)
     try:
         (child,) = wait_for_children(shell.pid, 1)
-        with limit(512, backend=backend) as group:
+        with cgroup_limit(512, backend=backend) as group:
             group.join(shell.pid)
             assert sorted(group.pids()) == sorted([shell.pid, child])
         assert shell.wait(timeout=5) == -signal.SIGTERM
@@ -57,11 +46,11 @@ def test_a_running_process_and_its_children_join_the_group_and_stop_with_it(limi
 
 
 @pytest.mark.slow
-def test_a_cpu_only_group_holds_a_process_that_joins_it_to_its_share(limit, marker):
+def test_a_cpu_only_group_holds_a_process_that_joins_it_to_its_share(cgroup_limit, cgroup_marker):
     spin = "import time; end = time.monotonic() + 30\nwhile time.monotonic() < end: pass"
-    busy = subprocess.Popen([sys.executable, "-c", spin, marker])
+    busy = subprocess.Popen([sys.executable, "-c", spin, cgroup_marker])
     try:
-        with limit(None, cpu_share=0.1) as group:
+        with cgroup_limit(None, cpu_share=0.1) as group:
             assert group.cpu_enforced, group.cpu_note
             group.prioritise_cpu()
             group.join(busy.pid)
@@ -79,8 +68,11 @@ def test_a_cpu_only_group_holds_a_process_that_joins_it_to_its_share(limit, mark
     assert cpu_seconds / wall_seconds <= 2 * 0.1 and throttled_periods > 0
 
 
-def test_a_process_that_is_not_running_cannot_join(limit):
+def test_a_process_that_is_not_running_cannot_join(cgroup_limit):
     finished = subprocess.Popen(["true"])
     finished.wait()
-    with limit(64, backend="none") as group, pytest.raises(MemoryGroupError, match="not running"):
+    with (
+        cgroup_limit(64, backend="none") as group,
+        pytest.raises(MemoryGroupError, match="not running"),
+    ):
         group.join(finished.pid)

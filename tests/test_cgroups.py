@@ -11,14 +11,12 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 from cgroup_helpers import (
     ENFORCING,
     allocate,
     is_live,
-    open_limits,
 )
 
 from pipeline import cgroups
@@ -27,23 +25,11 @@ from pipeline.cgroups import (
 )
 
 
-@pytest.fixture
-def marker() -> str:
-    """A word unique to the test, in its group names and its children's command lines."""
-    return f"memtest-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def limit(marker, monkeypatch):
-    """resource_limit() with a short grace; no group or child of the test may outlive it."""
-    yield from open_limits(marker, monkeypatch)
-
-
 @pytest.mark.slow
-def test_a_child_within_the_limit_runs_and_its_peak_is_the_kernels(limit, marker):
-    with limit(512) as group:
+def test_a_child_within_the_limit_runs_and_its_peak_is_the_kernels(cgroup_limit, cgroup_marker):
+    with cgroup_limit(512) as group:
         assert group.enforced and group.backend in ENFORCING
-        process = group.popen(allocate(100, marker))
+        process = group.popen(allocate(100, cgroup_marker))
         assert process.wait(timeout=30) == 0
         assert 100 <= group.peak_mb() < 200
         assert group.oom_kills() == 0 and group.failcnt() == 0
@@ -55,7 +41,7 @@ def test_a_child_within_the_limit_runs_and_its_peak_is_the_kernels(limit, marker
 
 @pytest.mark.slow
 def test_a_file_evicted_from_the_page_cache_is_charged_to_the_group_that_maps_it(
-    limit, marker, tmp_path
+    cgroup_limit, cgroup_marker, tmp_path
 ):
     # A model the pipeline just wrote is cached and charged to the pipeline's own group; a
     # service that mmaps it would look 80 MB smaller than it is on a fresh host.
@@ -66,20 +52,20 @@ def test_a_file_evicted_from_the_page_cache_is_charged_to_the_group_that_maps_it
         "m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ);"
         "sum(m[i] for i in range(0, len(m), 4096))"
     )
-    with limit(512) as group:
-        assert group.popen([sys.executable, "-c", reader, str(model), marker]).wait(30) == 0
+    with cgroup_limit(512) as group:
+        assert group.popen([sys.executable, "-c", reader, str(model), cgroup_marker]).wait(30) == 0
         warm_peak = group.peak_mb()
     cgroups.evict_from_page_cache(model)
-    with limit(512) as group:
-        assert group.popen([sys.executable, "-c", reader, str(model), marker]).wait(30) == 0
+    with cgroup_limit(512) as group:
+        assert group.popen([sys.executable, "-c", reader, str(model), cgroup_marker]).wait(30) == 0
         evicted_peak = group.peak_mb()
     assert warm_peak < 40 and evicted_peak >= warm_peak + 75
 
 
 @pytest.mark.slow
-def test_a_child_over_the_limit_is_oom_killed_and_counted(limit, marker):
-    with limit(256) as group:
-        process = group.popen(allocate(700, marker))
+def test_a_child_over_the_limit_is_oom_killed_and_counted(cgroup_limit, cgroup_marker):
+    with cgroup_limit(256) as group:
+        process = group.popen(allocate(700, cgroup_marker))
         assert process.wait(timeout=30) == -signal.SIGKILL
         assert group.oom_kills() >= 1 and group.failcnt() >= 1
         assert 0.9 * 256 <= group.peak_mb() <= 257
@@ -87,17 +73,20 @@ def test_a_child_over_the_limit_is_oom_killed_and_counted(limit, marker):
 
 
 @pytest.mark.slow
-def test_processes_started_in_one_group_share_its_limit(limit, marker):
-    with limit(256) as group:
-        children = [group.popen(allocate(180, marker, hold_seconds=1.5)) for _ in range(2)]
+def test_processes_started_in_one_group_share_its_limit(cgroup_limit, cgroup_marker):
+    with cgroup_limit(256) as group:
+        children = [group.popen(allocate(180, cgroup_marker, hold_seconds=1.5)) for _ in range(2)]
         assert sorted(child.wait(timeout=30) for child in children) == [-signal.SIGKILL, 0]
         assert group.oom_kills() == 1
 
 
 @pytest.mark.slow
-def test_a_shell_command_and_its_children_run_in_the_group_and_die_with_it(limit, marker):
-    with limit(512) as group:
-        shell = group.popen(f"{sys.executable} -c 'import time; time.sleep(60)' {marker} & wait")
+def test_a_shell_command_and_its_children_run_in_the_group_and_die_with_it(
+    cgroup_limit, cgroup_marker
+):
+    with cgroup_limit(512) as group:
+        sleeper = f"{sys.executable} -c 'import time; time.sleep(60)' {cgroup_marker} & wait"
+        shell = group.popen(sleeper)
         deadline = time.monotonic() + 5
         while len(group.pids()) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -108,9 +97,9 @@ def test_a_shell_command_and_its_children_run_in_the_group_and_die_with_it(limit
 
 
 @pytest.mark.slow
-def test_an_exception_inside_the_block_still_kills_and_removes(limit, marker):
-    with pytest.raises(RuntimeError, match="the caller failed"), limit(512) as group:
-        process = group.popen(allocate(10, marker, hold_seconds=60))
+def test_an_exception_inside_the_block_still_kills_and_removes(cgroup_limit, cgroup_marker):
+    with pytest.raises(RuntimeError, match="the caller failed"), cgroup_limit(512) as group:
+        process = group.popen(allocate(10, cgroup_marker, hold_seconds=60))
         raise RuntimeError("the caller failed")
     assert process.returncode == -signal.SIGTERM
     assert not group.directory.exists()
@@ -126,10 +115,12 @@ def ctrl_c_raises():
 
 
 @pytest.mark.slow
-def test_ctrl_c_inside_the_block_still_kills_and_removes(limit, marker, ctrl_c_raises):
+def test_ctrl_c_inside_the_block_still_kills_and_removes(
+    cgroup_limit, cgroup_marker, ctrl_c_raises
+):
     handler = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt), limit(512) as group:
-        process = group.popen(allocate(10, marker, hold_seconds=60))
+    with pytest.raises(KeyboardInterrupt), cgroup_limit(512) as group:
+        process = group.popen(allocate(10, cgroup_marker, hold_seconds=60))
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(5)  # the KeyboardInterrupt lands here
     assert process.returncode == -signal.SIGTERM
@@ -138,13 +129,15 @@ def test_ctrl_c_inside_the_block_still_kills_and_removes(limit, marker, ctrl_c_r
 
 
 @pytest.mark.slow
-def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(limit, marker):
+def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(cgroup_limit, cgroup_marker):
     stubborn = (
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
         "print('ready', flush=True); time.sleep(60)"
     )
-    with limit(512, term_grace_seconds=1.0) as group:
-        process = group.popen([sys.executable, "-c", stubborn, marker], stdout=subprocess.PIPE)
+    with cgroup_limit(512, term_grace_seconds=1.0) as group:
+        process = group.popen(
+            [sys.executable, "-c", stubborn, cgroup_marker], stdout=subprocess.PIPE
+        )
         assert process.stdout.readline() == b"ready\n"
         leaving = time.monotonic()
     # The grace was given (a busy machine only lengthens it), and the child was killed rather
@@ -155,10 +148,10 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(limit, ma
 
 
 @pytest.mark.slow
-def test_without_a_cgroup_the_peak_is_sampled_and_not_enforced(limit, marker, caplog):
-    with caplog.at_level(logging.WARNING), limit(512, backend="none") as group:
+def test_without_a_cgroup_the_peak_is_sampled_and_not_enforced(cgroup_limit, cgroup_marker, caplog):
+    with caplog.at_level(logging.WARNING), cgroup_limit(512, backend="none") as group:
         assert not group.enforced and group.backend == "none"
-        process = group.popen(allocate(100, marker, hold_seconds=0.6))
+        process = group.popen(allocate(100, cgroup_marker, hold_seconds=0.6))
         assert process.wait(timeout=30) == 0
         assert 100 <= group.peak_mb() < 250
         assert group.oom_kills() == 0 and group.failcnt() == 0
@@ -166,7 +159,7 @@ def test_without_a_cgroup_the_peak_is_sampled_and_not_enforced(limit, marker, ca
 
 
 @pytest.mark.slow
-def test_a_cpu_share_holds_a_busy_child_to_its_quota(limit, marker):
+def test_a_cpu_share_holds_a_busy_child_to_its_quota(cgroup_limit, cgroup_marker):
     # One second of wall time spinning: CPU over wall is about 1 unconfined. The quota is a
     # ceiling (0.1 CPU per 100 ms period), so a busy machine can only lower the ratio.
     spin = (
@@ -174,10 +167,10 @@ def test_a_cpu_share_holds_a_busy_child_to_its_quota(limit, marker):
         "while time.monotonic() < start + 1.0: pass\n"
         "print(time.process_time() - cpu, time.monotonic() - start)"
     )
-    with limit(512, cpu_share=0.1) as group:
+    with cgroup_limit(512, cpu_share=0.1) as group:
         assert group.cpu_enforced, group.cpu_note
         group.prioritise_cpu()  # first in line for its quota, however busy the host
-        process = group.popen([sys.executable, "-c", spin, marker], stdout=subprocess.PIPE)
+        process = group.popen([sys.executable, "-c", spin, cgroup_marker], stdout=subprocess.PIPE)
         cpu_seconds, wall_seconds = map(float, process.communicate(timeout=60)[0].split())
         throttled_periods, throttled_seconds = group.cpu_throttling()
     assert cpu_seconds / wall_seconds <= 2 * 0.1, (cpu_seconds, wall_seconds)
@@ -186,12 +179,14 @@ def test_a_cpu_share_holds_a_busy_child_to_its_quota(limit, marker):
 
 
 @pytest.mark.slow
-def test_the_group_counts_its_cpu_in_the_kernels_accounting_and_its_wait_for_a_cpu(limit, marker):
+def test_the_group_counts_its_cpu_in_the_kernels_accounting_and_its_wait_for_a_cpu(
+    cgroup_limit, cgroup_marker
+):
     # 0.3 CPU-seconds of work: the kernel charges them to the group, whatever the host does.
     burn = "import time; end = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
-    with limit(512) as group:
+    with cgroup_limit(512) as group:
         prioritised = group.prioritise_cpu()
-        process = group.popen([sys.executable, "-c", burn, marker])
+        process = group.popen([sys.executable, "-c", burn, cgroup_marker])
         assert process.wait(timeout=60) == 0
         used, waited = group.cpu_usage_seconds(), group.cpu_wait_seconds()
     assert 0.3 <= used < 0.3 + 1.0, "the work plus Python's start, counted after the exit"

@@ -3,12 +3,15 @@ same candidate from a second clone, and a user's own model by params.yaml alone.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from clones import SHORT_GATE, clone_of, dvc, git
+from shared_builds import built_once
 
 from pipeline.paths import REPO_ROOT
 from service.bundle import sha256_of
@@ -16,56 +19,10 @@ from service.bundle import sha256_of
 pytestmark = pytest.mark.slow
 
 
-def dvc(clone: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run dvc in the clone with the project's Python first on PATH, as `make demo` does."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("PIPELINE_WORKSPACE", None)
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), *args],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
-def git(clone: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=clone, check=True, capture_output=True, text=True
-    ).stdout
-
-
-def clone_of(source: Path, clone: Path) -> Path:
-    """A git clone of `source` with its own identity (`dvc exp run` commits, CI may have none)."""
-    # The pipeline needs no Git LFS file (only docs/benchmark.png is one), and a checkout that
-    # was itself cloned without git-lfs, as CI's is, holds only the pointer, not the object:
-    # smudging it would fail the clone. So the clone keeps pointers, now and on later checkouts.
-    subprocess.run(
-        ["git", "clone", "-q", str(source), str(clone)],
-        env={**os.environ, "GIT_LFS_SKIP_SMUDGE": "1"},
-        check=True,
-    )
-    git(clone, "lfs", "install", "--local", "--skip-smudge")
-    git(clone, "config", "user.name", "Pipeline Test")
-    git(clone, "config", "user.email", "pipeline-test@example.com")
-    return clone
-
-
-# These tests prove DVC's way through the stages, not a plan's timing: the gate runs its
-# whole course with fewer requests, one worst-case round and small bodies (the largest
-# worst-case bodies at 0.1 CPU are most of a full gate's time).
-SHORT_GATE = {
-    "requests": 120,
-    "cost_worst_case_rounds": 1,
-    "service_env": {"MAX_BODY_BYTES": str(256 * 1024)},
-}
-
-
-@pytest.fixture(scope="module")
-def fresh_clone(tmp_path_factory) -> Path:
-    """A git clone of this repository's HEAD, with a smaller demo to keep the run short."""
-    clone = clone_of(REPO_ROOT, tmp_path_factory.mktemp("clone") / "repo")
+def reproduce(folder: Path) -> None:
+    """A git clone of this repository's HEAD in `folder`/repo, with a smaller demo to keep the
+    run short, after one full `dvc repro`."""
+    clone = clone_of(REPO_ROOT, folder / "repo")
     params_path = clone / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     params["demo_model"].update(train_samples=300, heldout_samples=60, epochs=3)
@@ -73,15 +30,24 @@ def fresh_clone(tmp_path_factory) -> Path:
     params["gate"].update(SHORT_GATE)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     git(clone, "commit", "-qam", "smaller demo for the test")
-    return clone
-
-
-@pytest.fixture(scope="module")
-def reproduced(fresh_clone) -> Path:
-    """The fresh clone after one full `dvc repro`."""
-    completed = dvc(fresh_clone, "repro")
+    completed = dvc(clone, "repro")
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    return fresh_clone
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory) -> Path:
+    """A fresh clone of this repository after one full `dvc repro`, made once per run: read it,
+    or take `reproduced_copy` to run dvc or git in it."""
+    return built_once(tmp_path_factory, "reproduced", reproduce) / "repo"
+
+
+@pytest.fixture
+def reproduced_copy(reproduced, tmp_path) -> Path:
+    """A copy of the reproduced clone for one test, which dvc and git may change."""
+    copy = tmp_path / "repo"
+    shutil.copytree(reproduced, copy, symlinks=True)
+    yield copy
+    shutil.rmtree(copy, ignore_errors=True)
 
 
 def test_repro_builds_every_stage_from_a_fresh_clone(reproduced):
@@ -91,28 +57,28 @@ def test_repro_builds_every_stage_from_a_fresh_clone(reproduced):
 
 
 def test_a_second_clone_rebuilds_the_same_candidate_and_leaves_git_clean(
-    reproduced, tmp_path_factory
+    reproduced_copy, tmp_path_factory
 ):
-    git(reproduced, "add", "-A")
-    git(reproduced, "commit", "-qm", "the pipeline's results")
-    second = clone_of(reproduced, tmp_path_factory.mktemp("second") / "repo")
+    git(reproduced_copy, "add", "-A")
+    git(reproduced_copy, "commit", "-qm", "the pipeline's results")
+    second = clone_of(reproduced_copy, tmp_path_factory.mktemp("second") / "repo")
     completed = dvc(second, "repro")
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "Running stage 'demo/dvc.yaml:demo_model'" in completed.stdout
-    first_sha = sha256_of(reproduced / "build" / "candidate" / "model.tflite")
+    first_sha = sha256_of(reproduced_copy / "build" / "candidate" / "model.tflite")
     assert sha256_of(second / "build" / "candidate" / "model.tflite") == first_sha
     assert git(second, "status", "--porcelain") == ""
 
 
-def test_a_second_repro_does_nothing(reproduced):
-    completed = dvc(reproduced, "repro")
+def test_a_second_repro_does_nothing(reproduced_copy):
+    completed = dvc(reproduced_copy, "repro")
     assert completed.returncode == 0
     assert "Data and pipelines are up to date." in completed.stdout
     assert "Running stage" not in completed.stdout
 
 
-def test_metrics_show_lists_the_verdicts(reproduced):
-    completed = dvc(reproduced, "metrics", "show", "--json")
+def test_metrics_show_lists_the_verdicts(reproduced_copy):
+    completed = dvc(reproduced_copy, "metrics", "show", "--json")
     assert completed.returncode == 0, completed.stderr
     metrics = json.loads(completed.stdout)[""]["data"]
     for stage in ("convert", "parity", "gate"):
@@ -120,14 +86,14 @@ def test_metrics_show_lists_the_verdicts(reproduced):
     assert len(metrics["reports/metrics/convert.json"]["data"]["sha"]) == 8
 
 
-def test_metrics_show_fits_a_terminal(reproduced):
-    completed = dvc(reproduced, "metrics", "show")
+def test_metrics_show_fits_a_terminal(reproduced_copy):
+    completed = dvc(reproduced_copy, "metrics", "show")
     assert completed.returncode == 0, completed.stderr
     assert max(map(len, completed.stdout.splitlines())) <= 120, completed.stdout
 
 
-def test_an_experiment_with_float16_converts_and_passes_parity(reproduced):
-    completed = dvc(reproduced, "exp", "run", "-S", "convert.quantization=float16")
+def test_an_experiment_with_float16_converts_and_passes_parity(reproduced_copy):
+    completed = dvc(reproduced_copy, "exp", "run", "-S", "convert.quantization=float16")
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert "parity passed for float16" in completed.stdout + completed.stderr
 

@@ -18,26 +18,18 @@ from gate_helpers import (
     QUICK,
     failure_line,
     gate,
-    groups_before_the_test,
     leftovers,
     serving_wrapped_app,
 )
 from workspaces import workspace_like
 
 from benchmarks.gate_steadiness import MAX_RATIO, TIMINGS, busy_processes
-from pipeline.cgroups import existing_groups
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
 from pipeline.verdicts import read_json
 from service.bundle import sha256_of
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def gate_groups_before():
-    """The gate groups that exist before a test: another gate's, never this test's to answer for."""
-    groups_before_the_test.clear()
-    groups_before_the_test.update(existing_groups("gate"))
+# Each test answers only for the gate groups it leaves: tests/conftest.py's gate_groups_before.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("gate_groups_before")]
 
 
 def test_the_demo_on_render_free_reports_plan_limits_series_and_fit(checked_workspace, tmp_path):

@@ -21,25 +21,18 @@ from gate_helpers import (
     failure_line,
     gate,
     gate_under_load,
-    groups_before_the_test,
     leftovers,
     serving_wrapped_app,
 )
 from workspaces import workspace_like
 
-from pipeline.cgroups import evict_from_page_cache, existing_groups
+from pipeline.cgroups import evict_from_page_cache
 from pipeline.gate.preflight import bundle_mb
 from pipeline.verdicts import read_json
 from service.bundle import sha256_of
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def gate_groups_before():
-    """The gate groups that exist before a test: another gate's, never this test's to answer for."""
-    groups_before_the_test.clear()
-    groups_before_the_test.update(existing_groups("gate"))
+# Each test answers only for the gate groups it leaves: tests/conftest.py's gate_groups_before.
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("gate_groups_before")]
 
 
 def test_a_service_slower_to_start_than_the_plan_allows_fails_naming_the_figure(

@@ -1,27 +1,30 @@
 """Hostile requests against render.yaml's real server on loopback: malformed HTTP over raw
-sockets, a forged log line, a bounded fuzz campaign, and a model file changed under the
-worker. Every loop is bounded in count and time; the service never answers 5xx or hangs.
+sockets, a forged log line, a bounded fuzz campaign, a model file changed under the worker,
+and JSON bodies that expand in memory, in a real 256 MB group. Every loop is bounded in count
+and time; the service never answers 5xx or hangs.
 """
 
+import os
 import random
 import shutil
 import socket
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
 import requests
 
+from pipeline.cgroups import memory_limit
+from pipeline.gate.render_service import RenderWebService, free_port
+from pipeline.paths import REPO_ROOT
+
 pytestmark = pytest.mark.slow
 FLOAT32 = "application/octet-stream"
-
-
-@pytest.fixture(scope="module")
-def sample(demo_workspace) -> np.ndarray:
-    """One raw held-out sample of the demo."""
-    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
-        return heldout["X"][0].astype("<f4")
 
 
 def raw_exchange(port: int, request: bytes, timeout: float = 5) -> bytes:
@@ -152,3 +155,93 @@ def test_a_model_file_changed_under_the_worker_never_crashes_it(
         requests.get(f"{service.url}/api/health/", timeout=5).json()["worker_pid"]
         == first["worker_pid"]
     )
+
+
+def test_expanding_json_bodies_are_refused_before_they_are_materialised(
+    candidate_dir, sample, tmp_path
+):
+    port = free_port()
+    render = RenderWebService.read(REPO_ROOT / "render.yaml")
+    env = {
+        **os.environ,
+        **render.env,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PORT": str(port),
+        "MODEL_DIR": str(candidate_dir),
+    }
+    url = f"http://127.0.0.1:{port}"
+    empty_lists = b'{"instances": [' + b"[[]]," * ((8 << 20) // 5) + b"[[]]]}"
+    ones = b'{"instances": [' + b"1.5," * (6 << 20) + b"1.5]}"
+    full_batch = orjson.dumps({"instances": np.repeat(sample[None], 64, axis=0).tolist()})
+    # Parsed whole, 8 MiB of [[]] would raise the worker by ~370 MB (FACTS.md): two at once
+    # would be OOM-killed in this 256 MB group.
+    with memory_limit(256, name_prefix="hostile") as group:
+        group.popen(
+            render.start_command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                before = requests.get(f"{url}/api/health/", timeout=1).json()
+                break
+            except requests.RequestException:
+                time.sleep(0.05)
+        answers: list = []
+
+        def post(body: bytes) -> None:
+            answers.append(
+                requests.post(
+                    f"{url}/api/predict/",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                    timeout=60,
+                )
+            )
+
+        threads = [
+            threading.Thread(target=post, args=(b,)) for b in (empty_lists, empty_lists, ones)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=90)
+        refused = sorted(answer.status_code for answer in answers)
+        assert all(400 <= status < 500 or status == 503 for status in refused), [
+            (a.status_code, a.text[:200]) for a in answers
+        ]
+        # Alone, so the answer is the structure check's, never a shed (the three above race
+        # for one admission and one large-parse slot: whichever is read first is judged).
+        alone = requests.post(
+            f"{url}/api/predict/",
+            data=empty_lists,
+            headers={"Content-Type": "application/json"},
+            timeout=60,
+        )
+        assert alone.status_code == 413 and "JSON lists" in alone.text, alone.text[:300]
+        # The same expansion as an Open Inference Protocol tensor's data.
+        v2_empty_lists = (
+            b'{"inputs": [{"name": "input", "shape": [1, 65, 243], "datatype": "FP32", "data": ['
+            + b"[[]]," * ((8 << 20) // 5)
+            + b"[[]]]}]}"
+        )
+        v2 = requests.post(f"{url}/v2/models/model/infer", data=v2_empty_lists, timeout=60)
+        assert v2.status_code == 413 and "JSON lists" in v2.json()["error"], v2.text[:300]
+        # A JSON client can still send MAX_BATCH (64) real samples in one request.
+        batch = requests.post(
+            f"{url}/api/predict/",
+            data=full_batch,
+            headers={"Content-Type": "application/json"},
+            timeout=120,
+        )
+        assert batch.status_code == 200 and len(batch.json()["predictions"]) == 64, batch.text[:300]
+        after = requests.get(f"{url}/api/health/", timeout=5).json()
+        assert after["worker_pid"] == before["worker_pid"], "the worker died and was replaced"
+        assert group.oom_kills() == 0
+        print(
+            f"worker RSS {before['worker_memory_mb']} -> {after['worker_memory_mb']} MB, "
+            f"group peak {group.peak_mb():.1f} MB"
+        )

@@ -11,13 +11,6 @@ MAX_DIFFERENCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def samples(demo_workspace) -> np.ndarray:
-    """Raw held-out samples of the demo."""
-    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
-        return heldout["X"][:6].astype(np.float32)
-
-
-@pytest.fixture(scope="module")
 def client(demo_service):
     """Triton's HTTP client on the running service."""
     client = triton.InferenceServerClient(url=demo_service.url.removeprefix("http://"))
@@ -65,15 +58,16 @@ def test_triton_client_sees_server_and_model_live_ready_and_described(client, mo
 @pytest.mark.slow
 @pytest.mark.parametrize("binary", [False, True], ids=["json tensors", "binary tensors"])
 def test_triton_infer_equals_api_predict(client, demo_service, model, samples, binary):
+    batch = samples[:6]
     labels = requests.get(f"{demo_service.url}/api/metadata/", timeout=5).json()["labels"]
-    tensor = triton.InferInput("input", list(samples.shape), "FP32")
-    tensor.set_data_from_numpy(samples, binary_data=binary)
+    tensor = triton.InferInput("input", list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch, binary_data=binary)
     wanted = [triton.InferRequestedOutput("probability", binary_data=binary)]
     result = client.infer(model["name"], [tensor], outputs=wanted, request_id="r-7")
     outputs = result.as_numpy("probability")
-    assert outputs.shape == (len(samples), len(labels)) and outputs.dtype == np.float32
+    assert outputs.shape == (len(batch), len(labels)) and outputs.dtype == np.float32
     assert result.get_response()["id"] == "r-7"
-    expected = api_predict_outputs(demo_service, samples, labels)
+    expected = api_predict_outputs(demo_service, batch, labels)
     assert np.abs(outputs - expected).max() < MAX_DIFFERENCE
     # No outputs named: tritonclient asks for all of them in binary, by version too.
     versioned = client.infer(model["name"], [tensor], model_version=model["version"])

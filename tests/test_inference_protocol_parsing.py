@@ -12,13 +12,6 @@ from service.app import create_app
 from service.tensor_json import split_flat_data
 
 
-@pytest.fixture(scope="module")
-def samples(demo_workspace) -> np.ndarray:
-    """Raw held-out samples of the demo."""
-    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
-        return heldout["X"][:6].astype(np.float32)
-
-
 def call(app, method: str, path: str, body: bytes = b"", **environ) -> tuple[int, dict, bytes]:
     """One request through the WSGI callable: status, headers and raw body."""
     statuses, headers = [], {}
@@ -48,9 +41,9 @@ def infer_body(samples: np.ndarray, **input_overrides) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def app(candidate_dir):
-    """The WSGI app built by its factory, in this process, at a MAX_BATCH of 4."""
-    return create_app(candidate_dir, max_batch=4)
+def app_settings() -> dict:
+    """MAX_BATCH 4: a request of 5 samples is over it."""
+    return {"max_batch": 4}
 
 
 def refusal(app, body: bytes, path: str = "/v2/models/model/infer", **environ) -> tuple[int, str]:

@@ -3,8 +3,8 @@ where they change no answer, so the user's own file converts and passes parity a
 
 import numpy as np
 import pytest
-from test_user_models import convert_and_check
 from user_files import save_as_keras2_h5, write_user_files
+from workspaces import convert_and_check
 
 from pipeline.inputs.files import InputFileError, InputPaths
 from pipeline.inputs.keras_model import load_keras_model

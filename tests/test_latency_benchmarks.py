@@ -6,27 +6,12 @@
 
 import io
 
-import numpy as np
 import orjson
 import pytest
 
-from service.app import create_app
 from service.body import json_instances
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def app(candidate_dir):
-    """The WSGI app on the demo candidate, built by its factory."""
-    return create_app(candidate_dir)
-
-
-@pytest.fixture(scope="module")
-def samples(demo_workspace) -> np.ndarray:
-    """Raw held-out samples as float32."""
-    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
-        return heldout["X"][:16].astype("<f4")
 
 
 def post(app, body: bytes, content_type: str) -> int:

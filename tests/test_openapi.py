@@ -4,7 +4,6 @@ import io
 import json
 
 import jsonschema
-import numpy as np
 import pytest
 import requests
 from openapi_spec_validator import validate
@@ -84,7 +83,7 @@ def test_the_document_states_the_limits_and_shape_the_service_enforces(candidate
 
 
 def test_the_schemas_accept_what_the_service_accepts_and_refuse_what_it_refuses(
-    candidate_dir, demo_workspace
+    candidate_dir, heldout_samples
 ):
     app = create_app(candidate_dir, max_batch=2)
     document = json.loads(app.openapi_payload)
@@ -93,8 +92,7 @@ def test_the_schemas_accept_what_the_service_accepts_and_refuse_what_it_refuses(
         schema = {**document["components"]["schemas"][name], "components": document["components"]}
         return jsonschema.Draft202012Validator(schema)
 
-    with np.load(demo_workspace.demo_dir / "heldout.npz") as heldout:
-        samples = heldout["X"][:3].astype(np.float32)
+    samples = heldout_samples[:3]
     good = {"inputs": [{"name": "input", "shape": [2, 65, 243], "datatype": "FP32"}]}
     good["inputs"][0]["data"] = samples[:2].ravel().tolist()
     too_many = {"inputs": [{**good["inputs"][0], "shape": [3, 65, 243]}]}

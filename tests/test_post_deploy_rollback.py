@@ -4,7 +4,8 @@ calls it, on a repository with two real releases pushed through Git LFS to a bar
 import subprocess
 
 import pytest
-from test_promote import fresh_clone, make_release_repo, promote
+from clones import fresh_clone
+from release_repos import promote
 from workflow_runner import VENV_BIN, find_step, run_step
 
 from pipeline.paths import WORKSPACE_ENV
@@ -18,10 +19,8 @@ def git(cwd, *args: str) -> str:
     ).stdout.strip()
 
 
-def test_the_rollback_step_rolls_the_branch_back_and_pushes(
-    checked_workspace, gated_workspace, tmp_path
-):
-    workspace, remote = make_release_repo(checked_workspace, gated_workspace, tmp_path)
+def test_the_rollback_step_rolls_the_branch_back_and_pushes(release_repo, tmp_path):
+    workspace, remote = release_repo
     root = workspace.root
     assert promote(workspace).returncode == 0
     # A second release of the same model: the service it ships with changed.

@@ -8,22 +8,12 @@ import subprocess
 
 import pytest
 import yaml
-from test_promote import build_candidate, git, make_release_repo, promote, refuse
+from clones import git
+from release_repos import build_candidate, promote, refs, refuse
 
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def release_repo(checked_workspace, gated_workspace, tmp_path):
-    """A git repository with a bare remote and a real candidate that passed every gate."""
-    return make_release_repo(checked_workspace, gated_workspace, tmp_path)
-
-
-def refs(repository) -> str:
-    """Every branch and tag with its commit, as `git show-ref` lists them."""
-    return git(repository, "show-ref", "--heads", "--tags")
 
 
 def test_a_params_change_since_the_gate_ran_is_refused(release_repo):

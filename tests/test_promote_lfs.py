@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from test_promote import git, make_release_repo, promote, refuse, snapshot
-from test_smoke import smoke
+from clones import git
+from release_repos import promote, refuse, snapshot
+from smoke_runner import smoke
 
 from service.bundle import sha256_of
 
@@ -19,9 +20,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def released(checked_workspace, gated_workspace, tmp_path):
+def released(release_repo):
     """A repository whose candidate is promoted as model-v1 to a real bare remote."""
-    workspace, remote = make_release_repo(checked_workspace, gated_workspace, tmp_path)
+    workspace, remote = release_repo
     completed = promote(workspace)
     assert completed.returncode == 0, completed.stderr
     return workspace, remote

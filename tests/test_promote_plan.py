@@ -6,7 +6,8 @@ import json
 
 import pytest
 import yaml
-from test_promote import git, make_release_repo, promote, refuse
+from clones import git
+from release_repos import make_release_repo, promote, refuse
 from workspaces import deploy_on, run_stage
 
 pytestmark = pytest.mark.slow
@@ -37,8 +38,9 @@ def test_a_candidate_gated_on_starter_is_not_shipped_while_render_yaml_deploys_f
     assert git(remote, "tag", "--list") == ""
 
 
-def test_the_release_records_the_plan_gated_and_the_plan_deployed(release_repo_roomy):
-    workspace, _ = release_repo_roomy
+def test_the_release_records_the_plan_gated_and_the_plan_deployed(release_repo):
+    # The fixture's render.yaml deploys the plan its real gate verdict passed (roomy).
+    workspace, _ = release_repo
     dry = promote(workspace, "--dry-run")
     assert "gated on plan roomy, the plan render.yaml deploys" in dry.stdout, dry.stderr
     completed = promote(workspace)
@@ -49,9 +51,3 @@ def test_the_release_records_the_plan_gated_and_the_plan_deployed(release_repo_r
     assert manifest["deployment"] == {"gated": ran, "deployed": ran}
     report = (workspace.release_dir / "release.md").read_text()
     assert "Gated on plan roomy; render.yaml deploys it as gated (plan roomy, CPU_SHARE 2" in report
-
-
-@pytest.fixture
-def release_repo_roomy(checked_workspace, gated_workspace, tmp_path):
-    """A repository whose render.yaml deploys the plan its real gate verdict passed (roomy)."""
-    return make_release_repo(checked_workspace, gated_workspace, tmp_path)

@@ -5,19 +5,13 @@ repositories exactly as they were."""
 
 import numpy as np
 import pytest
-from test_promote import make_release_repo, refuse
+from release_repos import refuse
 from workspaces import swap_model
 
 from pipeline.verdicts import GATE_STAGES, read_json, write_json, write_verdict
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def release_repo(checked_workspace, gated_workspace, tmp_path):
-    """A git repository with a bare remote and a real candidate that passed every gate."""
-    return make_release_repo(checked_workspace, gated_workspace, tmp_path)
 
 
 def test_the_real_verdicts_are_what_promote_judges(release_repo):

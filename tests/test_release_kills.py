@@ -8,6 +8,7 @@ import json
 import shutil
 
 import pytest
+from clones import git
 from kill_trials import (
     DURATION_FILE,
     PROMOTE_WORDS,
@@ -20,7 +21,6 @@ from kill_trials import (
     finished,
     kill_at_random,
 )
-from test_promote import git
 
 pytestmark = pytest.mark.slow
 # 80 promote kills and 20 rollback kills, in cases xdist spreads over its workers.

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from clones import git
 from kill_trials import TEMPLATE_REMOTE, assert_one_release, command_env, copy_of, finished
-from test_promote import git
 
 pytestmark = pytest.mark.slow
 

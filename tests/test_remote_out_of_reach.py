@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clones import git
 from kill_trials import TEMPLATE_REMOTE, copy_of, finished
-from test_promote import git, make_release_repo, promote
-from test_release_faults import set_promote_param
+from release_repos import promote, set_promote_param
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
 
@@ -66,11 +66,11 @@ def wait_until(condition, what: str) -> None:
 
 
 @pytest.fixture
-def daemon_remote(checked_workspace, gated_workspace, tmp_path):
+def daemon_remote(release_repo, tmp_path):
     """A release repository whose origin is a `git daemon` (git://) with receive-pack
     enabled, started in a session of its own, and whose LFS objects go to the bare repository
     through file://; stopped after the test."""
-    workspace, remote = make_release_repo(checked_workspace, gated_workspace, tmp_path)
+    workspace, remote = release_repo
     gate = HeldPushes(tmp_path / "held")
     gate.folder.mkdir()
     hook = remote / "hooks" / "pre-receive"

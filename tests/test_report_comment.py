@@ -3,14 +3,12 @@ first, unchanged figures folded away, the gate's charts drawn inline by GitHub (
 
 import re
 
-from test_report import candidate_sha256, markdown, verdicts, workspace, write_reports
-
-__all__ = ["workspace"]  # the fixture, used by name
+from report_helpers import candidate_sha256, markdown, verdicts, write_reports
 
 
-def test_the_comment_leads_with_the_verdict_and_what_changed(workspace):
-    write_reports(workspace, verdicts(candidate_sha256(workspace), peak_mb=75.2))
-    text = markdown(workspace, "--base", "main")
+def test_the_comment_leads_with_the_verdict_and_what_changed(report_workspace):
+    write_reports(report_workspace, verdicts(candidate_sha256(report_workspace), peak_mb=75.2))
+    text = markdown(report_workspace, "--base", "main")
     headings = re.findall(r"^#{2,3} (.+)$", text, re.M)
     assert headings[:3] == ["✅ Release report: PASSED", "What changed", "Verdicts"], headings
     changed = text[text.index("### What changed") : text.index("<details>")]
@@ -23,9 +21,9 @@ def test_the_comment_leads_with_the_verdict_and_what_changed(workspace):
     assert "| parity | top1_agreement | ≥ 0.99 | 1 | 1 | 0 | unchanged |" in folded
 
 
-def test_a_failed_figure_is_never_folded_away(workspace):
-    write_reports(workspace, verdicts(candidate_sha256(workspace), peak_mb=530.0))
-    text = markdown(workspace, "--base", "main")
+def test_a_failed_figure_is_never_folded_away(report_workspace):
+    write_reports(report_workspace, verdicts(candidate_sha256(report_workspace), peak_mb=530.0))
+    text = markdown(report_workspace, "--base", "main")
     assert (
         text.index("### Why it failed") < text.index("### What changed") < text.index("<details>")
     )
@@ -33,9 +31,11 @@ def test_a_failed_figure_is_never_folded_away(workspace):
     assert "peak_memory_mb" not in folded
 
 
-def test_the_gate_charts_are_mermaid_with_base_beside_candidate_and_the_limit_as_a_line(workspace):
-    write_reports(workspace, verdicts(candidate_sha256(workspace), cold_s=2.0))
-    text = markdown(workspace, "--base", "main")
+def test_the_gate_charts_are_mermaid_with_base_beside_candidate_and_the_limit_as_a_line(
+    report_workspace,
+):
+    write_reports(report_workspace, verdicts(candidate_sha256(report_workspace), cold_s=2.0))
+    text = markdown(report_workspace, "--base", "main")
     charts = re.findall(r"```mermaid\n(.*?)```", text, re.S)
     cold_start = next(chart for chart in charts if "Cold start" in chart)
     assert 'x-axis ["main", "candidate"]' in cold_start

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import release_history as history
 import yaml
-from test_dvc_pipeline import clone_of, dvc, git
-from test_promote import write_gate_verdict
+from clones import clone_of, dvc, git
+from release_repos import write_gate_verdict
 from user_files import write_user_files
 
 from pipeline.paths import REPO_ROOT, Workspace

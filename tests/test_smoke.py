@@ -1,71 +1,49 @@
 """The post-deploy smoke check against real services on loopback."""
 
 import json
-import os
 import re
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
+from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from service_runner import RunningService
+from shared_builds import built_once
+from smoke_runner import smoke
 from workspaces import swap_model, workspace_like
 
 from pipeline.gate.render_service import free_port
 from pipeline.params import load_params
-from pipeline.paths import REPO_ROOT
+from pipeline.paths import Workspace
 from pipeline.release.bundle import write_release
 from pipeline.verdicts import write_verdict
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def release_dir(checked_workspace, gated_workspace, tmp_path_factory):
-    """A promoted bundle (release/) for the demo candidate, golden set included."""
-    workspace = workspace_like(checked_workspace, tmp_path_factory.mktemp("rel") / "ws")
-    # Each real verdict as its stage writes it here: the fingerprint names this workspace.
-    for stage, source in (
-        ("convert", checked_workspace),
-        ("parity", checked_workspace),
-        ("gate", gated_workspace),
-    ):
-        verdict = json.loads(source.report_path(stage).read_text())
-        verdict.pop("inputs_fingerprint", None)
-        write_verdict(workspace, stage, verdict)
-    params = load_params(workspace)
-    write_release(workspace, workspace.release_dir, 1, "model-v1", "0" * 40, params)
-    return workspace.release_dir
+    """A promoted bundle (release/) for the demo candidate, golden set included, made once per
+    run; a test that changes it copies it."""
 
+    def build(folder: Path) -> None:
+        workspace = workspace_like(checked_workspace, folder / "ws")
+        # Each real verdict as its stage writes it here: the fingerprint names this workspace.
+        for stage, source in (
+            ("convert", checked_workspace),
+            ("parity", checked_workspace),
+            ("gate", gated_workspace),
+        ):
+            verdict = json.loads(source.report_path(stage).read_text())
+            verdict.pop("inputs_fingerprint", None)
+            write_verdict(workspace, stage, verdict)
+        params = load_params(workspace)
+        write_release(workspace, workspace.release_dir, 1, "model-v1", "0" * 40, params)
 
-def smoke(
-    url: str, manifest, deadline: float = 20, report_path=None, **env
-) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "checks.smoke",
-            "--url",
-            url,
-            "--manifest",
-            str(manifest),
-            "--deadline",
-            str(deadline),
-            "--first-wait",
-            "0.2",
-            *(["--report", str(report_path)] if report_path else []),
-        ],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=deadline + 60,
-        env={**os.environ, **env},
-    )
+    return Workspace(built_once(tmp_path_factory, "release", build) / "ws").release_dir
 
 
 def test_a_healthy_service_with_the_promoted_model_passes(start_service, release_dir, tmp_path):

@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_dvc_pipeline import clone_of, dvc, git
-from test_user_release import python
+from clones import clone_of, dvc, git, python
 from user_files import class_signal_samples, trained_dense_classifier, write_user_files
 
 from pipeline.paths import REPO_ROOT

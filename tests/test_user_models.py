@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 import requests
+from app_helpers import FLOAT32
 from user_files import class_signal_samples, write_user_files
-from workspaces import make_workspace, run_stage
+from workspaces import convert_and_check, make_workspace, run_stage
 
 from pipeline.verdicts import read_json
 
 pytestmark = pytest.mark.slow
-FLOAT32 = {"Content-Type": "application/octet-stream"}
 # A model's labels in its own output order, which sorting would scramble ('10' < '2').
 UNSORTED_LABELS = ["1", "10", "2", "B", "Nothing", "C"]
 
@@ -45,22 +45,6 @@ def trained_landmark_classifier():
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
     model.fit((samples - mean) / spread, class_ids, epochs=15, batch_size=32, verbose=0)
     return model
-
-
-def convert_and_check(tmp_path, inputs: dict, min_accuracy: float | None = None):
-    """params.yaml naming the user's files, then the real convert and parity stages."""
-    workspace = make_workspace(
-        tmp_path / "ws", inputs=inputs, parity={"min_accuracy": min_accuracy}
-    )
-    converted = run_stage("pipeline.stages.convert", workspace, check=False)
-    assert converted.returncode == 0, converted.stderr[-3000:]
-    checked = run_stage("pipeline.stages.parity", workspace, check=False)
-    if checked.returncode == 0:  # both models the service runs were judged, and passed
-        report = read_json(workspace.report_path("parity"))
-        assert report["batch_sizes"] == [1, 4]
-        batched = {k: m for k, m in report["measures"].items() if k.startswith("batched_")}
-        assert batched and all(measure["passed"] for measure in batched.values()), batched
-    return workspace, checked
 
 
 def predict(service, body, top_k: int = 3, **kwargs):

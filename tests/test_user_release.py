@@ -3,16 +3,14 @@ in a DVC remote, a fresh clone that pulls them, `dvc repro`, the summary, and pr
 git remote through real git-lfs; the demo is never trained."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from test_dvc_pipeline import SHORT_GATE, clone_of, dvc, git
-from test_promote import write_gate_verdict
+from clones import SHORT_GATE, clone_of, dvc, git, python
+from release_repos import write_gate_verdict
 from user_files import class_signal_samples, trained_dense_classifier, write_user_files
 from workspaces import deploy_on
 
@@ -22,20 +20,6 @@ from service.bundle import sha256_of
 pytestmark = pytest.mark.slow
 GESTURES = ["fist", "palm", "point", "pinch", "thumb", "wave"]
 UNSEEN = GESTURES.index("wave")
-
-
-def python(clone: Path, module: str, *args: str) -> subprocess.CompletedProcess:
-    """`python -m <module>` in the clone, on the clone's own pipeline code."""
-    env = {**os.environ, "PYTHONPATH": str(clone)}
-    env.pop("PIPELINE_WORKSPACE", None)
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def users_repository(base: Path, bare: Path) -> None:

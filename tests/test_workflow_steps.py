@@ -2,6 +2,7 @@
 scratch project, or named with the reason it cannot run here."""
 
 import configparser
+import functools
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shared_builds import built_once
 from workflow_runner import VENV_BIN, WORKFLOWS, find_step, load, run_step
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
@@ -114,10 +116,11 @@ def scratch_project(root: Path, remotes: int) -> Path:
     return project
 
 
-@pytest.fixture(scope="module", params=[2, 3], ids=lambda n: f"{n}-remotes")
+@pytest.fixture(scope="session", params=[2, 3], ids=lambda n: f"{n}-remotes")
 def pushed_project(request, tmp_path_factory) -> Path:
-    """scratch_project with 2 and 3 remotes, built once per module."""
-    return scratch_project(tmp_path_factory.mktemp(f"remotes{request.param}"), request.param)
+    """scratch_project with 2 and 3 remotes, each built once per run."""
+    build = functools.partial(scratch_project, remotes=request.param)
+    return built_once(tmp_path_factory, f"remotes{request.param}", build) / "project"
 
 
 @pytest.fixture

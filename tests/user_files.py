@@ -3,6 +3,18 @@ pipeline takes them in, and a small classifier trained for real to fill them."""
 
 from pathlib import Path
 
+from pipeline.inputs.files import ModelShape
+from pipeline.params.reading import read_section
+from pipeline.params.sections import InputsParams
+
+# The model the input-file tests judge a user's files against: 6 steps of 4 features, 3 classes.
+SHAPE = ModelShape(sample_shape=(6, 4), classes=3)
+
+
+def inputs_params(inputs: dict) -> InputsParams:
+    """params.yaml's `inputs` section from its keys, as the stages read it."""
+    return read_section(InputsParams, inputs, "inputs")
+
 
 def write_labels(root: Path, labels: list[str], how: str) -> Path:
     """The labels in output order as a user may keep them: txt, json, or a LabelEncoder."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
+from pipeline.verdicts import read_json
 
 
 def run_stage(
@@ -98,3 +99,19 @@ def workspace_like(source: Workspace, root: Path, **overrides: dict) -> Workspac
     if source.build_dir.exists():
         shutil.copytree(source.build_dir, workspace.build_dir)
     return workspace
+
+
+def convert_and_check(tmp_path, inputs: dict, min_accuracy: float | None = None):
+    """params.yaml naming the user's files, then the real convert and parity stages."""
+    workspace = make_workspace(
+        tmp_path / "ws", inputs=inputs, parity={"min_accuracy": min_accuracy}
+    )
+    converted = run_stage("pipeline.stages.convert", workspace, check=False)
+    assert converted.returncode == 0, converted.stderr[-3000:]
+    checked = run_stage("pipeline.stages.parity", workspace, check=False)
+    if checked.returncode == 0:  # both models the service runs were judged, and passed
+        report = read_json(workspace.report_path("parity"))
+        assert report["batch_sizes"] == [1, 4]
+        batched = {k: m for k, m in report["measures"].items() if k.startswith("batched_")}
+        assert batched and all(measure["passed"] for measure in batched.values()), batched
+    return workspace, checked

@@ -1,20 +1,20 @@
-"""Bring your own model: each kind of bad user file gets an error naming the file and the fix;
-labels in any of the accepted forms come back in output order."""
-
-import json
+"""The user's normaliser and held-out set, and where params.yaml says the files are
+(pipeline/inputs/files.py): a normaliser becomes numbers that reproduce it or is refused naming
+why, a held-out set loads as the model takes it or is refused naming the fix, and a file
+outside the inputs folder is refused."""
 
 import joblib
 import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import (
-    LabelEncoder,
     MaxAbsScaler,
     MinMaxScaler,
     QuantileTransformer,
     RobustScaler,
     StandardScaler,
 )
+from user_files import SHAPE, inputs_params
 
 from pipeline.inputs.files import (
     InputFileError,
@@ -23,113 +23,15 @@ from pipeline.inputs.files import (
     load_heldout,
     load_preprocessing,
 )
-from pipeline.inputs.keras_model import detect_output_kind, load_keras_model
-from pipeline.inputs.labels import load_labels
-from pipeline.params.reading import read_section
-from pipeline.params.sections import InputsParams
 from pipeline.paths import Workspace
 
-SHAPE = ModelShape(sample_shape=(6, 4), classes=3)
 FEATURES = SHAPE.sample_shape[-1]
 LABELS = ["a", "b", "c"]
-LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 2976130\n"
 
 
 def raw_samples(count: int = 10, shape: ModelShape = SHAPE) -> np.ndarray:
     rng = np.random.default_rng(0)
     return rng.normal(3.0, 2.0, size=(count, *shape.sample_shape))
-
-
-def inputs_params(inputs: dict) -> InputsParams:
-    """params.yaml's `inputs` section from its keys, as the stages read it."""
-    return read_section(InputsParams, inputs, "inputs")
-
-
-def model_paths(tmp_path, model_file) -> InputPaths:
-    inputs = {"folder": str(tmp_path), "model": str(model_file), "labels": "l", "heldout": "h"}
-    return InputPaths.from_params(inputs_params(inputs), Workspace(tmp_path))
-
-
-def test_missing_file_names_the_path_and_params(tmp_path):
-    with pytest.raises(InputFileError, match=r"model .*absent\.keras does not exist.*params\.yaml"):
-        load_keras_model(model_paths(tmp_path, tmp_path / "absent.keras"))
-
-
-def test_lfs_pointer_in_place_of_the_model_says_git_lfs_pull(tmp_path):
-    pointer = tmp_path / "model.keras"
-    pointer.write_bytes(LFS_POINTER)
-    with pytest.raises(InputFileError, match=r"Git LFS pointer.*git lfs pull"):
-        load_keras_model(model_paths(tmp_path, pointer))
-
-
-def test_unknown_model_format_names_the_accepted_suffixes(tmp_path):
-    weird = tmp_path / "model.onnx"
-    weird.write_bytes(b"\x00" * 10)
-    with pytest.raises(InputFileError, match=r"\.keras, \.h5"):
-        load_keras_model(model_paths(tmp_path, weird))
-
-
-@pytest.mark.slow
-def test_corrupt_model_is_not_a_readable_keras_model(tmp_path):
-    corrupt = tmp_path / "model.keras"
-    corrupt.write_bytes(b"PK\x03\x04 this is not a zip archive at all")
-    with pytest.raises(InputFileError, match=r"not a readable Keras model.*Keras said: "):
-        load_keras_model(model_paths(tmp_path, corrupt))
-
-
-def test_label_count_must_match_the_model_outputs(tmp_path):
-    encoder_path = tmp_path / "encoder.joblib"
-    joblib.dump(LabelEncoder().fit(["a", "b", "c", "d"]), encoder_path)
-    with pytest.raises(InputFileError, match="lists 4 labels but the model outputs 3 classes"):
-        load_labels(encoder_path, SHAPE)
-
-
-def test_labels_come_in_the_encoders_order(tmp_path):
-    encoder_path = tmp_path / "encoder.joblib"
-    joblib.dump(LabelEncoder().fit(["c", "a", "b", "a"]), encoder_path)
-    assert load_labels(encoder_path, SHAPE) == ["a", "b", "c"]
-
-
-def test_a_text_file_keeps_its_own_order(tmp_path):
-    path = tmp_path / "labels.txt"
-    path.write_text("10\nB\n2\n\n")
-    assert load_labels(path, SHAPE) == ["10", "B", "2"]
-
-
-@pytest.mark.parametrize(
-    "content",
-    [["10", "B", "2"], {"10": 0, "B": 1, "2": 2}, {"0": "10", "1": "B", "2": "2"}],
-    ids=["list", "class_indices", "index_to_label"],
-)
-def test_json_labels_keep_the_output_order(tmp_path, content):
-    path = tmp_path / "labels.json"
-    path.write_text(json.dumps(content))
-    assert load_labels(path, SHAPE) == ["10", "B", "2"]
-
-
-def test_a_pickled_plain_list_is_accepted(tmp_path):
-    joblib.dump(["z", "y", "x"], tmp_path / "labels.joblib")
-    assert load_labels(tmp_path / "labels.joblib", SHAPE) == ["z", "y", "x"]
-
-
-def test_duplicate_labels_are_refused(tmp_path):
-    path = tmp_path / "labels.txt"
-    path.write_text("a\nb\na\n")
-    with pytest.raises(InputFileError, match=r"lists \['a'\] more than once"):
-        load_labels(path, SHAPE)
-
-
-def test_a_pickle_without_classes_names_the_accepted_forms(tmp_path):
-    joblib.dump({"a": 1}, tmp_path / "labels.joblib")
-    with pytest.raises(InputFileError, match=r"no classes_.*\.txt.*\.json"):
-        load_labels(tmp_path / "labels.joblib", SHAPE)
-
-
-def test_corrupt_pickle_is_reported_with_the_fix(tmp_path):
-    broken = tmp_path / "encoder.joblib"
-    broken.write_bytes(b"not a pickle")
-    with pytest.raises(InputFileError, match=r"cannot be unpickled.*joblib.dump"):
-        load_labels(broken, SHAPE)
 
 
 @pytest.mark.parametrize("scaler_class", [StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler])
@@ -261,43 +163,3 @@ def test_label_encoder_is_an_alias_of_labels(tmp_path):
         InputPaths.from_params(inputs_params(inputs), Workspace(tmp_path)).labels
         == tmp_path / "enc.joblib"
     )
-
-
-@pytest.mark.parametrize(
-    ("outputs", "kind"),
-    [
-        ([[0.2, 0.8], [0.5, 0.5]], "probability"),
-        ([[0.9, 0.8], [0.1, 0.3]], "score"),
-        ([[2.5, -1.0], [0.1, 0.3]], "logit"),
-    ],
-)
-def test_output_kind_is_read_from_the_outputs(outputs, kind):
-    assert detect_output_kind(np.array(outputs))[0] == kind
-
-
-@pytest.mark.slow
-def test_a_weights_only_h5_says_how_to_rebuild_the_model(tmp_path):
-    import keras
-
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    model.save_weights(tmp_path / "model.weights.h5")
-    weights_only = tmp_path / "model.h5"
-    (tmp_path / "model.weights.h5").rename(weights_only)
-    with pytest.raises(InputFileError) as refused:
-        load_keras_model(model_paths(tmp_path, weights_only))
-    message = str(refused.value)
-    assert "holds only weights" in message and "load_weights" in message
-    assert "model.save('model.keras')" in message
-    assert "Keras said: ValueError: No model config found" in message
-
-
-@pytest.mark.slow
-def test_a_custom_objects_module_that_does_not_import_names_its_error(tmp_path):
-    (tmp_path / "layers.py").write_text("import no_such_package\n")
-    (tmp_path / "model.keras").write_bytes(b"PK")
-    inputs = {"folder": ".", "model": "model.keras", "labels": "l", "heldout": "h"}
-    paths = InputPaths.from_params(
-        inputs_params({**inputs, "custom_objects": "layers.py"}), Workspace(tmp_path)
-    )
-    with pytest.raises(InputFileError, match=r"cannot be imported \(ModuleNotFoundError"):
-        load_keras_model(paths)

@@ -1,4 +1,5 @@
-"""Release steps that need no model: what the verification repository inherits."""
+"""The release's remote objects (pipeline/release/remote_objects.py) without a model: what the
+verification repository inherits from the pushing one."""
 
 import subprocess
 
