@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from pipeline.paths import REPO_ROOT
+
 # These tests prove DVC's way through the stages, not a plan's timing: the gate runs its
 # whole course with fewer requests, one worst-case round and small bodies (the largest
 # worst-case bodies at 0.1 CPU are most of a full gate's time).
@@ -73,3 +77,18 @@ def fresh_clone(remote: Path, destination: Path, ref: str = "main") -> Path:
     git(destination, "lfs", "install", "--local")
     git(destination, "lfs", "pull")
     return destination
+
+
+def reproduce(folder: Path) -> None:
+    """A git clone of this repository's HEAD in `folder`/repo, with a smaller demo to keep the
+    run short, after one full `dvc repro`."""
+    clone = clone_of(REPO_ROOT, folder / "repo")
+    params_path = clone / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["demo_model"].update(train_samples=300, heldout_samples=60, epochs=3)
+    params["parity"]["min_accuracy"] = 0.3  # the smaller demo is right about half the time
+    params["gate"].update(SHORT_GATE)
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    git(clone, "commit", "-qam", "smaller demo for the test")
+    completed = dvc(clone, "repro")
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]

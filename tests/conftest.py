@@ -1,6 +1,6 @@
 """Shared fixtures: a small demo workspace built once per run by the real stages, and what
 several test modules start from (held-out samples, the service's app, a release repository,
-cgroup limits, the gate's groups, the release report's base).
+cgroup limits, the gate's groups, the release report's base, a reproduced fresh clone).
 
 `make test` runs the suite on several pytest-xdist workers (TEST_WORKERS in the Makefile).
 What a session fixture builds with TensorFlow or a gate run is built once for the whole run
@@ -11,6 +11,7 @@ other test of the run does.
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cgroup_helpers import open_limits
+from clones import reproduce
 from gate_helpers import groups_before_the_test
 from release_repos import make_release_repo
 from report_helpers import report_base
@@ -280,3 +282,19 @@ def gate_groups_before():
 def report_workspace(tmp_path) -> Workspace:
     """A git repository with a candidate on disk and main's reports committed (the base)."""
     return report_base(tmp_path / "repo")
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory) -> Path:
+    """A fresh clone of this repository after one full `dvc repro`, made once per run: read it,
+    or take `reproduced_copy` to run dvc or git in it."""
+    return built_once(tmp_path_factory, "reproduced", reproduce) / "repo"
+
+
+@pytest.fixture
+def reproduced_copy(reproduced, tmp_path) -> Path:
+    """A copy of the reproduced clone for one test, which dvc and git may change."""
+    copy = tmp_path / "repo"
+    shutil.copytree(reproduced, copy, symlinks=True)
+    yield copy
+    shutil.rmtree(copy, ignore_errors=True)

@@ -1,9 +1,13 @@
 """A release repository: a git repository with a bare remote and a real candidate that passed
 every gate, as a release engineer has it before promoting; the promote command run on it and
-what a refused promotion must leave as it was."""
+what a refused promotion must leave as it was; a promote started in the background, a remote
+that holds pushes, and a kill -9.
+"""
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +146,37 @@ def refuse(workspace, remote, *args, path=None, unchanged=None) -> str:
 def refs(repository: Path) -> str:
     """Every branch and tag with its commit, as `git show-ref` lists them."""
     return git(repository, "show-ref", "--heads", "--tags")
+
+
+def start_promote(workspace: Workspace, *args: str) -> subprocess.Popen:
+    """`python -m pipeline.promote` in the background, in a session of its own, so a kill can
+    take every process it started with it, as a power cut would."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.promote", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_9(process: subprocess.Popen, every_process: bool) -> None:
+    """SIGKILL promote alone, or promote and every process it started (its session)."""
+    with contextlib.suppress(ProcessLookupError):
+        if every_process:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+    process.communicate(timeout=60)
+
+
+def slow_remote(remote: Path, seconds: float) -> Path:
+    """A remote whose pre-receive hook holds each push for `seconds`; the marker file it
+    returns appears when a push reaches the hook."""
+    marker = remote / "push-arrived"
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\ncat >/dev/null\ntouch '{marker}'\nsleep {seconds}\nexit 0\n")
+    hook.chmod(0o755)
+    return marker

@@ -3,51 +3,17 @@ same candidate from a second clone, and a user's own model by params.yaml alone.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from clones import SHORT_GATE, clone_of, dvc, git
-from shared_builds import built_once
 
 from pipeline.paths import REPO_ROOT
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
-
-
-def reproduce(folder: Path) -> None:
-    """A git clone of this repository's HEAD in `folder`/repo, with a smaller demo to keep the
-    run short, after one full `dvc repro`."""
-    clone = clone_of(REPO_ROOT, folder / "repo")
-    params_path = clone / "params.yaml"
-    params = yaml.safe_load(params_path.read_text())
-    params["demo_model"].update(train_samples=300, heldout_samples=60, epochs=3)
-    params["parity"]["min_accuracy"] = 0.3  # the smaller demo is right about half the time
-    params["gate"].update(SHORT_GATE)
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    git(clone, "commit", "-qam", "smaller demo for the test")
-    completed = dvc(clone, "repro")
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-
-
-@pytest.fixture(scope="session")
-def reproduced(tmp_path_factory) -> Path:
-    """A fresh clone of this repository after one full `dvc repro`, made once per run: read it,
-    or take `reproduced_copy` to run dvc or git in it."""
-    return built_once(tmp_path_factory, "reproduced", reproduce) / "repo"
-
-
-@pytest.fixture
-def reproduced_copy(reproduced, tmp_path) -> Path:
-    """A copy of the reproduced clone for one test, which dvc and git may change."""
-    copy = tmp_path / "repo"
-    shutil.copytree(reproduced, copy, symlinks=True)
-    yield copy
-    shutil.rmtree(copy, ignore_errors=True)
 
 
 def test_repro_builds_every_stage_from_a_fresh_clone(reproduced):

@@ -8,16 +8,11 @@ import sys
 
 import pytest
 from clones import fresh_clone, git
-
-# make_release_repo and write_gate_verdict are unused here: test_promote_kills.py and
-# test_release_faults.py import them from this module.
-from release_repos import (  # noqa: F401
+from release_repos import (
     build_candidate,
-    make_release_repo,
     promote,
     refuse,
     snapshot,
-    write_gate_verdict,
 )
 
 from pipeline.paths import REPO_ROOT

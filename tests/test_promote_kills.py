@@ -3,66 +3,16 @@ killing promote alone or with every git it started. The next run always ends wit
 complete release on both sides, or a rollback finished once. Kills at random moments of the
 whole run are tests/test_release_kills.py's."""
 
-import contextlib
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from test_promote import build_candidate, git, make_release_repo, promote
+from clones import git
+from release_repos import build_candidate, kill_9, promote, refs, slow_remote, start_promote
 
-from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def release_repo(checked_workspace, gated_workspace, tmp_path):
-    """A git repository with a bare remote and a real candidate that passed every gate."""
-    return make_release_repo(checked_workspace, gated_workspace, tmp_path)
-
-
-def refs(repository) -> str:
-    """Every branch and tag with its commit, as `git show-ref` lists them."""
-    return git(repository, "show-ref", "--heads", "--tags")
-
-
-def start_promote(workspace, *args: str) -> subprocess.Popen:
-    """`python -m pipeline.promote` in a session of its own, so a kill can take every git it
-    started with it, as a power cut would."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.promote", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def kill_9(process: subprocess.Popen, every_process: bool) -> None:
-    """SIGKILL promote alone, or promote and every process it started (its session)."""
-    with contextlib.suppress(ProcessLookupError):
-        if every_process:
-            os.killpg(process.pid, signal.SIGKILL)
-        else:
-            process.kill()
-    process.communicate(timeout=60)
-
-
-def slow_remote(remote, seconds: float) -> Path:
-    """A remote whose pre-receive hook takes `seconds`: pushes stay in flight that long. The
-    marker file it returns appears when a push reaches the hook."""
-    marker = remote / "push-in-flight"
-    hook = remote / "hooks" / "pre-receive"
-    hook.write_text(f"#!/bin/sh\ncat >/dev/null\ntouch '{marker}'\nsleep {seconds}\nexit 0\n")
-    hook.chmod(0o755)
-    return marker
 
 
 def wait_for(condition, what: str, seconds: float = 600) -> None:

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_promote import (
+from clones import git
+from release_repos import (
     build_candidate,
-    git,
-    make_release_repo,
     promote,
+    refs,
     refuse,
+    set_promote_param,
+    slow_remote,
+    start_promote,
     write_gate_verdict,
 )
 from workspaces import run_stage
@@ -33,37 +36,7 @@ START_DEADLINE_SECONDS = 300
 HELD_PUSH_SECONDS = 12
 
 
-@pytest.fixture
-def release_repo(checked_workspace, gated_workspace, tmp_path):
-    """A git repository with a bare remote and a real candidate that passed every gate."""
-    return make_release_repo(checked_workspace, gated_workspace, tmp_path)
-
-
-def refs(repository: Path) -> str:
-    return git(repository, "show-ref", "--heads", "--tags")
-
-
-def slow_remote(remote: Path, seconds: int) -> Path:
-    """A pre-receive hook that marks the push as arrived, then holds it for `seconds`."""
-    arrived = remote.parent / "push-arrived"
-    hook = remote / "hooks" / "pre-receive"
-    hook.write_text(f'#!/bin/sh\ncat >/dev/null\ntouch "{arrived}"\nsleep {seconds}\n')
-    hook.chmod(0o755)
-    return arrived
-
-
-def start_promote(workspace, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.promote", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(path: Path, process: subprocess.Popen) -> None:
+def wait_for_push(path: Path, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + START_DEADLINE_SECONDS
     while not path.exists():
         assert process.poll() is None, process.communicate()
@@ -71,18 +44,11 @@ def wait_for(path: Path, process: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
-def set_promote_param(workspace, key: str, value) -> None:
-    params = yaml.safe_load(workspace.params_path.read_text())
-    params["promote"][key] = value
-    workspace.params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    git(workspace.root, "commit", "-qam", f"promote.{key}: {value}")
-
-
 def test_two_promotes_at_once_one_completes_and_the_other_refuses(release_repo):
     workspace, remote = release_repo
     arrived = slow_remote(remote, seconds=HELD_PUSH_SECONDS)
     first = start_promote(workspace)
-    wait_for(arrived, first)  # the first run is pushing
+    wait_for_push(arrived, first)  # the first run is pushing
     second = promote(workspace)
     assert second.returncode == 1
     assert "another promote or rollback is running in this checkout (promote, pid" in (
@@ -99,7 +65,7 @@ def test_a_kill_during_the_push_then_a_rerun_waits_for_it_and_finishes_it(releas
     workspace, remote = release_repo
     arrived = slow_remote(remote, seconds=HELD_PUSH_SECONDS)
     killed = start_promote(workspace)
-    wait_for(arrived, killed)
+    wait_for_push(arrived, killed)
     killed.send_signal(signal.SIGKILL)  # promote alone: its git push lives on
     killed.communicate()
     rerun = promote(workspace)
@@ -119,7 +85,7 @@ def test_a_kill_during_the_push_then_a_rerun_ends_it_and_pushes_the_release_agai
     git(workspace.root, "push", "-q", "origin", "main")
     arrived = slow_remote(remote, seconds=120)
     killed = start_promote(workspace)
-    wait_for(arrived, killed)
+    wait_for_push(arrived, killed)
     killed.send_signal(signal.SIGKILL)
     killed.communicate()
     arrived.unlink()

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,9 @@ from pathlib import Path
 import pytest
 from clones import git
 from kill_trials import TEMPLATE_REMOTE, copy_of, finished
-from release_repos import promote, set_promote_param
+from release_repos import promote, set_promote_param, start_promote
 
-from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
+from pipeline.paths import Workspace
 
 pytestmark = pytest.mark.slow
 DEADLINE_SECONDS = 300  # a bound on each wait; a broken run fails instead of hanging
@@ -108,19 +107,6 @@ def daemon_remote(release_repo, tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=60)
-
-
-def start_promote(workspace: Workspace) -> subprocess.Popen:
-    """promote in a session of its own, so a kill takes every process it started."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.promote"],
-        cwd=REPO_ROOT,
-        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def tag_on(remote: Path) -> str | None:
