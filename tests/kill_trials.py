@@ -8,7 +8,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import yaml
 from clones import git
+from release_repos import kill_9
 from workspaces import DEMO_INPUT_FILES, make_workspace
 
 from pipeline.paths import REPO_ROOT, WORKSPACE_ENV, Workspace
@@ -216,12 +216,7 @@ def kill_at_random(copy: Path, seed: int, bound: float, subject: str, *args: str
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=delay)
     killed = process.poll() is None
-    with contextlib.suppress(ProcessLookupError):
-        if every_process:
-            os.killpg(process.pid, signal.SIGKILL)
-        else:
-            process.kill()
-    process.communicate(timeout=60)
+    kill_9(process, every_process)
     wait_for_orphans(workspace)
     journal_path = workspace.build_dir / "promote" / "journal.json"
     journal = json.loads(journal_path.read_text()) if journal_path.is_file() else None
