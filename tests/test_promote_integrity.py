@@ -1,6 +1,6 @@
 """Release integrity: verdicts that no longer speak for the inputs, a fresh machine, objects of
-other files, rollback twice: each ends in a complete release or a refusal after which both
-repositories' refs are exactly as before."""
+other files: each ends in a complete release or a refusal after which both repositories' refs
+are exactly as before (rollback twice: test_release_faults.py)."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 from clones import git
-from release_repos import build_candidate, promote, refs, refuse
+from release_repos import promote, refs, refuse
 
 from service.bundle import sha256_of
 
@@ -102,28 +102,6 @@ def test_a_failed_upload_leaves_the_remote_refs_and_the_index_untouched(release_
     assert "step 'upload' failed" in reason
     assert "the remote's branches and tags are as they were" in reason
     assert not list((workspace.build_dir / "promote").glob("*"))
-
-
-def test_rollback_restores_release_reports_and_lock_and_twice_is_a_no_op(release_repo):
-    workspace, remote = release_repo
-    root = workspace.root
-    assert promote(workspace).returncode == 0
-    v1_gate = workspace.report_path("gate").read_text()
-    build_candidate(workspace, "float16")
-    completed = promote(workspace)
-    assert completed.returncode == 0, completed.stderr
-    completed = promote(workspace, "--rollback", "model-v1")
-    assert completed.returncode == 0, completed.stderr
-    assert workspace.report_path("gate").read_text() == v1_gate  # reports describe release/
-    assert git(root, "diff", "model-v1", "HEAD", "--stat", "--", "release", "reports") == ""
-    assert refs(remote) == refs(root)
-    again = promote(workspace, "--rollback", "model-v1")
-    assert again.returncode == 0, again.stderr
-    assert "already at model-v1" in again.stdout
-    assert refs(remote) == refs(root)
-    # The candidate rolled back from needs a fresh run of its gates, like any other.
-    reason = refuse(workspace, remote)
-    assert "run dvc repro" in reason
 
 
 def test_promoting_the_released_candidate_again_is_a_no_op(release_repo):

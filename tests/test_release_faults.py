@@ -138,11 +138,14 @@ def test_an_unrelated_commit_after_a_release_is_a_no_op(release_repo):
     assert git(workspace.root, "tag", "--list") == "model-v1\n"
 
 
-def test_rollback_then_a_rebuild_gives_back_the_rolled_back_model(release_repo):
+def test_rollback_restores_the_release_its_verdicts_and_params_and_a_rebuild_gives_it_back(
+    release_repo,
+):
     workspace, remote = release_repo
     root = workspace.root
     first_sha256 = sha256_of(workspace.candidate_dir / "model.tflite")
     assert promote(workspace).returncode == 0
+    v1_gate = workspace.report_path("gate").read_text()
     assert build_candidate(workspace, "float16") != first_sha256
     assert promote(workspace).returncode == 0
     rolled = subprocess.run(
@@ -155,15 +158,22 @@ def test_rollback_then_a_rebuild_gives_back_the_rolled_back_model(release_repo):
     assert rolled.returncode == 0, rolled.stderr
     assert "params.yaml's sections that built model-v1 are restored" in rolled.stdout
     assert yaml.safe_load(workspace.params_path.read_text())["convert"]["quantization"] == "none"
+    assert workspace.report_path("gate").read_text() == v1_gate  # reports describe release/
+    assert git(root, "diff", "model-v1", "HEAD", "--stat", "--", "release", "reports") == ""
     assert git(root, "status", "--porcelain") == "" and refs(remote) == refs(root)
+    again = promote(workspace, "--rollback", "model-v1")
+    assert again.returncode == 0, again.stderr
+    assert "already at model-v1" in again.stdout and refs(remote) == refs(root)
+    # The candidate rolled back from needs a fresh run of its gates, like any other.
+    assert "run dvc repro" in refuse(workspace, remote)
     # What `dvc repro` runs after a rollback: the stages whose params changed.
     run_stage("pipeline.stages.convert", workspace)
     run_stage("pipeline.stages.parity", workspace)
     write_gate_verdict(workspace)
     assert sha256_of(workspace.candidate_dir / "model.tflite") == first_sha256
-    again = promote(workspace)
-    assert again.returncode == 0, again.stderr
-    assert "already promoted: model-v1" in again.stdout  # the rolled-back release serves it
+    rebuilt = promote(workspace)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "already promoted: model-v1" in rebuilt.stdout  # the rolled-back release serves it
     assert git(root, "tag", "--list") == "model-v1\nmodel-v2\n"
 
 

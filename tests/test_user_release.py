@@ -63,7 +63,10 @@ def users_repository(base: Path, bare: Path) -> None:
         *("--model", files["model"], "--labels", files["labels"], "--heldout", files["heldout"]),
     )
     assert init.returncode == 0, init.stderr
-    assert "parity.min_accuracy: null" in init.stdout
+    assert "parity.min_accuracy: null" in init.stdout and "git add model.dvc" in init.stdout
+    # git holds only the .dvc file (staged by DVC's autostage), DVC the files themselves.
+    assert "model.dvc" in git(work, "diff", "--cached", "--name-only")
+    assert git(work, "ls-files", "model") == ""
     assert dvc(work, "remote", "add", "-d", "storage", str(base / "dvc-storage")).returncode == 0
     pushed = dvc(work, "push")
     assert pushed.returncode == 0, pushed.stderr
@@ -86,7 +89,9 @@ def test_a_users_model_from_a_fresh_clone_to_a_promoted_release(tmp_path_factory
     assert (ci / "model" / "model.keras").is_file()
     repro = dvc(ci, "repro")
     assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    # The user's model by params.yaml alone: the demo never trains, dvc.yaml stays as it is.
     assert "demo_model" not in repro.stdout and not (ci / "data" / "demo").exists()
+    assert not git(ci, "diff", "--name-only", "dvc.yaml")
     summary = python(ci, "pipeline.summary")
     assert summary.returncode == 0, summary.stdout + summary.stderr
 
