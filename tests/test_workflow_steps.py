@@ -36,6 +36,7 @@ RUN_HERE = {
     ("promote.yml", "promote", "wait until the live service serves the release"),
     ("post-deploy.yml", "smoke", "smoke check"),
     ("post-deploy.yml", "smoke", "decide what the result calls for"),
+    ("post-deploy.yml", "rollback", "the user's DVC-tracked inputs from the DVC remote"),
     ("post-deploy.yml", "rollback", "roll back to the previous release"),
     ("post-deploy.yml", "issue", "the text of the issue"),
     ("post-deploy.yml", "issue", "open or update the one post-deploy issue"),
@@ -155,31 +156,30 @@ def runner_env(project: Path) -> dict[str, str]:
 PULL_STEPS = [
     ("pipeline.yml", "gates", "the user's files from the DVC remote", "dvc repro (convert"),
     ("promote.yml", "promote", "DVC-tracked inputs", "re-run every stage"),
+    ("post-deploy.yml", "rollback", "DVC-tracked inputs", None),  # pipeline.rollback reads it
 ]
 
 
 @pytest.mark.parametrize(
-    "workflow, job, pull_name, repro_name", PULL_STEPS, ids=["pipeline", "promote"]
+    "workflow, job, pull_name, repro_name", PULL_STEPS, ids=["pipeline", "promote", "rollback"]
 )
 def test_the_pull_step_pulls_from_the_default_remote_then_repro_builds_on_it(
     project, tmp_path, workflow, job, pull_name, repro_name
 ):
-    secrets = {name: "" for name in find_step(workflow, job, pull_name)["env"]}  # none set
-    pulled = run_step(
-        find_step(workflow, job, pull_name),
-        project,
-        tmp_path / "runner",
-        secrets,
-        runner_env=runner_env(project),
-    )
+    step = find_step(workflow, job, pull_name)
+    if job != "gates":  # the same secrets, under the same names, as promote's
+        assert step["env"] == find_step("promote.yml", "promote", pull_name)["env"]
+    secrets = {name: "" for name in step["env"]}  # none set
+    pulled = run_step(step, project, tmp_path / "runner", secrets, runner_env=runner_env(project))
     assert pulled.returncode == 0, pulled.stdout + pulled.stderr
     assert (project / "model" / "model.keras").read_bytes() == FILE_BYTES
     config = configparser.ConfigParser()
     config.read(project / ".dvc" / "config")
     assert f"pulling from the DVC remote '{config['core']['remote']}'" in pulled.stdout
-    built = run_step(find_step(workflow, job, repro_name), project, tmp_path / "runner")
-    assert built.returncode == 0, built.stdout + built.stderr
-    assert (project / "gate.txt").read_text().strip() == str(len(FILE_BYTES))
+    if repro_name:
+        built = run_step(find_step(workflow, job, repro_name), project, tmp_path / "runner")
+        assert built.returncode == 0, built.stdout + built.stderr
+        assert (project / "gate.txt").read_text().strip() == str(len(FILE_BYTES))
 
 
 def test_the_pull_step_says_so_when_there_is_no_dvc_remote(tmp_path):
