@@ -18,12 +18,11 @@ import argparse
 import json
 import os
 import re
-import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from checks.facts import Facts, checkout_facts
 from checks.report import GOLDEN_MISMATCH, OK, WRONG_MODEL
 
 ISSUE_TITLE = "The live service fails its post-deploy check"
@@ -46,22 +45,6 @@ HEADLINES = {
     "malformed_accepted": "takes a malformed request without a 4xx",
     "manifest_error": "was not checked: the release manifest cannot drive the check",
 }
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What the workflow knows besides the report: settings, and the checkout the check read."""
-
-    checked_url: str
-    service_url: str  # the repository variable SERVICE_URL: the service Render deploys
-    render_branch: str  # the repository variable RENDER_BRANCH
-    rollback_setting: str  # the repository variable ROLLBACK_ON_WRONG_MODEL, as set
-    branch: str  # the branch checked out, whose release/manifest.json the check compared with
-    commit: str
-    release_tags: tuple[str, ...]  # tags whose tree holds a release manifest
-    release_changed_at: float | None  # when the last commit changing release/ was made
-    now: float
-    run_url: str
 
 
 @dataclass(frozen=True)
@@ -122,6 +105,12 @@ def rollback_plan(outcome: str, report: dict, facts: Facts) -> tuple[str, str]:
             f"no rollback: the branch serves {code(tag)} while {code(f'{prefix}{numbers[-1]}')} "
             "exists, so it already is a rollback; go further back by hand"
         )
+    previous = previous_release(tag, facts.release_tags)
+    if outcome == WRONG_MODEL and kept_previous(report, facts):
+        return "", (
+            f"no rollback: the live model is the previous release {code(previous)}; the new "
+            "deploy did not go live"
+        )
     changed = facts.release_changed_at
     if outcome == WRONG_MODEL and changed and facts.now - changed < DEPLOY_GRACE_SECONDS:
         minutes = (facts.now - changed) / 60
@@ -129,11 +118,34 @@ def rollback_plan(outcome: str, report: dict, facts: Facts) -> tuple[str, str]:
             f"no rollback yet: release/ changed {minutes:.0f} minutes ago and Render may still be "
             f"deploying it; a wrong model counts after {DEPLOY_GRACE_SECONDS // 60} minutes"
         )
-    earlier = [n for n in numbers if n < number]
-    if not earlier:
+    if not previous:
         return "", f"no rollback: {code(tag)} is the first release, there is none before it"
-    previous = f"{prefix}{earlier[-1]}"
     return previous, f"rolling back from {code(tag)} to the previous release {code(previous)}"
+
+
+def previous_release(tag: str, tags: tuple[str, ...]) -> str:
+    """The highest release tag of `tag`'s series below it; '' when there is none."""
+    match = TAG.match(tag)
+    if not match:
+        return ""
+    prefix, number = match["prefix"], int(match["number"])
+    earlier = sorted(
+        int(found["number"])
+        for found in map(TAG.match, tags)
+        if found and found["prefix"] == prefix and int(found["number"]) < number
+    )
+    return f"{prefix}{earlier[-1]}" if earlier else ""
+
+
+def kept_previous(report: dict, facts: Facts) -> str:
+    """The previous release when it is the one live ('' otherwise): Render keeps the deploy
+    before a new one that fails its health checks, so the new release never went live."""
+    previous = previous_release(
+        str((report.get("release") or {}).get("tag") or ""), facts.release_tags
+    )
+    live = report.get("live_sha256")
+    kept = previous and isinstance(live, str) and facts.release_sha256s.get(previous) == live
+    return previous if kept else ""
 
 
 def describe(outcome: str, report: dict | None, facts: Facts) -> str:
@@ -144,7 +156,13 @@ def describe(outcome: str, report: dict | None, facts: Facts) -> str:
         return f"{code(facts.checked_url)}: the smoke check wrote no readable report; see the run."
     release = report.get("release") or {}
     promoted, live = release.get("sha256"), report.get("live_sha256")
-    line = f"{code(report.get('url'))} {HEADLINES.get(outcome, f'failed ({code(outcome)})')}"
+    headline = HEADLINES.get(outcome, f"failed ({code(outcome)})")
+    if outcome == WRONG_MODEL and (kept := kept_previous(report, facts)):
+        headline = (
+            f"did not get the new deploy live: Render kept the previous release {code(kept)} "
+            "(see Render's deploy log for why the new one failed)"
+        )
+    line = f"{code(report.get('url'))} {headline}"
     if release.get("tag"):
         line += f"; promoted release {code(release['tag'])}"
     if isinstance(promoted, str) and SHA256.match(promoted):
@@ -208,36 +226,6 @@ def read_report(report_path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return report if isinstance(report, dict) else None
-
-
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout
-
-
-def tree_holds(ref: str, path: str) -> bool:
-    command = ["git", "cat-file", "-e", f"{ref}:{path}"]
-    return subprocess.run(command, capture_output=True).returncode == 0
-
-
-def checkout_facts(args: argparse.Namespace, release_dir: str) -> Facts:
-    """The settings the workflow passed, and what the checkout in the working folder holds."""
-    manifest = f"{release_dir.rstrip('/')}/manifest.json"
-    tags = tuple(tag for tag in git("tag", "--list").split() if tree_holds(tag, manifest))
-    changed = git("log", "-1", "--format=%ct", "--", release_dir).strip()
-    server, repository = os.environ.get("GITHUB_SERVER_URL"), os.environ.get("GITHUB_REPOSITORY")
-    run_id = os.environ.get("GITHUB_RUN_ID")
-    return Facts(
-        checked_url=args.checked_url,
-        service_url=args.service_url,
-        render_branch=args.render_branch,
-        rollback_setting=args.rollback_setting,
-        branch=git("branch", "--show-current").strip(),
-        commit=git("rev-parse", "HEAD").strip(),
-        release_tags=tags,
-        release_changed_at=float(changed) if changed else None,
-        now=time.time(),
-        run_url=f"{server}/{repository}/actions/runs/{run_id}" if run_id else "",
-    )
 
 
 def set_outputs(**outputs: str) -> None:

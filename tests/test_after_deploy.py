@@ -2,13 +2,16 @@
 roll back and to which tag, and the text of the issue. tests/test_post_deploy_steps.py runs it in
 the workflow's steps."""
 
+import argparse
 import dataclasses
+import json
 import subprocess
 import sys
 
 import pytest
 
 from checks.after_deploy import HEADLINES, Facts, comment, decide, read_report
+from checks.facts import checkout_facts
 from checks.report import (
     GOLDEN_MISMATCH,
     OK,
@@ -31,10 +34,11 @@ FACTS = Facts(
     release_changed_at=NOW - 2 * 3600,
     now=NOW,
     run_url="https://github.com/owner/repo/actions/runs/42",
+    release_sha256s={"model-v1": "1" * 64, "model-v2": "2" * 64, "model-v3": "3" * 64},
 )
 
 
-def report(outcome: str, tag: str = "model-v3", live_sha256: str | None = "2" * 64) -> dict:
+def report(outcome: str, tag: str = "model-v3", live_sha256: str | None = "9" * 64) -> dict:
     """The report as the smoke check writes it, with one failed (or passed) check."""
     smoke = SmokeReport(URL, release={"tag": tag, "sha256": "3" * 64}, live_sha256=live_sha256)
     smoke.record("health and model sha256", outcome == OK, f"saw {outcome}", outcome)
@@ -122,7 +126,7 @@ def test_the_issue_says_what_became_of_the_rollback(result, says):
     text = comment(decide(report(WRONG_MODEL), FACTS), result)
     assert text.startswith("### Post-deploy check: FAILED\n\n`https://tflite.onrender.com` serves ")
     assert says in text
-    assert "live sha256 `" + "2" * 64 + "`" in text and "sha256 `" + "3" * 64 + "`" in text
+    assert "live sha256 `" + "9" * 64 + "`" in text and "sha256 `" + "3" * 64 + "`" in text
     assert f"- run: {FACTS.run_url}" in text
     assert "| health and model sha256 | FAIL | saw wrong\\_model |" in text
 
@@ -152,3 +156,58 @@ def test_a_report_that_is_missing_or_unreadable_counts_as_none(tmp_path):
     assert read_report(tmp_path / "half.json") is None
     (tmp_path / "list.json").write_text("[]")
     assert read_report(tmp_path / "list.json") is None
+
+
+def test_a_live_model_that_is_the_previous_release_is_a_failed_deploy_never_rolled_back():
+    # Render keeps the previous deploy live when the new one fails its health checks.
+    decision = decide(report(WRONG_MODEL, live_sha256="2" * 64), FACTS)
+    assert decision.rollback_tag == "" and decision.action == "report"
+    assert "the live model is the previous release `model-v2`" in decision.why
+    assert (
+        "did not get the new deploy live: Render kept the previous release `model-v2` (see "
+        "Render's deploy log for why the new one failed)"
+    ) in decision.headline
+    older = decide(report(WRONG_MODEL, live_sha256="1" * 64), FACTS)  # not the previous: roll back
+    assert older.rollback_tag == "model-v2" and "did not get" not in older.headline
+
+
+def git(repo, *args, date="2026-01-01T00:00:00Z"):
+    env = {"GIT_COMMITTER_DATE": date, "GIT_AUTHOR_DATE": date, "HOME": str(repo)}
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env=env)
+
+
+def release_commit(repo, tag, sha256, date):
+    (repo / "release").mkdir(exist_ok=True)
+    (repo / "release" / "manifest.json").write_text(json.dumps({"tag": tag, "sha256": sha256}))
+    git(repo, "add", "-A", date=date)
+    git(repo, "commit", "-qm", f"Promote {tag}", date=date)
+    git(repo, "tag", tag, date=date)
+
+
+def test_the_checkout_facts_time_a_merged_release_by_its_merge(tmp_path, monkeypatch):
+    # promote on a branch, then `git merge --no-ff` into RENDER_BRANCH much later.
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "deploy")
+    for setting in (("user.name", "CI"), ("user.email", "ci@example.com")):
+        git(repo, "config", *setting)
+    release_commit(repo, "model-v1", "1" * 64, "2026-01-01T00:00:00Z")
+    git(repo, "checkout", "-q", "-b", "main")
+    release_commit(repo, "model-v2", "2" * 64, "2026-01-02T00:00:00Z")
+    git(repo, "checkout", "-q", "deploy")
+    git(repo, "merge", "-q", "--no-ff", "-m", "merge", "main", date="2026-01-05T00:00:00Z")
+    monkeypatch.chdir(repo)
+    settings = argparse.Namespace(
+        checked_url=URL, service_url=URL, render_branch="deploy", rollback_setting="true"
+    )
+    facts = checkout_facts(settings, "release")
+    merged_at = 1_767_571_200.0  # 2026-01-05T00:00:00Z
+    assert facts.release_changed_at == merged_at and facts.branch == "deploy"
+    assert facts.release_sha256s == {"model-v1": "1" * 64, "model-v2": "2" * 64}
+    ten_minutes_after = dataclasses.replace(facts, now=merged_at + 600)
+    young = decide(report(WRONG_MODEL, tag="model-v2"), ten_minutes_after)
+    assert young.rollback_tag == "" and "release/ changed 10 minutes ago" in young.why
+    kept = decide(report(WRONG_MODEL, tag="model-v2", live_sha256="1" * 64), facts)
+    assert kept.rollback_tag == "" and "Render kept the previous release `model-v1`" in (
+        kept.headline
+    )
