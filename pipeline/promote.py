@@ -21,6 +21,7 @@ from pipeline.release.bundle import (
     write_release,
 )
 from pipeline.release.deployment import deployed, require_gated_deployment
+from pipeline.release.docs_refresh import DRY_RUN_STEP
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitRepo
 from pipeline.release.lock import release_lock
@@ -134,6 +135,7 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
     steps = [
         f"write {release_path}/ ({MODEL_NAME}, {GOLDEN_NAME}, {MANIFEST_NAME}) for {sha256[:12]}, "
         f"gated on plan {plan}, the plan render.yaml deploys",
+        DRY_RUN_STEP,
         f"commit on {branch}, {MODEL_NAME} and {GOLDEN_NAME} through Git LFS: "
         + message.splitlines()[0]
         + (f" (with {', '.join(changed_by_pipeline)})" if changed_by_pipeline else ""),

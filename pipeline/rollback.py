@@ -15,6 +15,7 @@ import sys
 
 from pipeline.params import load_params
 from pipeline.paths import Workspace
+from pipeline.release.docs_refresh import DRY_RUN_STEP
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import LFS_FILTER, GitRepo
 from pipeline.release.lock import release_lock
@@ -97,7 +98,7 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
                 f"dry run, nothing changed; would restore from {tag}:\n  "
                 + "\n  ".join(files)
                 + (f"\n{inputs.left()}" if inputs.left() else "")
-                + f"\nthen commit '{message}' on {branch} and push it to {remote}"
+                + f"\nthen {DRY_RUN_STEP}, commit '{message}' on {branch} and push it to {remote}"
             )
             return
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from pipeline.paths import Workspace
+from pipeline.release.docs_refresh import docs_paths, refresh_docs
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import LFS_FILTER, GitError, GitRepo, require_git_lfs
 from pipeline.release.landing import ReleaseKept, RemoteUnknown, push_or_agree
@@ -108,11 +109,12 @@ def release(
     adopted here."""
     os.environ[RUN_ID_ENV] = journal.run_id  # inherited by every git process started below
     journal.push_timeout_seconds = timeout
+    journal.restore_paths = [*journal.restore_paths, *docs_paths(workspace, repo.root)]
     journal.save(workspace)
     step = "write"
     try:
         enable_lfs(repo)
-        extra_paths = write_files()
+        extra_paths = write_files() + refresh_docs(workspace, repo.root)  # from what it wrote
         checkpoint(workspace, journal, step)
         step = "commit"
         stage_release(repo, journal.release_path, extra_paths)
