@@ -52,9 +52,11 @@ $(STAMP): pyproject.toml | system-deps
 
 install: $(STAMP)
 
+# The summary shows what failed too: it runs whatever `dvc repro` returns; repro's failure wins.
 demo: install
-	$(RUN) dvc repro
-	$(RUN) python -m pipeline.summary --next-steps
+	@status=0; $(RUN) dvc repro || status=$$?; \
+	$(RUN) python -m pipeline.summary --next-steps || [ $$status -ne 0 ] || status=$$?; \
+	exit $$status
 
 lint: install
 	$(BIN)/ruff check .

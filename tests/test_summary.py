@@ -148,3 +148,29 @@ def test_a_gate_verdict_from_another_machine_says_so(judged_workspace):
         "NOT measured on this machine: measured on another machine (Some Other CPU, 64 cores, "
         "cgroup-v2) at 2026-01-02T03:04:05+00:00" in rows["gate"]
     )
+
+
+@pytest.mark.parametrize("repro_exit, summary_exit, make_error", [(3, 1, 3), (0, 1, 1), (0, 0, 0)])
+def test_make_demo_shows_the_summary_whatever_repro_returns(
+    tmp_path, repro_exit, summary_exit, make_error
+):
+    # Stand-ins for the venv's dvc and python record that each ran; repro's failure wins.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for name, code in (("dvc", repro_exit), ("python", summary_exit)):
+        (fake_bin / name).write_text(f'#!/bin/sh\necho "{name} $*"\nexit {code}\n')
+        (fake_bin / name).chmod(0o755)
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    completed = subprocess.run(
+        ["make", "--no-print-directory", "demo", f"BIN={fake_bin}", f"STAMP={stamp}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert completed.stdout.splitlines()[-2:] == [
+        "dvc repro",
+        "python -m pipeline.summary --next-steps",
+    ]
+    assert completed.returncode == (2 if make_error else 0)
+    assert (f"demo] Error {make_error}" in completed.stderr) == bool(make_error)
