@@ -221,7 +221,7 @@ def smoke(url: str, manifest_path: Path, deadline_seconds: float, first_wait: fl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m checks.smoke", description=__doc__.split("\n")[1]
+        prog="python -m checks.smoke", description=__doc__.split("\n", 1)[0]
     )
     parser.add_argument("--url", required=True, help="the service's base URL")
     parser.add_argument(

@@ -146,6 +146,9 @@ def summary(workspace: Workspace, next_steps: bool = False) -> int:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Every gate's verdict for the current candidate.")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.summary",
+        description="Every gate's verdict for the current candidate.",
+    )
     parser.add_argument("--next-steps", action="store_true", help="then say what to do next")
     sys.exit(summary(Workspace.from_env(), parser.parse_args().next_steps))

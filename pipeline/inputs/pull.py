@@ -9,6 +9,7 @@ The workflows give the repository's DVC_* secrets to this command under their ow
 With no DVC remote (the demo) there is nothing to pull, and it says so.
 """
 
+import argparse
 import os
 import subprocess
 import sys
@@ -225,7 +226,11 @@ def pull(workspace: Workspace, env: dict) -> int:
     return completed.returncode
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.inputs.pull", description=__doc__.split("\n\n", 1)[0]
+    )
+    parser.parse_args(argv)
     try:
         return pull(Workspace.from_env(), dict(os.environ))
     except Refusal as refusal:
