@@ -43,8 +43,8 @@ def yield_to_other_requests() -> None:
 
 
 def _yield_every_mebibyte(done: int, last_step: int) -> None:
-    # Bytes already buffered are read without the event loop running: a 19 MB body that
-    # had all arrived cost some 25 ms of CPU in one go (0.25 s at 0.1 CPU).
+    # Bytes already buffered are read without the event loop running: a large body that has
+    # all arrived would be read in one go, holding health checks for ten times its CPU at 0.1.
     if done // YIELD_EVERY_BYTES != (done - last_step) // YIELD_EVERY_BYTES:
         yield_to_other_requests()
 
@@ -165,9 +165,9 @@ def json_instances(
         samples = parse_samples(body, sample_shape, limits, yield_to_other_requests)
         if samples is not None:
             return samples
-    # Lists and values are counted in small bodies too: the counts cost microseconds, while
-    # parsing 256 KiB of nested empty lists into an array costs about 30 ms of CPU that no
-    # health check can cut into (eight such bodies at once held health for 0.2 CPU-s).
+    # Lists and values are counted in small bodies too: counting costs little, while parsing
+    # a small body of nested empty lists into an array costs CPU that no health check can cut
+    # into, and a few such bodies at once add up.
     # Strings and objects in a small body cost little, and the parse below names them.
     problem = limits.json_structure_problem(body) if large else limits.json_lists_problem(body)
     if problem:

@@ -14,8 +14,8 @@ from service.bundle import BundleError, read_manifest, read_model_bytes
 from service.interpreter import BatchRouter, FixedBatchInterpreter
 from service.runtime import LiteRuntime, select_runtime
 
-# A batch-N invoke of the demo costs 0.67 to 0.73x N batch-1 invokes (benchmarks/batch_sweep.py):
-# padding a short group pays once it fills about three quarters of the batch.
+# A batch-N invoke costs less than N batch-1 invokes, but not much less (benchmarks/batch_sweep.py
+# measures it): padding a short group pays once it fills about three quarters of the batch.
 DEFAULT_PAD_FRACTION = 0.75
 # Up to this many labels, answers rank them with Python's sort rather than numpy's.
 FEW_LABELS = 64
