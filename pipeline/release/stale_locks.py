@@ -24,7 +24,7 @@ from pathlib import Path
 from pipeline.paths import Workspace
 from pipeline.release.git_repo import GitRepo
 from pipeline.release.lock import LOCK_NAME
-from pipeline.release.orphans import processes_in
+from pipeline.release.orphans import processes_in, processes_with_open
 
 DVC_LOCKS = ("lock", "rwlock.lock")
 RWLOCK_NAME = "rwlock"
@@ -43,6 +43,20 @@ def holders(folder: Path, wanted, what: str) -> str:
     """ "" when no such process works in `folder`; else who does, in words."""
     found = processes_in(folder, wanted)
     return f"{what} works there (pid {found[0][0]}: {found[0][1][:80]})" if found else ""
+
+
+def lock_holder(locks: list[Path], trees: list[Path]) -> str:
+    """ "" when no live process may hold `locks`; else who may, in words: a process that has
+    one open (git, or DVC's own git code in its Python process), or a git or DVC command
+    working in one of `trees`."""
+    if opened := processes_with_open(locks):
+        pid, command, path = opened[0]
+        return f"pid {pid} ({command[:80]}) has {path.name} open"
+    for tree in trees:
+        for wanted, what in ((runs_git, "git"), (runs_dvc, "DVC")):
+            if found := holders(tree, wanted, what):
+                return f"{found}, and may hold it"
+    return ""
 
 
 def git_lock_files(repo: GitRepo) -> tuple[list[Path], list[Path]]:
@@ -69,10 +83,10 @@ def clear_git_locks(repo: GitRepo) -> list[str]:
     for locks, trees in ((own, [repo.root]), (shared, worktrees(repo))):
         if not locks:
             continue
-        busy = next((found for tree in trees if (found := holders(tree, runs_git, "git"))), "")
+        busy = lock_holder(locks, trees)
         if busy:
             names = ", ".join(os.path.relpath(path, repo.root) for path in locks)
-            messages.append(f"left {names} in place: {busy}, and may hold it")
+            messages.append(f"left {names} in place: {busy}")
             continue
         for path in locks:
             path.unlink(missing_ok=True)
@@ -81,8 +95,8 @@ def clear_git_locks(repo: GitRepo) -> list[str]:
         names = ", ".join(os.path.relpath(path, repo.root) for path in sorted(removed))
         messages.insert(
             0,
-            f"removed {names}, left by a git command that was killed (no git process works in "
-            "the repository)",
+            f"removed {names}, left by a git command that was killed (no git or DVC process "
+            "works in the repository, and none has them open)",
         )
     return messages
 
