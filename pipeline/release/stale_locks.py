@@ -47,16 +47,15 @@ def holders(folder: Path, wanted, what: str) -> str:
 
 def lock_holder(locks: list[Path], trees: list[Path]) -> str:
     """ "" when no live process may hold `locks`; else who may, in words: a process that has
-    one open (git, or DVC's own git code in its Python process), or a git or DVC command
-    working in one of `trees`."""
+    one open, whatever the program (DVC's own git code writes .git/index.lock inside its Python
+    process, with the file open until it is renamed), or a git command working in one of
+    `trees`. A DVC command is not counted by its name: DVC's update and analytics daemons keep
+    a finished command's name for seconds after it, holding nothing."""
     if opened := processes_with_open(locks):
         pid, command, path = opened[0]
         return f"pid {pid} ({command[:80]}) has {path.name} open"
-    for tree in trees:
-        for wanted, what in ((runs_git, "git"), (runs_dvc, "DVC")):
-            if found := holders(tree, wanted, what):
-                return f"{found}, and may hold it"
-    return ""
+    busy = next((found for tree in trees if (found := holders(tree, runs_git, "git"))), "")
+    return f"{busy}, and may hold it" if busy else ""
 
 
 def git_lock_files(repo: GitRepo) -> tuple[list[Path], list[Path]]:
@@ -95,8 +94,8 @@ def clear_git_locks(repo: GitRepo) -> list[str]:
         names = ", ".join(os.path.relpath(path, repo.root) for path in sorted(removed))
         messages.insert(
             0,
-            f"removed {names}, left by a git command that was killed (no git or DVC process "
-            "works in the repository, and none has them open)",
+            f"removed {names}, left by a git command that was killed (no git process works in "
+            "the repository, and no process has them open)",
         )
     return messages
 
