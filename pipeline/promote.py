@@ -35,7 +35,7 @@ from pipeline.release.remote_objects import (
 )
 from pipeline.release.served import current_release, on_remote, serving_changes
 from pipeline.release.steps import Journal, scratch_dir
-from pipeline.release.transaction import checked, pipeline_changes, preflight, release
+from pipeline.release.transaction import checked, owned_file_changes, preflight, release
 from pipeline.rollback import rollback
 from pipeline.verdicts import produced_where, read_json
 from service.bundle import MANIFEST_NAME, MODEL_NAME
@@ -131,7 +131,7 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
         + ", ".join(f"{name} {m['value']}" for name, m in gate.items())
     )
     plan = deployed(workspace.render_yaml_path).plan
-    changed_by_pipeline = pipeline_changes(repo)  # preflight refused any other change
+    changed_by_pipeline = owned_file_changes(repo)  # preflight refused any other change
     steps = [
         f"write {release_path}/ ({MODEL_NAME}, {GOLDEN_NAME}, {MANIFEST_NAME}) for {sha256[:12]}, "
         f"gated on plan {plan}, the plan render.yaml deploys",
@@ -161,7 +161,7 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
         write_release(workspace, partial, version, tag, repo.head(), params)
         shutil.rmtree(workspace.release_dir, ignore_errors=True)
         os.replace(partial, workspace.release_dir)
-        return pipeline_changes(repo)
+        return owned_file_changes(repo)
 
     journal = Journal.begin(repo, "promote", branch, remote, tag, release_path)
     pushed = release(repo, workspace, journal, message, write_files, timeout, orphan_wait)

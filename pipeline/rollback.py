@@ -15,11 +15,13 @@ import sys
 
 from pipeline.params import load_params
 from pipeline.paths import Workspace
+from pipeline.release.deployment import require_deployed_as_recorded
 from pipeline.release.docs_refresh import DRY_RUN_STEP
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import LFS_FILTER, GitRepo
 from pipeline.release.lock import release_lock
 from pipeline.release.params_sections import sections_that_built, with_sections
+from pipeline.release.pending import UNDO, Pending
 from pipeline.release.recovery import recover
 from pipeline.release.rollback_inputs import InputsRestore, inputs_at, restore_data
 from pipeline.release.steps import Journal
@@ -49,6 +51,23 @@ def params_at(repo: GitRepo, workspace: Workspace, tag: str, release_path: str) 
     return with_sections(workspace.params_path.read_text(), old_text, sections)
 
 
+def require_gated_plan(repo: GitRepo, workspace: Workspace, tag: str, release_path: str) -> None:
+    """Refuse a rollback to a release whose gate passed another plan than render.yaml deploys
+    now; a release that records no gated plan is let through with a warning."""
+    manifest = json.loads(repo.run("show", f"{tag}:{release_path}/{MANIFEST_NAME}"))
+    record = manifest.get("deployment") or {}
+    gate_report = os.path.relpath(workspace.report_path("gate"), repo.root)
+    if record.get("gated"):
+        require_deployed_as_recorded(record, tag, workspace.render_yaml_path)
+        return
+    print(
+        f"warning: {tag}'s manifest does not record the plan its gate passed (no `deployment`), "
+        "so the rollback cannot check that render.yaml deploys it as gated: compare its "
+        f"{gate_report} (`git show {tag}:{gate_report}`) with render.yaml",
+        file=sys.stderr,
+    )
+
+
 def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) -> None:
     """Restore release/, reports/, dvc.lock, the params and the inputs that built `tag`;
     commit, push."""
@@ -65,11 +84,18 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
                 f"{tag} holds no release ({release_path}/{MANIFEST_NAME} is missing there): it "
                 f"predates the first release; roll back to one of: {releases}"
             )
+        require_gated_plan(repo, workspace, tag, release_path)
+        pending = Pending.read(repo, workspace) if dry_run else None
         if not dry_run:
             recover(repo, workspace, float(settings.orphan_wait_seconds))
         # A rollback rewrites dvc.lock, reports/, params.yaml and the inputs: uncommitted edits
-        # would be lost (inputs_at checks the DVC-tracked data itself).
-        branch = preflight(repo, remote, owned_may_change=False)
+        # would be lost (inputs_at checks the DVC-tracked data itself). A dry run checks the
+        # tree as the real run finds it, after undoing an interrupted release.
+        undone = pending.undone_paths if pending else ()
+        branch = preflight(repo, remote, owned_may_change=False, undone_paths=undone)
+        # The commit the real run starts from: an undone release's commit is gone by then.
+        head = pending.journal.old_head if pending and pending.outcome == UNDO else repo.head()
+        first = f"first {pending.in_words()}\n" if pending else ""
         restored = [
             path
             for path in (release_path, *PIPELINE_OWNED)
@@ -78,12 +104,13 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
         params_text = params_at(repo, workspace, tag, release_path)
         params_change = params_text is not None and params_text != workspace.params_path.read_text()
         inputs = inputs_at(repo, workspace, tag, params_text) if params_text else InputsRestore(tag)
-        same = all(object_id(repo, "HEAD", path) == object_id(repo, tag, path) for path in restored)
+        same = all(object_id(repo, head, path) == object_id(repo, tag, path) for path in restored)
         remote_head = repo.remote_ref_sha(remote, f"refs/heads/{branch}")
-        if same and not params_change and not inputs.written() and remote_head == repo.head():
+        if same and not params_change and not inputs.written() and remote_head == head:
             print(
-                f"already at {tag}: {', '.join(restored)}, and the params and inputs that built "
-                f"it, match it on {remote}/{branch}"
+                f"{'dry run, nothing changed; would ' + first if first else ''}already at {tag}: "
+                f"{', '.join(restored)}, and the params and inputs that built it, match it on "
+                f"{remote}/{branch}"
             )
             return
         message = f"Roll back the release to {tag}"
@@ -95,7 +122,7 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
                 *inputs.describe(),
             ]
             print(
-                f"dry run, nothing changed; would restore from {tag}:\n  "
+                f"dry run, nothing changed; would {first}restore from {tag}:\n  "
                 + "\n  ".join(files)
                 + (f"\n{inputs.left()}" if inputs.left() else "")
                 + f"\nthen {DRY_RUN_STEP}, commit '{message}' on {branch} and push it to {remote}"
@@ -120,7 +147,7 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
         journal.dvc_checkouts = [data.dvc_file for data in inputs.tracked if data.at_head]
         journal.dvc_created = [out for data in inputs.tracked for out in data.created]
         timeout = float(settings.push_timeout_seconds)
-        release(
+        pushed = release(
             repo,
             workspace,
             journal,
@@ -130,7 +157,7 @@ def rollback(workspace: Workspace, tag: str, remote: str | None, dry_run: bool) 
             float(settings.orphan_wait_seconds),
         )
     sha256 = sha256_of(workspace.release_dir / MODEL_NAME)
-    print(f"rolled back to {tag}: {sha256} pushed to {remote}/{branch}")
+    print(f"rolled back to {tag}: {sha256} {'pushed to' if pushed else 'on'} {remote}/{branch}")
     if params_change:
         print(f"params.yaml's sections that built {tag} are restored")
     for line in inputs.describe():

@@ -72,6 +72,8 @@ __all__ = ["HTTPError", "create_app", "parse_count"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("service")
+# /api/health/'s reason when loading the bundle failed on a bug of ours; the log has the trace.
+INTERNAL_ERROR = "the service failed to load the bundle: an internal error; please report it"
 
 
 def worker_memory_mb() -> float:
@@ -110,14 +112,9 @@ class ServiceApp:
         except BundleError as error:
             self.not_ready_fault, self.not_ready_reason = diagnosed(error, lfs_pull_log)
             log.error("predictor not ready: %s", loggable(self.not_ready_reason, 2000))
-        except Exception as error:  # a manifest of the wrong shape: still boot and say why
-            # The public reason names no path; the log keeps the details.
-            self.not_ready_reason = (
-                f"the bundle cannot be loaded ({type(error).__name__}); rebuild it with this "
-                "version of the pipeline"
-            )
-            self.not_ready_fault = "bundle"
-            log.error("predictor not ready: %s\n%s", error, traceback.format_exc())
+        except Exception:  # our own bug, not the bundle's: still boot, say so, keep the trace
+            self.not_ready_fault, self.not_ready_reason = "internal_error", INTERNAL_ERROR
+            log.exception("predictor not ready: internal error")
         self.admission = Admission(limits)
         self.predict_handler = (
             PredictHandler(self.predictor, limits, self.admission, default_top_k)

@@ -12,10 +12,11 @@ from pathlib import Path
 from service.bundle import BundleError, LfsPointer
 
 DEFAULT_RECORD = "build/lfs-pull.log"
-# /api/health/'s `fault` when the bundle cannot be served: BundleError's kinds, and a pointer's
-# diagnosis below.
+# /api/health/'s `fault` when the bundle cannot be served: BundleError's kinds, a pointer's
+# diagnosis below, and internal_error when loading it failed on a bug of the service's own.
 FAULTS = (
     "bundle",
+    "internal_error",
     "model_file_corrupt",
     "lfs_object_corrupt",
     "lfs_object_missing",

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from service.bundle import BundleError, read_manifest, read_model_bytes
+from service.bundle import MANIFEST_NAME, BundleError, read_manifest, read_model_bytes
 from service.interpreter import BatchRouter, FixedBatchInterpreter
 from service.runtime import LiteRuntime, select_runtime
 
@@ -109,13 +109,19 @@ class Predictor:
     ) -> None:
         model_dir = Path(model_dir)
         self.manifest = read_manifest(model_dir)
-        self.model_path = model_dir / self.manifest["model_file"]
+        try:  # a field of the wrong kind is the bundle's fault, not a bug of the service
+            self.model_path = model_dir / self.manifest["model_file"]
+            self.contract = Contract.from_manifest(self.manifest)
+            self._affine = _affine_from_manifest(self.manifest["preprocessing"], self.contract)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise BundleError(
+                f"{MANIFEST_NAME} has a field of the wrong shape ({type(error).__name__}: "
+                f"{error}); rebuild the bundle with this version of the pipeline"
+            ) from None
         # The interpreter runs on these bytes, not on a mapping of the file: a file replaced or
         # truncated under a running worker can then never crash it (SIGBUS on a mapped page).
         model_bytes = read_model_bytes(self.model_path, self.manifest["sha256"])
         self.sha256: str = self.manifest["sha256"]
-        self.contract = Contract.from_manifest(self.manifest)
-        self._affine = _affine_from_manifest(self.manifest["preprocessing"], self.contract)
         self.runtime = runtime or select_runtime()
         classes = len(self.contract.labels)
         single = FixedBatchInterpreter(self.runtime, model_bytes, self.model_path.name, num_threads)

@@ -76,9 +76,12 @@ def write_inputs(folder: Path, content: str, normaliser: bool = False) -> dict[s
     return names
 
 
-def release(root: Path, tag: str, folder: str, names: dict, tracked_by: str = "dvc") -> str:
+def release(
+    root: Path, tag: str, folder: str, names: dict, tracked_by="dvc", deployment=None
+) -> str:
     """Point params.yaml at `folder`'s files, track them (`dvc add`, or git), commit release/
-    through Git LFS, tag `tag`, push branch and tag; the released model's sha256."""
+    through Git LFS (its manifest with `deployment`, the gated plan, if given), tag `tag`, push
+    branch and tag; the released model's sha256."""
     rewrite_inputs(root / "params.yaml", inputs_block(folder, names, False))
     if tracked_by == "dvc":
         dvc(root, "add", "-q", folder)
@@ -90,6 +93,8 @@ def release(root: Path, tag: str, folder: str, names: dict, tracked_by: str = "d
     inputs = {key: f"{folder}/{name}" if name else "none" for key, name in names.items()}
     manifest = {"tag": tag, "sha256": sha256_of(release_dir / "model.tflite")}
     manifest["params"] = {"inputs": {"folder": folder, **inputs}}
+    if deployment:
+        manifest["deployment"] = deployment
     (release_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     git(root, *LFS_FILTER, "add", "-A")
     git(root, "commit", "-qm", f"Promote {tag}")

@@ -21,6 +21,29 @@ def test_a_manifest_of_the_wrong_shape_still_boots_and_answers_503(tmp_path):
     assert_not_ready(create_app(bundle), "input shape ['sixty-five'] is not a list of positive")
 
 
+def test_a_manifest_field_of_the_wrong_kind_is_the_bundles_fault(tmp_path):
+    bundle = fake_bundle(tmp_path / "bundle", b"x", preprocessing={"kind": "affine"})
+    app = create_app(bundle)
+    assert_not_ready(app, "manifest.json has a field of the wrong shape (KeyError: 'scale')")
+    assert call(app, "GET", "/api/health/")[2]["fault"] == "bundle"
+
+
+def test_a_bug_of_ours_while_loading_is_an_internal_error_with_its_traceback_logged(
+    tmp_path, monkeypatch, caplog
+):
+    def broken_predictor(*args, **kwargs):
+        raise ZeroDivisionError("a bug of the service's own")
+
+    # The one stand-in here: a bug in the service's own loading code cannot be had for real.
+    monkeypatch.setattr("service.app.Predictor", broken_predictor)
+    app = create_app(fake_bundle(tmp_path / "bundle", b"x"))
+    assert_not_ready(app, "an internal error; please report it")
+    health = call(app, "GET", "/api/health/")[2]
+    assert health["fault"] == "internal_error" and "rebuild" not in health["reason"]
+    assert "ZeroDivisionError: a bug of the service's own" in caplog.text
+    assert "Traceback (most recent call last)" in caplog.text
+
+
 def test_routing_needs_no_model(tmp_path):
     app = create_app(tmp_path / "nothing-here")
     status, headers, body = call(app, "PUT", "/api/metadata")

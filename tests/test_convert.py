@@ -9,8 +9,10 @@ import pytest
 from user_files import write_user_files
 from workspaces import make_workspace, run_stage, workspace_like
 
+from pipeline.stages.convert import ConverterWorkerError, run_worker
 from pipeline.verdicts import read_json
 from service.bundle import sha256_of
+from service.errors import Refusal
 from service.predictor import Predictor
 
 pytestmark = pytest.mark.slow
@@ -171,6 +173,7 @@ def test_a_converter_that_overruns_its_deadline_is_stopped_and_leaves_nothing(
     completed = run_stage("pipeline.stages.convert", workspace, check=False)
     assert completed.returncode != 0
     assert "timeout_seconds=0.5" in completed.stderr
+    assert "raise convert.timeout_seconds in params.yaml" in completed.stderr
     assert not workspace.candidate_dir.exists()
 
 
@@ -196,3 +199,14 @@ def test_each_quantization_converts_or_fails_with_a_clear_reason(
         assert quantization == "int8", completed.stderr
         assert "crashed (SIGSEGV)" in report["reason"]
         assert not workspace.candidate_dir.exists()
+
+
+def test_a_worker_that_dies_of_our_own_bug_is_an_internal_error_not_a_refusal(tmp_path, capfd):
+    # A job the stage would never write: the worker dies of an uncaught KeyError (exit 1).
+    with pytest.raises(ConverterWorkerError) as failed:
+        run_worker({"out_dir": str(tmp_path), "quantization": "none"}, timeout_seconds=300)
+    assert not isinstance(failed.value, Refusal)
+    assert str(failed.value).startswith("internal error: the conversion worker exited with code 1")
+    assert str(failed.value).endswith("please report it")
+    echoed = capfd.readouterr().err
+    assert "Traceback (most recent call last)" in echoed and "KeyError" in echoed

@@ -1,9 +1,14 @@
 """The gate's reasons in words, from what one run of the service showed."""
 
+import pytest
 from gate_helpers import gate_settings
+from workspaces import make_workspace
 
+from pipeline.gate.expected import expected_answers
 from pipeline.gate.throttled import GroupMemory, Processes, ServiceRun, heartbeat_timeouts
 from pipeline.gate.verdict import judge, reasons_in_words
+from pipeline.gate.watch import GateFailure
+from pipeline.params import load_params
 
 SETTINGS = gate_settings()  # the free plan: 512 MB, a budget of 450 MB
 
@@ -52,3 +57,12 @@ def test_a_worker_that_died_any_other_way_fails_the_gate(tmp_path):
     assert run.processes.heartbeat_timeouts == []
     replaced = judge(run, SETTINGS, {})["workers_replaced"]
     assert not replaced["passed"] and replaced["value"] == 1
+
+
+def test_a_gate_run_before_parity_is_refused_naming_the_file_and_the_stage(tmp_path):
+    workspace = make_workspace(tmp_path / "ws")
+    with pytest.raises(GateFailure) as refused:
+        expected_answers(workspace, load_params(workspace).inputs, "0" * 64)
+    assert str(refused.value) == (
+        f"no parity predictions at {workspace.parity_predictions_path}; run `dvc repro parity`"
+    )

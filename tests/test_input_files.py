@@ -84,6 +84,26 @@ def test_an_image_scaler_per_channel_broadcasts_over_the_last_axis(tmp_path):
     np.testing.assert_allclose(preprocessing.apply(samples), expected, rtol=1e-9, atol=1e-9)
 
 
+class BrokenScaler:
+    """Pickled like a scaler, with a transform() that raises on any input."""
+
+    n_features_in_ = 4
+
+    def transform(self, rows):
+        raise ValueError("fit was never called")
+
+
+def test_a_normaliser_that_fails_on_the_probe_names_the_fix(tmp_path):
+    joblib.dump(BrokenScaler(), tmp_path / "scaler.joblib")
+    with pytest.raises(InputFileError) as refused:
+        load_preprocessing(tmp_path / "scaler.joblib", SHAPE)
+    assert "failed on a probe of 4 features (ValueError: fit was never called)" in str(
+        refused.value
+    )
+    assert "save the fitted scaler the model was trained with" in str(refused.value)
+    assert "inputs.normaliser: none" in str(refused.value)
+
+
 def test_no_normaliser_means_none(tmp_path):
     assert load_preprocessing(None, SHAPE) is None
 
@@ -103,6 +123,19 @@ def test_heldout_with_unknown_labels_lists_them(tmp_path):
     path = write_heldout(tmp_path / "h.npz", raw_samples(3), ["a", "zebra", "b"])
     with pytest.raises(InputFileError, match=r"does not know: \['zebra'\]"):
         load_heldout(path, SHAPE, LABELS)
+
+
+def test_class_indices_saved_as_floats_are_refused_saying_to_save_integers(tmp_path):
+    path = write_heldout(tmp_path / "h.npz", raw_samples(3), np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(InputFileError) as refused:
+        load_heldout(path, SHAPE, LABELS)
+    assert "does not know: ['0.0', '1.0', '2.0']" in str(refused.value)
+    assert str(refused.value).endswith("save y as integer class indices (y.astype(int))")
+
+
+def test_float_y_that_the_label_list_names_are_labels(tmp_path):
+    path = write_heldout(tmp_path / "h.npz", raw_samples(2), np.array([1.0, 2.0]))
+    assert load_heldout(path, SHAPE, ["2.0", "1.0", "0.0"])[1].tolist() == ["1.0", "2.0"]
 
 
 def test_integer_y_are_class_indices_into_the_labels(tmp_path):

@@ -58,11 +58,15 @@ def load(path):
     return load_keras_model(InputPaths.from_params(section, Workspace(path.parent)))
 
 
-def test_every_listed_keras2_argument_loads_and_answers_as_saved(tmp_path):
+def test_every_listed_keras2_argument_loads_and_answers_as_saved(tmp_path, capsys):
     model = every_listed_layer()
     h5 = save_as_keras2_h5(model, tmp_path / "keras2.h5", KERAS2_ARGUMENTS)
     before = h5.read_bytes()
     loaded, shape = load(h5)
+    # The user is told their config was rewritten, and what went.
+    said = capsys.readouterr().out
+    assert f"model {h5} holds Keras 2 arguments Keras 3 no longer takes" in said
+    assert "(your file is unchanged)" in said and "time_major=False" in said
     samples = np.random.default_rng(0).normal(size=(5, 8, 3)).astype(np.float32)
     assert shape.sample_shape == (8, 3) and shape.classes == 2
     np.testing.assert_allclose(

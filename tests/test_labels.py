@@ -50,8 +50,31 @@ def test_a_pickled_plain_list_is_accepted(tmp_path):
 def test_duplicate_labels_are_refused(tmp_path):
     path = tmp_path / "labels.txt"
     path.write_text("a\nb\na\n")
-    with pytest.raises(InputFileError, match=r"lists \['a'\] more than once"):
+    with pytest.raises(
+        InputFileError, match=r"lists \['a'\] more than once; give each output its own label"
+    ):
         load_labels(path, SHAPE)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("labels.txt", "caf\u00e9\nna\u00efve\nb\n".encode("latin-1")), ("labels", None)],
+    ids=["latin-1 text", "pickle without suffix"],
+)
+def test_a_label_file_that_is_not_utf8_text_is_refused_naming_the_fix(tmp_path, name, content):
+    path = tmp_path / name
+    if content is None:
+        joblib.dump(LabelEncoder().fit(["a", "b", "c"]), path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputFileError) as refused:
+        load_labels(path, SHAPE)
+    reason = str(refused.value)
+    assert reason.startswith(f"labels {path} is read as text")
+    assert "is not UTF-8" in reason
+    assert reason.endswith(
+        "save it as UTF-8, one label per line, or give the fitted LabelEncoder as a .joblib file"
+    )
 
 
 def test_a_pickle_without_classes_names_the_accepted_forms(tmp_path):

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from workspaces import make_workspace, run_stage
 
-from pipeline.params import Params, ParamsError
-from pipeline.paths import REPO_ROOT
+from pipeline.params import Params, ParamsError, load_params
+from pipeline.paths import REPO_ROOT, Workspace
 from pipeline.verdicts import read_json
 from service.errors import Refusal
 
@@ -104,10 +104,93 @@ def test_the_projects_own_params_read_into_typed_sections_with_the_files_values(
             lambda data: data["gate"].update(service_env={"MAX_BATCH": [4]}),
             "params.yaml: gate.service_env.MAX_BATCH must be text, a number or true or false",
         ),
+        # A zero timeout, interval or share would stop a run halfway; out-of-range thresholds
+        # would switch their check off. Each is refused at the start.
+        (
+            lambda data: data["gate"].update(request_timeout_seconds=0),
+            "params.yaml: gate.request_timeout_seconds=0 is not usable: it must be more than 0",
+        ),
+        (
+            lambda data: data["gate"].update(health_probe_interval_seconds=0),
+            "params.yaml: gate.health_probe_interval_seconds=0 is not usable: it must be more",
+        ),
+        (
+            lambda data: data["gate"].update(plan_fit_utilisation=0),
+            "params.yaml: gate.plan_fit_utilisation=0 is not usable: it must be more than 0",
+        ),
+        (
+            lambda data: data["gate"].update(plan_fit_utilisation=1.5),
+            "params.yaml: gate.plan_fit_utilisation=1.5 is not usable: it must be at most 1",
+        ),
+        (
+            lambda data: data["convert"].update(timeout_seconds=0),
+            "params.yaml: convert.timeout_seconds=0 is not usable: it must be more than 0",
+        ),
+        (
+            lambda data: data["parity"]["label_order"].update(max_p_value=-1),
+            "params.yaml: parity.label_order.max_p_value=-1 is not usable: it must be more than 0",
+        ),
+        (
+            lambda data: data["parity"]["thresholds"]["none"].update(min_top1_agreement=-0.9),
+            "params.yaml: parity.thresholds.none.min_top1_agreement=-0.9 is not usable: it must "
+            "be at least 0",
+        ),
+        (
+            lambda data: data["parity"].update(min_accuracy=1.5),
+            "params.yaml: parity.min_accuracy=1.5 is not usable: it must be at most 1",
+        ),
+        (
+            lambda data: data["shared"].update(seed=-1),
+            "params.yaml: shared.seed=-1 is not usable: it must be at least 0",
+        ),
+        (
+            lambda data: data["shared"].update(seed=2**32),
+            "params.yaml: shared.seed=4294967296 is not usable: it must be at most 4294967295",
+        ),
+        (
+            lambda data: data["parity"]["label_order"].update(max_p_value="1e-3"),
+            "params.yaml: parity.label_order.max_p_value must be a number, got '1e-3'; YAML "
+            "reads 1e-3 as text; write 1.0e-3",
+        ),
+        (
+            lambda data: data["gate"].update(plans={}),
+            "params.yaml: gate.plans names no plan; give at least the one gate.plan names",
+        ),
+        (
+            lambda data: data["gate"].update(max_instances=3),
+            "params.yaml: gate has no key 'max_instances' (it belongs under gate.plans.<name>)",
+        ),
     ],
 )
 def test_a_wrong_key_or_value_is_refused_naming_the_key(change, message):
     assert message in refusal_of(change)
+
+
+def params_file_refusal(tmp_path, text: str) -> str:
+    """The refusal of load_params for a workspace whose params.yaml is `text`."""
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError) as refused:
+        load_params(Workspace(tmp_path))
+    return str(refused.value)
+
+
+def test_a_key_given_twice_is_refused_naming_it_and_its_lines(tmp_path):
+    text = (REPO_ROOT / "params.yaml").read_text()
+    lines = text.splitlines(keepends=True)
+    first = lines.index("  requests: 400\n") + 1
+    lines.insert(first + 1, "  requests: 5\n")
+    assert params_file_refusal(tmp_path, "".join(lines)) == (
+        f"params.yaml: gate.requests is given twice (lines {first} and {first + 2}); keep one"
+    )
+
+
+def test_a_dotless_exponent_which_yaml_reads_as_text_is_refused_saying_how_to_write_it(tmp_path):
+    text = (REPO_ROOT / "params.yaml").read_text()
+    assert "    max_p_value: 1.0e-3\n" in text
+    refusal = params_file_refusal(
+        tmp_path, text.replace("max_p_value: 1.0e-3", "max_p_value: 1e-3")
+    )
+    assert refusal.endswith("got '1e-3'; YAML reads 1e-3 as text; write 1.0e-3")
 
 
 def test_label_encoder_the_old_name_of_labels_still_reads_as_labels():

@@ -47,8 +47,9 @@ def test_a_verdict_without_a_fingerprint_is_refused(release_repo):
     assert "parity: the verdict records no inputs fingerprint" in refuse(workspace, remote)
 
 
+@pytest.mark.parametrize("given", [(), ("COMMITTER",)], ids=["none", "committer only"])
 def test_a_missing_git_identity_is_refused_before_anything_changes(
-    release_repo, tmp_path, monkeypatch
+    release_repo, tmp_path, monkeypatch, given
 ):
     workspace, remote = release_repo
     git(workspace.root, "config", "--unset", "user.name")
@@ -56,12 +57,20 @@ def test_a_missing_git_identity_is_refused_before_anything_changes(
     (tmp_path / "home").mkdir()
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a fresh machine: no global config
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    # Nor an identity given through the environment (as a CI job may set one).
+    # Nor an identity given through the environment, or only the committer's (as a CI job may
+    # set): `git commit` needs an author too.
     for variable in ("AUTHOR", "COMMITTER"):
         monkeypatch.delenv(f"GIT_{variable}_NAME", raising=False)
         monkeypatch.delenv(f"GIT_{variable}_EMAIL", raising=False)
+    for variable in given:
+        monkeypatch.setenv(f"GIT_{variable}_NAME", "Release Bot")
+        monkeypatch.setenv(f"GIT_{variable}_EMAIL", "bot@example.com")
     reason = refuse(workspace, remote)
-    assert "git has no identity" in reason and "git config user.email" in reason
+    assert (
+        "git has no author identity to sign the release commit (`git var GIT_AUTHOR_IDENT`: "
+        in (reason)
+    )
+    assert "Please tell me who you are" in reason and "git config user.email" in reason
     assert not (workspace.build_dir / "promote" / "journal.json").exists()
 
 

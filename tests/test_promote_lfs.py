@@ -132,3 +132,20 @@ def test_a_corrupt_object_on_storage_promote_does_not_write_to_is_refused_naming
         assert f"holds a corrupt copy of release/model.tflite's LFS object {oid[:12]}" in reason
         assert f"repair: delete LFS object {oid} on the server of {remote}" in reason
     assert sha256_of(stored) != oid
+
+
+def test_the_lfs_store_a_committed_lfsconfig_names_is_where_promote_uploads_and_checks(
+    release_repo, tmp_path
+):
+    workspace, remote = release_repo
+    store = tmp_path / "lfs-store.git"
+    git(tmp_path, "init", "-q", "--bare", str(store))
+    git(workspace.root, "config", "--file", ".lfsconfig", "lfs.url", f"file://{store}")
+    git(workspace.root, "add", ".lfsconfig")
+    git(workspace.root, "commit", "-qm", "LFS objects live in their own store")
+    completed = promote(workspace)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "promoted model-v1" in completed.stdout
+    sha256 = sha256_of(workspace.release_dir / "model.tflite")
+    assert sha256_of(stored_object(store, sha256)) == sha256
+    assert not stored_object(remote, sha256).exists()

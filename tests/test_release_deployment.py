@@ -1,8 +1,10 @@
 """What Render deploys against what the gate ran, read from render.yaml as Render reads it."""
 
+import shutil
 from pathlib import Path
 
 import pytest
+import release_history as history
 import yaml
 
 from pipeline.paths import REPO_ROOT
@@ -85,3 +87,32 @@ def test_the_manifest_records_both_sides():
     record = deployment_record(GATE_ON_FREE, {}, REPO_ROOT / "render.yaml")
     ran = {"plan": "free", "cpu_share": 0.1, "workers": 1}
     assert record == {"gated": ran, "deployed": ran}
+
+
+def test_a_rollback_to_a_release_gated_on_another_plan_is_refused_naming_both(tmp_path):
+    root, bare, _ = history.new_project(tmp_path)
+    shutil.copy(REPO_ROOT / "render.yaml", root / "render.yaml")
+    gated_on_free = deployment_record(GATE_ON_FREE, {}, root / "render.yaml")
+    names = history.write_inputs(root / "model", "A")
+    history.release(root, "model-v1", "model", names, deployment=gated_on_free)
+    # render.yaml moves to starter: model-v1's gate never ran there.
+    shutil.copy(render_yaml(tmp_path, plan="starter", CPU_SHARE="0.5"), root / "render.yaml")
+    history.git(root, "commit", "-qam", "deploy on starter")
+    history.git(root, "push", "-q", "--no-verify", "origin", "main")
+    before = (history.git(root, "rev-parse", "HEAD"), history.git(bare, "show-ref"))
+
+    for args in (["--dry-run"], []):
+        refused = history.rollback(root, "model-v1", *args)
+        assert refused.returncode == 1, refused.stdout
+        assert (
+            "rollback refused: what Render would deploy is not what model-v1's gate passed: "
+            "render.yaml deploys plan starter, not free; render.yaml tells the service "
+            "CPU_SHARE 0.5, not plan free's 0.1;"
+        ) in refused.stderr
+        assert (
+            "(gate: plan free, CPU_SHARE 0.1, 1 worker(s); render.yaml: plan starter, "
+            "CPU_SHARE 0.5, 1 worker(s))"
+        ) in refused.stderr
+        assert "or roll back to a release gated on plan starter" in refused.stderr
+        assert (history.git(root, "rev-parse", "HEAD"), history.git(bare, "show-ref")) == before
+        assert history.git(root, "status", "--porcelain") == ""

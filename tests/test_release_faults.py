@@ -92,7 +92,7 @@ def test_a_kill_during_the_push_then_a_rerun_ends_it_and_pushes_the_release_agai
     (remote / "hooks" / "pre-receive").write_text("#!/bin/sh\nexit 0\n")  # the rerun's push
     rerun = promote(workspace)
     assert rerun.returncode == 0, rerun.stderr
-    assert "after ending the git process(es) the killed run left" in rerun.stdout
+    assert "after ending the process(es) the killed run left" in rerun.stdout
     assert "is not on origin" in rerun.stdout and "no model-v1)" in rerun.stdout
     assert "the same release commit is pushed again" in rerun.stdout
     assert "pushed it to origin; it is complete" in rerun.stdout

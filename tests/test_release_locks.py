@@ -34,6 +34,14 @@ make_lock(".dvc/tmp/lock", tmp_dir=".dvc/tmp", hardlink_lock=True).lock()
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
+# A process that creates a git lock file as git does and keeps it open until its input ends.
+HOLDING_OPEN = """
+import os, sys
+handle = os.open(sys.argv[1], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+print("open", flush=True)
+sys.stdin.read()
+"""
+
 
 def dvc(copy, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -157,4 +165,36 @@ def test_a_lock_a_live_process_holds_stays_and_the_message_names_the_process(
     assert rerun.returncode == 0, rerun.stderr
     assert "removed .git/config.lock, left by a git command that was killed" in rerun.stdout
     assert "removed .dvc/tmp/rwlock: it was empty" in rerun.stdout
+    assert_one_release(workspace, copy / TEMPLATE_REMOTE, "Promote model-v1")
+
+
+def test_a_git_lock_a_live_process_has_open_stays_whatever_the_program(release_templates, tmp_path):
+    copy = tmp_path / "copy"
+    workspace = copy_of(release_templates / "promote", copy)
+    index_lock = workspace.root / ".git" / "index.lock"
+    before = git(copy / TEMPLATE_REMOTE, "show-ref")
+    # Not a git command, and not working in the repository: DVC's own git code takes the index
+    # lock inside its Python process the same way.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDING_OPEN, str(index_lock)],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "open\n"
+        completed, _ = finished(copy)
+    finally:
+        holder.communicate("")
+    assert completed.returncode == 1
+    assert f"left .git/index.lock in place: pid {holder.pid} ({sys.executable} -c " in (
+        completed.stdout
+    )
+    assert "has index.lock open" in completed.stdout
+    assert git(copy / TEMPLATE_REMOTE, "show-ref") == before
+
+    rerun, _ = finished(copy)  # the holder is gone: its lock is a killed command's leftover
+    assert rerun.returncode == 0, rerun.stderr
+    assert "removed .git/index.lock, left by a git command that was killed" in rerun.stdout
     assert_one_release(workspace, copy / TEMPLATE_REMOTE, "Promote model-v1")

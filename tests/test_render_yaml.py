@@ -4,8 +4,10 @@ import importlib.metadata
 import re
 import tomllib
 
+import pytest
 import yaml
 
+from pipeline.gate.render_service import RenderWebService, RenderYamlError
 from pipeline.paths import REPO_ROOT
 from service.lfs_pull import DEFAULT_RECORD, PULLED
 
@@ -84,3 +86,33 @@ def test_the_tests_run_the_service_versions_that_ship():
     for pin in REQUIREMENTS[:5]:
         name, version = pin.split("==")
         assert importlib.metadata.version(name) == version, pin
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (None, "does not exist; the gate starts the service the way render.yaml does"),
+        ("services: [unclosed\n", "cannot be read as YAML: "),
+        ("databases: []\n", "has no `services:` list"),
+        ("services:\n  - web\n", "lists 'web' under `services:`; each entry must be a mapping"),
+        ("services:\n  - type: web\n", "must define exactly one web service with a startCommand"),
+        (
+            "services:\n  - type: web\n    startCommand: gunicorn\n    envVars: [PORT]\n",
+            "the web service's envVars must be a list of mappings",
+        ),
+    ],
+    ids=["missing", "not yaml", "no services", "not a mapping", "no start", "bad envVars"],
+)
+def test_a_render_yaml_the_gate_cannot_read_is_refused_naming_the_problem(tmp_path, text, problem):
+    path = tmp_path / "render.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(RenderYamlError) as refused:
+        RenderWebService.read(path)
+    assert str(refused.value).startswith(str(path))
+    assert problem in str(refused.value)
+
+
+def test_the_projects_render_yaml_reads_as_one_web_service():
+    render = RenderWebService.read(REPO_ROOT / "render.yaml")
+    assert render.start_command == web_service()["startCommand"] and render.env == env_vars()

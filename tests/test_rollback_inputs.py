@@ -160,6 +160,18 @@ def test_data_neither_cached_nor_on_the_remote_is_refused_a_kill_undone_then_pul
 
     dry = history.rollback(root, "model-v1", "--dry-run")
     assert "model.dvc and the data it tracks, model/ (from DVC remote 'storage')" in dry.stdout
+    # A remote DVC cannot read (its storage plugin is not installed) is named with DVC's words
+    # and the fix, by the dry run too, not blamed for lacking the data.
+    history.dvc(root, "remote", "modify", "--local", "storage", "url", "s3://releases/dvc")
+    for args in (["--dry-run"], []):
+        unreadable = history.rollback(root, "model-v1", *args)
+        assert unreadable.returncode == 1
+        assert (
+            "`dvc fetch` from DVC remote 'storage' cannot run: s3 is supported, but requires"
+        ) in unreadable.stderr
+        assert "`python -m pipeline.inputs.pull` does both" in unreadable.stderr
+    assert a_state(root, bare) == before
+    (root / ".dvc" / "config.local").unlink()
     storage.rename(tmp_path / "storage-away")
     refused = history.rollback(root, "model-v1")
     assert refused.returncode == 1
@@ -180,6 +192,17 @@ def test_data_neither_cached_nor_on_the_remote_is_refused_a_kill_undone_then_pul
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
     assert folder_digest(root / "model") == model_a
+    # The dry run plans what the real run does: the undo first, then the rollback.
+    killed = a_state(root, bare)
+    dry = history.rollback(root, "model-v1", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.startswith(
+        "dry run, nothing changed; would first undo the interrupted rollback (main, step "
+        "'write'), which stopped before its push"
+    ), dry.stdout
+    assert "HEAD, the index and release/ as they were\nrestore from model-v1:\n" in dry.stdout
+    assert "model.dvc and the data it tracks, model/" in dry.stdout
+    assert a_state(root, bare) == killed
     recover(GitRepo(root), Workspace(root), orphan_wait_seconds=5)
     assert a_state(root, bare) == before
     assert history.dvc(root, "status", "model.dvc").startswith("Data and pipelines are up to date")
@@ -210,6 +233,7 @@ def test_inputs_in_git_and_a_dvc_file_head_no_longer_has_come_back(tmp_path):
 
     to_v2 = history.rollback(root, "model-v2")
     assert to_v2.returncode == 0, to_v2.stderr
+    assert "warning: model-v2's manifest does not record the plan its gate passed" in to_v2.stderr
     assert "restored model-v2's input: inputs/labels.txt (a file in git)" in to_v2.stdout
     assert (root / "inputs" / "labels.txt").read_text() == "B labels.txt\n"
 

@@ -64,6 +64,12 @@ def test_every_file_a_stage_runs_is_one_of_its_deps(stage, module, deps):
     assert not missing, f"{stage} runs these files but does not depend on them: {missing}"
 
 
+@pytest.mark.parametrize("stage, module, deps", stages(), ids=[s[0] for s in stages()])
+def test_no_stage_lists_a_dependency_twice(stage, module, deps):
+    repeated = sorted({dep for dep in deps if deps.count(dep) > 1})
+    assert not repeated, f"{stage} lists these deps more than once: {repeated}"
+
+
 def test_the_import_walk_follows_imports_and_started_modules():
     # convert starts its worker with `python -m` and imports the shared verdict code.
     files = files_run_by("pipeline.stages.convert")

@@ -31,9 +31,13 @@ class ExpectedAnswers:
 def expected_answers(
     workspace: Workspace, inputs: InputsParams, candidate_sha256: str
 ) -> ExpectedAnswers:
-    """The held-out samples and parity's outputs for them; GateFailure when parity's outputs
-    are for another candidate."""
+    """The held-out samples and parity's outputs for them; GateFailure when parity has not
+    run or its outputs are for another candidate."""
     paths = InputPaths.from_params(inputs, workspace)
+    if not workspace.parity_predictions_path.is_file():
+        raise GateFailure(
+            f"no parity predictions at {workspace.parity_predictions_path}; run `dvc repro parity`"
+        )
     with np.load(workspace.parity_predictions_path) as predictions:
         if str(predictions["candidate_sha256"]) != candidate_sha256:
             raise GateFailure("parity's predictions are for another candidate; run parity again")

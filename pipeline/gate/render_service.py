@@ -33,11 +33,39 @@ class RenderWebService:
 
     @classmethod
     def read(cls, render_yaml_path: Path) -> "RenderWebService":
-        blueprint = yaml.safe_load(render_yaml_path.read_text(encoding="utf-8"))
-        web = [service for service in blueprint["services"] if service.get("type") == "web"]
-        if len(web) != 1 or "startCommand" not in web[0]:
+        """The one web service of render.yaml; RenderYamlError naming what is wrong."""
+        try:
+            blueprint = yaml.safe_load(render_yaml_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RenderYamlError(
+                f"{render_yaml_path} does not exist; the gate starts the service the way "
+                "render.yaml does, so restore it (git checkout render.yaml)"
+            ) from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise RenderYamlError(f"{render_yaml_path} cannot be read as YAML: {error}") from None
+        services = blueprint.get("services") if isinstance(blueprint, dict) else None
+        if not isinstance(services, list):
+            raise RenderYamlError(
+                f"{render_yaml_path} has no `services:` list; Render's blueprint lists the web "
+                "service under `services:`"
+            )
+        strays = [service for service in services if not isinstance(service, dict)]
+        if strays:
+            raise RenderYamlError(
+                f"{render_yaml_path} lists {strays[0]!r} under `services:`; each entry must be a "
+                "mapping (type, name, startCommand, ...)"
+            )
+        web = [service for service in services if service.get("type") == "web"]
+        if len(web) != 1 or not isinstance(web[0].get("startCommand"), str):
             raise RenderYamlError(
                 f"{render_yaml_path} must define exactly one web service with a startCommand"
+            )
+        if not isinstance(web[0].get("envVars") or [], list) or not all(
+            isinstance(variable, dict) for variable in web[0].get("envVars") or []
+        ):
+            raise RenderYamlError(
+                f"{render_yaml_path}: the web service's envVars must be a list of mappings "
+                "(key, value)"
             )
         # Only literal values: generateValue, fromDatabase and `sync: false` secrets exist on
         # Render alone. WEB_CONCURRENCY and TFLITE_NUM_THREADS live here, so the gate runs the

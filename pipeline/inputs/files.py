@@ -110,7 +110,9 @@ def load_preprocessing(path: Path | None, shape: ModelShape) -> Preprocessing | 
         transformed = np.asarray(normaliser.transform(probe), dtype=np.float64)
     except Exception as error:
         raise InputFileError(
-            f"normaliser {path} failed on a probe ({type(error).__name__}: {error})"
+            f"normaliser {path} failed on a probe of {width} features "
+            f"({type(error).__name__}: {error}); save the fitted scaler the model was trained "
+            "with (e.g. StandardScaler after fit), or set inputs.normaliser: none"
         ) from None
     expected = probe * scale + offset
     tolerance = 1e-6 * (1.0 + np.abs(expected))
@@ -134,6 +136,20 @@ def negative_name(label: str) -> str:
     return f"not {label}"
 
 
+def _whole_floats_hint(targets: np.ndarray) -> str:
+    """What to do when y holds class indices saved as floats (0.0, 1.0, ...), or nothing.
+
+    Such y is not read as indices: a label list may itself hold "1.0", which y then names."""
+    if targets.dtype.kind != "f" or not np.isfinite(targets).all():
+        return ""
+    if not (targets == np.round(targets)).all():
+        return ""
+    return (
+        "; y holds whole numbers saved as floats: if they are class indices, save y as "
+        "integer class indices (y.astype(int))"
+    )
+
+
 def _one_output_truth(path: Path, targets: np.ndarray, label: str) -> np.ndarray:
     """y of a one-output model as strings: 1 (or True, or its label) is its class, 0 (or
     False) is not."""
@@ -151,6 +167,7 @@ def _one_output_truth(path: Path, targets: np.ndarray, label: str) -> np.ndarray
         raise InputFileError(
             f"held-out set {path} has y naming {others[:5]} beside {label!r}, the one label of a "
             f"model with one output: give 1 where the sample is {label!r} and 0 where it is not"
+            + _whole_floats_hint(targets)
         )
     return np.where(strings == label, label, negative_name(label))
 
@@ -173,7 +190,7 @@ def _heldout_labels(path: Path, targets: np.ndarray, labels: list[str]) -> np.nd
     if unknown:
         raise InputFileError(
             f"held-out set {path} has labels the label list does not know: {unknown[:5]}; "
-            f"known labels are {labels}"
+            f"known labels are {labels}" + _whole_floats_hint(targets)
         )
     return strings
 
@@ -223,11 +240,6 @@ class InputPaths:
     folder: Path
     custom_objects: str | None = None
     allow_unsafe_deserialization: bool = False
-
-    @property
-    def label_encoder(self) -> Path:
-        """Another name for `labels`, accepted in params.yaml and by callers."""
-        return self.labels
 
     @classmethod
     def from_params(cls, inputs: InputsParams, workspace: Workspace) -> "InputPaths":

@@ -154,7 +154,12 @@ def load_keras_model(paths: InputPaths):
         # A Keras 2 .h5 loads from a copy without the arguments Keras 3 no longer takes.
         loadable = path
         if path.suffix.lower() in (".h5", ".hdf5"):
-            loadable, _ = keras3_copy(path, Path(scratch))
+            loadable, dropped = keras3_copy(path, Path(scratch))
+            if dropped:
+                print(
+                    f"model {path} holds Keras 2 arguments Keras 3 no longer takes; loaded from "
+                    f"a copy without them (your file is unchanged): {'; '.join(dropped)}"
+                )
         try:
             model = keras.saving.load_model(
                 loadable,

@@ -36,12 +36,24 @@ def _labels_from_json(path: Path) -> list:
     return data
 
 
+def _text_lines(path: Path) -> list[str]:
+    """The file's lines, or an error naming the file and the fix when it is not UTF-8 text."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise InputFileError(
+            f"labels {path} is read as text (suffix {path.suffix or 'none'}) but is not UTF-8 "
+            f"({error.reason} at byte {error.start}); save it as UTF-8, one label per line, "
+            "or give the fitted LabelEncoder as a .joblib file"
+        ) from None
+
+
 def _labels_from_file(path: Path) -> list:
     suffix = path.suffix.lower()
     if suffix == ".json":
         return _labels_from_json(path)
     if suffix in TEXT_SUFFIXES:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = _text_lines(path)
         while lines and not lines[-1].strip():
             lines.pop()
         return [line.strip() for line in lines]
@@ -68,7 +80,10 @@ def load_labels(path: Path, shape: ModelShape) -> list[str]:
         )
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
-        raise InputFileError(f"labels {path} lists {duplicates} more than once")
+        raise InputFileError(
+            f"labels {path} lists {duplicates} more than once; give each output its own label, "
+            "once, in the order of the model's outputs"
+        )
     if len(labels) != shape.classes and shape.classes == 1:
         shown = ", ".join(map(repr, labels[:5])) + (", ..." if len(labels) > 5 else "")
         raise InputFileError(

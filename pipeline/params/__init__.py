@@ -23,6 +23,7 @@ from pipeline.params.sections import (
     PromoteParams,
     SharedParams,
 )
+from pipeline.params.unique_keys import RepeatedKey, load_unique
 from pipeline.paths import Workspace
 
 __all__ = ["QUANTIZATIONS", "GateParams", "Params", "ParamsError", "Plan", "load_params"]
@@ -57,6 +58,12 @@ class Params:
     def check(self) -> None:
         """What no one section can say alone: keys that name an entry of another."""
         gate = self.gate
+        if not gate.plans:
+            raise refuse(
+                "gate.plans",
+                "names no plan; give at least the one gate.plan names, with its memory_mb, "
+                "cpu_share, price_usd_month, max_instances and max_peak_memory_mb",
+            )
         if gate.plan not in gate.plans:
             raise refuse(
                 f"gate.plan={gate.plan!r}",
@@ -73,7 +80,9 @@ def load_params(workspace: Workspace) -> Params:
     """The workspace's params.yaml, typed and checked; ParamsError naming any key that is wrong."""
     try:
         with open(workspace.params_path, encoding="utf-8") as params_file:
-            data = yaml.safe_load(params_file)
+            data = load_unique(params_file)
+    except RepeatedKey as error:
+        raise ParamsError(f"params.yaml: {error}") from None
     except yaml.YAMLError as error:
         raise ParamsError(f"params.yaml is not valid YAML: {error}") from None
     return Params.read(data)

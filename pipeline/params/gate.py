@@ -6,7 +6,7 @@ See params.yaml itself for what each key means.
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.params.reading import at_least
+from pipeline.params.reading import at_least, more_than
 
 # What a variable of `gate.service_env` may hold; the service gets it as text.
 EnvValue = str | float | bool
@@ -37,19 +37,19 @@ class GateParams:
     plan: str
     plans: dict[str, Plan]
     require_enforced: bool
-    cold_start_deadline_seconds: float
-    max_cold_start_seconds: float
+    cold_start_deadline_seconds: float = more_than(0)
+    max_cold_start_seconds: float = more_than(0)
     requests: int = at_least(1)
     concurrency: int = at_least(1)
-    request_timeout_seconds: float = at_least(0)
+    request_timeout_seconds: float = more_than(0)
     max_probability_diff: float = at_least(0)
-    max_latency_p95_ms: float = at_least(0)
-    max_latency_p99_ms: float = at_least(0)
+    max_latency_p95_ms: float = more_than(0)
+    max_latency_p99_ms: float = more_than(0)
     min_throughput_rps: float = at_least(0)
     min_sustainable_rps: float = at_least(0)
-    max_health_latency_seconds: float = at_least(0)
-    health_probe_interval_seconds: float = at_least(0)
-    health_probe_timeout_seconds: float = at_least(0)
+    max_health_latency_seconds: float = more_than(0)
+    health_probe_interval_seconds: float = more_than(0)
+    health_probe_timeout_seconds: float = more_than(0)
     cost_cold_starts: int = at_least(1)
     cost_max_cold_starts: int = at_least(1)
     cost_requests: int = at_least(1)
@@ -58,14 +58,14 @@ class GateParams:
     cost_saturation_clients: int = at_least(1)
     cost_saturation_requests: int = at_least(1)
     cost_saturation_rounds: int = at_least(1)
-    cost_health_probe_interval_seconds: float = at_least(0)
+    cost_health_probe_interval_seconds: float = more_than(0)
     cost_worst_case_rounds: int = at_least(0)
-    max_phase_wait_share: float = at_least(0)
+    max_phase_wait_share: float = at_least(0, at_most=1)
     max_phase_repeats: int = at_least(0)
-    worst_case_timeout_seconds: float = at_least(0)
+    worst_case_timeout_seconds: float = more_than(0)
     worst_case_max_concurrency: int = at_least(1)
-    target_rps: float = at_least(0)
-    plan_fit_utilisation: float = at_least(0)
+    target_rps: float = more_than(0)
+    plan_fit_utilisation: float = more_than(0, at_most=1)
     service_env: dict[str, EnvValue] = field(default_factory=dict)
 
     @property

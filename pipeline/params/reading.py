@@ -8,8 +8,10 @@ int), so what the pipeline writes back as data is the file's own.
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
+from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from service.errors import Refusal
@@ -34,6 +36,60 @@ def closest(key: Any, known: list[str]) -> str:
     """` (did you mean x?)` for the known key most like `key`, or nothing."""
     match = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
     return f" (did you mean {match[0]}?)" if match else ""
+
+
+def nested_home(cls: type, key: Any, where: str) -> str:
+    """` (it belongs under x)` when `key` is a key of a section nested in `cls`, or nothing."""
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            home, section = child(where, field.name), hint
+        elif typing.get_origin(hint) is dict and dataclasses.is_dataclass(typing.get_args(hint)[1]):
+            home, section = child(where, field.name) + ".<name>", typing.get_args(hint)[1]
+        else:
+            continue
+        if key in {nested.name for nested in dataclasses.fields(section)}:
+            return f" (it belongs under {home})"
+    return ""
+
+
+# A number in exponent form without a dot, which YAML 1.1 (PyYAML) reads as text.
+DOTLESS_EXPONENT = re.compile(r"([-+]?\d+)([eE][-+]?\d+)")
+
+
+def text_number_hint(hint: Any, value: Any) -> str:
+    """How to write `value` so that YAML reads it as a number, when a number was expected."""
+    if not isinstance(value, str) or not (hint is float or float in typing.get_args(hint)):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    dotless = DOTLESS_EXPONENT.fullmatch(value.strip())
+    if dotless:
+        written = f"{dotless.group(1)}.0{dotless.group(2)}"
+        return f"; YAML reads {value} as text; write {written}"
+    return "; write it without quotes"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The range a number must lie in: above (or at) `low`, at or below `high`."""
+
+    low: float | None = None
+    low_inclusive: bool = True
+    high: float | None = None
+
+    def problem(self, value: float) -> str:
+        """Why `value` is out of range, or nothing."""
+        if self.low is not None and self.low_inclusive and value < self.low:
+            return f"must be at least {self.low}"
+        if self.low is not None and not self.low_inclusive and value <= self.low:
+            return f"must be more than {self.low}"
+        if self.high is not None and value > self.high:
+            return f"must be at most {self.high}"
+        return ""
 
 
 def kind_in_words(hint: Any) -> str:
@@ -65,10 +121,12 @@ def _fits(hint: Any, value: Any) -> bool:
     return isinstance(value, hint)
 
 
-def read_value(hint: Any, value: Any, where: str, minimum: float | None = None) -> Any:
+def read_value(hint: Any, value: Any, where: str, bounds: Bounds | None = None) -> Any:
     """`value` as type `hint`, or a ParamsError naming `where` and what it must be."""
     origin, arguments = typing.get_origin(hint), typing.get_args(hint)
-    wrong = refuse(where, f"must be {kind_in_words(hint)}, got {value!r}")
+    wrong = refuse(
+        where, f"must be {kind_in_words(hint)}, got {value!r}{text_number_hint(hint, value)}"
+    )
     if dataclasses.is_dataclass(hint):
         return read_section(hint, value, where)
     if origin is Literal:
@@ -79,7 +137,7 @@ def read_value(hint: Any, value: Any, where: str, minimum: float | None = None) 
         fitting = [argument for argument in arguments if _fits(argument, value)]
         if not fitting:
             raise wrong
-        return read_value(fitting[0], value, where, minimum)
+        return read_value(fitting[0], value, where, bounds)
     if origin is dict:
         if not isinstance(value, dict):
             raise wrong
@@ -98,8 +156,9 @@ def read_value(hint: Any, value: Any, where: str, minimum: float | None = None) 
         )
     if not _fits(hint, value):
         raise wrong
-    if minimum is not None and value < minimum:
-        raise refuse(f"{where}={value!r}", f"is not usable: it must be at least {minimum}")
+    problem = bounds.problem(value) if bounds is not None and value is not None else ""
+    if problem:
+        raise refuse(f"{where}={value!r}", f"is not usable: it {problem}")
     return value
 
 
@@ -116,18 +175,25 @@ def read_section(cls: type, data: Any, where: str) -> Any:
     }
     for key in data:
         if key not in declared:
-            raise refuse(where, f"has no key {key!r}{closest(key, list(declared))}")
+            hint = closest(key, list(declared)) or nested_home(cls, key, where)
+            raise refuse(where, f"has no key {key!r}{hint}")
     hints = typing.get_type_hints(cls)
     values = {}
     for name, field in declared.items():
         if name in data:
-            minimum = field.metadata.get("minimum")
-            values[name] = read_value(hints[name], data[name], child(where, name), minimum)
+            bounds = field.metadata.get("bounds")
+            values[name] = read_value(hints[name], data[name], child(where, name), bounds)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise refuse(where, f"lacks {name} ({kind_in_words(hints[name])})")
     return cls(**values)
 
 
-def at_least(minimum: float, **kwargs: Any) -> Any:
-    """A dataclass field whose value must be at least `minimum`."""
-    return dataclasses.field(metadata={"minimum": minimum}, **kwargs)
+def at_least(minimum: float, at_most: float | None = None, **kwargs: Any) -> Any:
+    """A dataclass field whose value must be at least `minimum` (and at most `at_most`)."""
+    return dataclasses.field(metadata={"bounds": Bounds(minimum, True, at_most)}, **kwargs)
+
+
+def more_than(minimum: float, at_most: float | None = None, **kwargs: Any) -> Any:
+    """A dataclass field whose value must be above `minimum` (and at most `at_most`): a
+    timeout, an interval or a rate, where `minimum` itself means nothing."""
+    return dataclasses.field(metadata={"bounds": Bounds(minimum, False, at_most)}, **kwargs)

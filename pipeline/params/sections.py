@@ -7,7 +7,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pipeline.params.reading import at_least, child, refuse
+from pipeline.params.reading import at_least, child, more_than, refuse
 
 Quantization = Literal["none", "float16", "dynamic", "int8"]
 QUANTIZATIONS: tuple[str, ...] = typing.get_args(Quantization)
@@ -17,7 +17,7 @@ NOTHING = (None, "", "none")
 
 @dataclass(frozen=True)
 class SharedParams:
-    seed: int
+    seed: int = at_least(0, at_most=2**32 - 1)  # NumPy's and Keras's seeds are 32-bit
 
 
 @dataclass(frozen=True)
@@ -66,32 +66,32 @@ class DemoModelParams:
 class ConvertParams:
     quantization: Quantization
     representative_samples: int = at_least(1)
-    timeout_seconds: float = at_least(0)
+    timeout_seconds: float = more_than(0)
     batch_size: int = at_least(2)  # the second model's fixed batch; 1 is the first model's
 
 
 @dataclass(frozen=True)
 class LabelOrderParams:
-    max_p_value: float
-    min_gain: float
+    max_p_value: float = more_than(0, at_most=1)
+    min_gain: float = at_least(0, at_most=1)  # a share of the held-out answers
 
 
 @dataclass(frozen=True)
 class ParityThresholds:
     """How far the candidate may stray from Keras on held-out data, for one quantization."""
 
-    max_abs_diff: float
-    mean_abs_diff: float
-    min_top1_agreement: float
-    min_class_agreement: float
-    max_accuracy_drop: float
+    max_abs_diff: float = at_least(0)
+    mean_abs_diff: float = at_least(0)
+    min_top1_agreement: float = at_least(0, at_most=1)
+    min_class_agreement: float = at_least(0, at_most=1)
+    max_accuracy_drop: float = at_least(0, at_most=1)
 
 
 @dataclass(frozen=True)
 class ParityParams:
     label_order: LabelOrderParams
     thresholds: dict[Quantization, ParityThresholds]
-    min_accuracy: float | None = None
+    min_accuracy: float | None = at_least(0, at_most=1, default=None)
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class PromoteParams:
     tag_prefix: str
     golden_samples: int = at_least(1)
     golden_tolerance: float = at_least(0)
-    push_timeout_seconds: float = at_least(0)
+    push_timeout_seconds: float = more_than(0)
     orphan_wait_seconds: float = at_least(0)
 
 
@@ -108,28 +108,28 @@ class PromoteParams:
 class CpuTargets:
     """Worker CPU per request over a bare invoke's, per body format."""
 
-    float32: float
-    json: float
+    float32: float = more_than(0)
+    json: float = more_than(0)
 
 
 @dataclass(frozen=True)
 class BenchParams:
-    memory_limit_mb: float
-    predictions: int
-    http_requests: int
     quantizations: tuple[Quantization, ...]
-    quantization_invokes: int
     tflite_runtime: bool
-    cpu_share: float
-    cpu_requests: int
-    cpu_requests_quota: int
     cpu_targets: CpuTargets
-    peer_requests: int
-    peer_requests_quota: int
-    peer_clients: int
-    peer_warmup_requests: int
-    peer_bare_invokes: int
-    peer_phase_seconds: float
-    peer_start_deadline_seconds: float
-    peer_install_timeout_seconds: float
     peer_ours_own_venv: bool
+    memory_limit_mb: float = at_least(1)
+    predictions: int = at_least(1)
+    http_requests: int = at_least(1)
+    quantization_invokes: int = at_least(1)
+    cpu_share: float = at_least(0.001)
+    cpu_requests: int = at_least(1)
+    cpu_requests_quota: int = at_least(1)
+    peer_requests: int = at_least(1)
+    peer_requests_quota: int = at_least(1)
+    peer_clients: int = at_least(1)
+    peer_warmup_requests: int = at_least(0)
+    peer_bare_invokes: int = at_least(1)
+    peer_phase_seconds: float = more_than(0)
+    peer_start_deadline_seconds: float = more_than(0)
+    peer_install_timeout_seconds: float = more_than(0)

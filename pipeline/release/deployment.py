@@ -85,8 +85,19 @@ def gated(gate_report: dict[str, Any], service_env: dict[str, Any]) -> Deploymen
 
 def differences(gate_report: dict, service_env: dict, render_yaml_path: Path) -> list[str]:
     """How the deploy render.yaml describes differs from the gate's run; [] when it does not."""
-    ran, deploys = gated(gate_report, service_env), deployed(render_yaml_path)
-    plan_share = (gate_report.get("plan") or {}).get("cpu_share")
+    return mismatches(
+        gated(gate_report, service_env),
+        (gate_report.get("plan") or {}).get("cpu_share"),
+        deployed(render_yaml_path),
+        "CPU_SHARE" in service_env,
+    )
+
+
+def mismatches(
+    ran: Deployment, plan_share: float | None, deploys: Deployment, share_from_params=False
+) -> list[str]:
+    """How `deploys` differs from the gated run `ran` (on a plan whose CPU share is
+    `plan_share`, when known); [] when it does not."""
     found = []
     if deploys.plan != ran.plan:
         found.append(f"render.yaml deploys plan {deploys.plan or '(none set)'}, not {ran.plan}")
@@ -96,7 +107,7 @@ def differences(gate_report: dict, service_env: dict, render_yaml_path: Path) ->
             f"{ran.plan}'s {plan_share:g}"
         )
     if ran.cpu_share != deploys.cpu_share:
-        where = " (gate.service_env)" if "CPU_SHARE" in service_env else ""
+        where = " (gate.service_env)" if share_from_params else ""
         found.append(
             f"the gate ran the service with CPU_SHARE {share(ran.cpu_share)}{where}, render.yaml "
             f"deploys it with {share(deploys.cpu_share)}"
@@ -123,15 +134,35 @@ def require_gated_deployment(gate_report: dict, service_env: dict, render_yaml_p
     found = differences(gate_report, service_env, render_yaml_path)
     if not found:
         return
-    ran = gated(gate_report, service_env)
+    ran, deploys = gated(gate_report, service_env), deployed(render_yaml_path)
     plan_share = (gate_report.get("plan") or {}).get("cpu_share", ran.cpu_share)
     raise PromotionRefused(
-        f"what Render would deploy is not what the gate passed: {'; '.join(found)} (gate: "
-        f"{ran.in_words()}; render.yaml: {deployed(render_yaml_path).in_words()}). To deploy "
-        f'on {ran.plan}, set `plan: {ran.plan}` and CPU_SHARE "{share(plan_share)}" (and '
-        f'WEB_CONCURRENCY "{ran.workers}") in render.yaml, commit it and run `dvc repro`, so '
-        "the gate runs the service exactly as Render will; or gate the plan render.yaml deploys "
-        f"(gate.plan={deployed(render_yaml_path).plan or '<plan>'} in params.yaml)"
+        not_as_gated(found, ran, plan_share, deploys, "the gate")
+        + " and run `dvc repro`, so the gate runs the service exactly as Render will; or gate "
+        f"the plan render.yaml deploys (gate.plan={deploys.plan or '<plan>'} in params.yaml)"
+    )
+
+
+def require_deployed_as_recorded(record: dict, tag: str, render_yaml_path: Path) -> None:
+    """Refuse a rollback to `tag` (its manifest's `deployment` record) that Render would deploy
+    otherwise than its gate ran it."""
+    ran = Deployment(**{key: record["gated"].get(key) for key in ("plan", "cpu_share", "workers")})
+    deploys = deployed(render_yaml_path)
+    found = mismatches(ran, ran.cpu_share, deploys)
+    if found:
+        raise PromotionRefused(
+            not_as_gated(found, ran, ran.cpu_share, deploys, f"{tag}'s gate")
+            + f", then roll back again; or roll back to a release gated on plan {deploys.plan}"
+        )
+
+
+def not_as_gated(found: list[str], ran: Deployment, plan_share, deploys: Deployment, who: str):
+    """The refusal's words: what differs, both sides, and the render.yaml that deploys `ran`."""
+    return (
+        f"what Render would deploy is not what {who} passed: {'; '.join(found)} (gate: "
+        f"{ran.in_words()}; render.yaml: {deploys.in_words()}). To deploy on {ran.plan}, set "
+        f'`plan: {ran.plan}` and CPU_SHARE "{share(plan_share)}" (and WEB_CONCURRENCY '
+        f'"{ran.workers}") in render.yaml, commit it'
     )
 
 

@@ -10,6 +10,13 @@ from pathlib import Path
 
 from pipeline.release.errors import PromotionRefused
 
+# DVC's closing line when any object failed to download, an absent one included.
+FETCH_TOTAL = "failed to fetch data from the cloud"
+FETCH_FIX = (
+    "install the remote's storage plugin and its credentials (`python -m pipeline.inputs.pull` "
+    "does both, from the DVC_* environment variables), then run again"
+)
+
 
 @dataclass(frozen=True)
 class Output:
@@ -45,6 +52,19 @@ def said(completed: subprocess.CompletedProcess) -> str:
     return " ".join((completed.stderr or completed.stdout).split())[-600:]
 
 
+def fetch_failure(fetched) -> str | None:
+    """DVC's last words when `dvc fetch` could not read the remote (no plugin, no credentials,
+    no access); None when it did, even if the remote lacks some objects (checked after)."""
+    if fetched.returncode == 0:
+        return None
+    errors = [line for line in fetched.stderr.splitlines() if line.startswith("ERROR")]
+    absent = [line for line in errors if "No such file or directory" in line or FETCH_TOTAL in line]
+    if errors and len(absent) == len(errors):
+        return None
+    words = errors[-3:] or (fetched.stderr or fetched.stdout).strip().splitlines()[-5:]
+    return " ".join(" ".join(words).split()) or "no output"
+
+
 def outputs_at(root: Path, tag: str) -> dict[str, Output]:
     """Every DVC output of the project at `root` as `tag` holds it, by path relative to the
     repository root; {} where `tag` is no DVC project."""
@@ -71,6 +91,20 @@ def outputs_at(root: Path, tag: str) -> dict[str, Output]:
         if here:
             here.close()
     return found
+
+
+def remote_problem(root: Path, name: str) -> str | None:
+    """Why DVC cannot open its remote `name` here (its storage plugin is not installed, its
+    settings are wrong), in DVC's words; None when it can. Reads nothing from the remote."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    try:
+        with Repo(str(root)) as repo:
+            repo.cloud.get_remote_odb(name)
+    except (ImportError, DvcException) as error:
+        return str(error)
+    return None
 
 
 def missing_objects(repo, out) -> list[str]:

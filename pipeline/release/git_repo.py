@@ -84,22 +84,19 @@ class GitRepo:
         return self.run("config", "--get", key, check=False).strip()
 
     def identity_problem(self) -> str | None:
-        """Why git could not sign a commit here, naming the fix; None when it can."""
-        missing = [
-            key
-            for key, env_name in (
-                ("user.name", "GIT_COMMITTER_NAME"),
-                ("user.email", "GIT_COMMITTER_EMAIL"),
-            )
-            if not (os.environ.get(env_name) or self.config(key))
-        ]
-        if not missing:
-            return None
-        return (
-            f"git has no identity to sign the release commit ({', '.join(missing)} unset); run "
-            '`git config user.name "Your Name"` and `git config user.email you@example.com` '
-            "in this repository (a workflow does it before promoting)"
-        )
+        """Why git could not sign a commit here (it needs an author and a committer), in git's
+        own words and naming the fix; None when it can."""
+        for role in ("AUTHOR", "COMMITTER"):
+            completed = self.attempt("var", f"GIT_{role}_IDENT")
+            if completed.returncode != 0:
+                words = " ".join(completed.stderr.split()[-60:]) or "no output"
+                return (
+                    f"git has no {role.lower()} identity to sign the release commit (`git var "
+                    f'GIT_{role}_IDENT`: {words}); run `git config user.name "Your Name"` and '
+                    "`git config user.email you@example.com` in this repository (a workflow "
+                    "does it before promoting)"
+                )
+        return None
 
     def ref_sha(self, ref: str) -> str | None:
         """The commit `ref` names here, or None."""
@@ -108,9 +105,28 @@ class GitRepo:
 
     def remote_ref_sha(self, remote: str, ref: str, timeout: float = 60) -> str | None:
         """The commit the remote's `ref` (refs/heads/x, refs/tags/y) names, or None."""
-        lines = self.run("ls-remote", remote, ref, f"{ref}^{{}}", timeout=timeout).splitlines()
+        return self.remote_ref_shas(remote, [ref], timeout)[0]
+
+    def remote_ref_shas(self, remote: str, refs: list[str], timeout: float = 60) -> list:
+        """The commit each of the remote's `refs` names (a tag's peeled), or None; one
+        `git ls-remote`."""
+        peeled = [f"{ref}^{{}}" for ref in refs]
+        lines = self.run("ls-remote", remote, *refs, *peeled, timeout=timeout).splitlines()
         found = dict(reversed(line.split("\t", 1)) for line in lines if "\t" in line)
-        return found.get(f"{ref}^{{}}") or found.get(ref)
+        return [found.get(f"{ref}^{{}}") or found.get(ref) for ref in refs]
+
+    def local_git_dir(self, url: str) -> Path | None:
+        """The git directory `url` names when it is a repository on this machine (a path,
+        relative to this one's root, or a file:// URL); None for a server (https://, ssh://,
+        host:path) or a folder that holds no repository."""
+        path = url.removeprefix("file://")
+        if "://" in path or (":" in path and "/" not in path.split(":", 1)[0]):
+            return None
+        folder = self.root / path  # an absolute path stays itself
+        for candidate in (folder / ".git", folder):
+            if (candidate / "HEAD").is_file() and (candidate / "refs").is_dir():
+                return candidate.resolve()
+        return None
 
     def is_ancestor(self, commit: str, descendant: str) -> bool:
         """Whether `descendant` contains `commit` (False when either is unknown here)."""
@@ -134,15 +150,6 @@ class GitRepo:
 
     def remote_url(self, remote: str) -> str:
         return self.run("remote", "get-url", remote).strip()
-
-    def staged_blob(self, path: str) -> bytes:
-        """The bytes git will commit for `path` (an LFS pointer when LFS tracks it)."""
-        completed = subprocess.run(
-            ["git", "show", f":{path}"], cwd=self.root, capture_output=True, timeout=60
-        )
-        if completed.returncode != 0:
-            raise GitError(f"{path} is not staged")
-        return completed.stdout
 
 
 def require_git_lfs() -> str:

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import LFS_FILTER, GitError, GitRepo
@@ -71,16 +70,12 @@ def ask_remote(repo: GitRepo, journal: Journal) -> RemoteRefs:
     """The remote's branch and release tag, by one `git ls-remote`; RemoteUnknown if it fails."""
     refs = [f"refs/heads/{journal.branch}"] + ([f"refs/tags/{journal.tag}"] if journal.tag else [])
     try:
-        lines = repo.run(
-            "ls-remote", journal.remote, *refs, *(f"{ref}^{{}}" for ref in refs), timeout=60
-        ).splitlines()
+        named = repo.remote_ref_shas(journal.remote, refs)
     except GitError as error:
         raise RemoteUnknown(
             f"could not ask {journal.remote} whether the release landed ({error}); nothing was "
             "undone: run again once the remote answers"
         ) from None
-    found = dict(reversed(line.split("\t", 1)) for line in lines if "\t" in line)
-    named = [found.get(f"{ref}^{{}}") or found.get(ref) for ref in refs]
     return RemoteRefs(named[0], named[1] if journal.tag else None)
 
 
@@ -213,24 +208,10 @@ def push_or_agree(repo: GitRepo, journal: Journal, orphan_wait_seconds: float) -
     return ""
 
 
-def local_git_dir(repo: GitRepo, remote: str) -> Path | None:
-    """The git directory of `remote` when it is a repository on this machine (a path or a
-    file:// URL); None for a server (https://, ssh://, host:path)."""
-    url = repo.run("remote", "get-url", "--push", remote).strip()
-    path = url.removeprefix("file://")
-    if "://" in path or (":" in path and "/" not in path.split(":", 1)[0]):
-        return None
-    folder = repo.root / path  # an absolute path stays itself
-    for candidate in (folder / ".git", folder):
-        if (candidate / "HEAD").is_file() and (candidate / "refs").is_dir():
-            return candidate.resolve()
-    return None
-
-
 def clear_remote_push_locks(repo: GitRepo, remote: str, since: float) -> list[str]:
     """Ref lock files left in a remote on this machine by a push killed with its receive-pack
     (created since `since`, the push's start), when no git process works there; in words."""
-    git_dir = local_git_dir(repo, remote)
+    git_dir = repo.local_git_dir(repo.run("remote", "get-url", "--push", remote).strip())
     if git_dir is None:
         return []
     candidates = [*(git_dir / "refs").glob("**/*.lock"), git_dir / "packed-refs.lock"]

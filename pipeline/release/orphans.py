@@ -57,6 +57,22 @@ def processes_in(folder: Path, wanted: Callable[[list[str]], bool]) -> list[tupl
     return found
 
 
+def processes_with_open(paths: Iterable[Path]) -> list[tuple[int, str, Path]]:
+    """(pid, command line, path) of live processes that have one of `paths` open (read from
+    /proc/<pid>/fd): a lock file's holder, whatever program it is."""
+    wanted = {str(path.resolve()): path for path in paths}
+    found = []
+    for pid, proc in live_pids():
+        try:
+            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+            argv = [os.fsdecode(part) for part in (proc / "cmdline").read_bytes().split(b"\0")]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        for link in set(links) & wanted.keys():
+            found.append((pid, " ".join(part for part in argv if part), wanted[link]))
+    return found
+
+
 def signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
         try:
@@ -78,7 +94,7 @@ def settle(run_ids: Iterable[str], wait_seconds: float) -> str:
         time.sleep(POLL_SECONDS)
         pids = processes_of(run_ids)
     if not pids:
-        return f"waiting for the {count} git process(es) the killed run left to finish"
+        return f"waiting for the {count} process(es) the killed run left to finish"
     signal_all(pids, signal.SIGTERM)
     deadline = time.monotonic() + TERM_GRACE_SECONDS
     while (pids := processes_of(run_ids)) and time.monotonic() < deadline:
@@ -88,6 +104,6 @@ def settle(run_ids: Iterable[str], wait_seconds: float) -> str:
     while processes_of(run_ids) and time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
     return (
-        f"ending the git process(es) the killed run left, still running after "
+        f"ending the process(es) the killed run left, still running after "
         f"{wait_seconds:.0f} s (promote.orphan_wait_seconds)"
     )

@@ -58,10 +58,6 @@ class Pending:
         return self.outcome != UNDO and self.journal.action == "promote"
 
     @property
-    def landed(self) -> bool:
-        return self.outcome == FINISH
-
-    @property
     def undone_tag(self) -> str | None:
         """The tag the real run deletes before it numbers its own release."""
         return self.journal.tag if self.outcome == UNDO else None
@@ -78,7 +74,7 @@ class Pending:
         now = ""
         if self.running:
             now = (
-                f" ({self.running} git process(es) of the killed run still run: the real run "
+                f" ({self.running} process(es) of the killed run still run: the real run "
                 "waits for them first (promote.orphan_wait_seconds), so its answer may differ)"
             )
         asked = f"{journal.remote} names {self.remote_refs}"

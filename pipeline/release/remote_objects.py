@@ -79,6 +79,19 @@ def credentials_config(repo: GitRepo) -> list[tuple[str, str]]:
     return [tuple(line.split(" ", 1)) for line in lines.splitlines() if " " in line]
 
 
+def committed_lfs_config(repo: GitRepo) -> list[tuple[str, str]]:
+    """The lfs.* settings of the repository's .lfsconfig (the working tree's, else HEAD's),
+    which git-lfs reads after git's own config; never lfs.storage, as above."""
+    source = ("--file", ".lfsconfig") if (repo.root / ".lfsconfig").is_file() else None
+    if source is None and repo.run("ls-tree", "--name-only", "HEAD", "--", ".lfsconfig"):
+        source = ("--blob", "HEAD:.lfsconfig")
+    if source is None:
+        return []
+    lines = repo.run("config", *source, "--get-regexp", r"^lfs\.", check=False).splitlines()
+    pairs = [tuple(line.split(" ", 1)) for line in lines if " " in line]
+    return [(key, value) for key, value in pairs if key != "lfs.storage"]
+
+
 def push_url(repo: GitRepo, remote: str) -> str:
     return repo.run("remote", "get-url", "--push", remote).strip()
 
@@ -97,8 +110,10 @@ def remote_states(
     clone = GitRepo(clone_dir)
     clone.run("init", "-q")
     clone.run("lfs", "install", "--local")
-    for key, value in credentials_config(repo):
-        clone.run("config", "--local", "--add", key, value)
+    own = credentials_config(repo)
+    for key, value in [*committed_lfs_config(repo), *own]:
+        if (key, value) in own or key not in dict(own):  # git's own config wins, as for git-lfs
+            clone.run("config", "--local", "--add", key, value)
     clone.run("remote", "add", "origin", push_url(repo, remote))
     # One commit of the pointers alone (no attributes, so they are stored as written): the
     # remote needs no ref to it, and the objects can only come from the remote.
@@ -117,7 +132,7 @@ def remote_states(
         failure = str(error)
     states = {}
     for item in objects:
-        stored = clone_dir / ".git" / "lfs" / "objects" / item.oid[:2] / item.oid[2:4] / item.oid
+        stored = object_file(clone_dir / ".git" / "lfs" / "objects", item.oid)
         if stored.is_file() and sha256_of(stored) == item.oid:
             states[item.oid] = GOOD
         elif refused_as_corrupt(failure, item.oid):
@@ -131,24 +146,23 @@ def remote_states(
 
 
 def remote_storage(repo: GitRepo, remote: str) -> Path | None:
-    """The folder that holds the remote's LFS objects when it is a local path git-lfs writes
-    directly (no LFS server configured); None for a server."""
+    """The folder that holds the remote's LFS objects when git-lfs writes them directly to a
+    repository on this machine (the remote itself, or the one a committed .lfsconfig's lfs.url
+    names); None for a server."""
     settings = repo.run(
         "config", "--get-regexp", r"^lfs\.(push)?url$|^remote\..*\.lfs", check=False
     )
     if settings.strip():
         return None
-    location = push_url(repo, remote).removeprefix("file://")
-    path = (repo.root / location) if not location.startswith("/") else Path(location)
-    if ":" in location.split("/", 1)[0] or not path.is_dir():  # scp-like host:path, or a URL
+    committed = dict(committed_lfs_config(repo))
+    url = committed.get("lfs.pushurl") or committed.get("lfs.url") or push_url(repo, remote)
+    git_dir = repo.local_git_dir(url)
+    if git_dir is None:
         return None
     try:
-        git_dir = Path(GitRepo(path).run("rev-parse", "--absolute-git-dir").strip())
+        return media_dir(GitRepo(git_dir))
     except GitError:  # not a repository git can read here (another owner's, say)
         return None
-    if git_dir not in (path.resolve(), path.resolve() / ".git"):  # a repository above it
-        return None
-    return media_dir(GitRepo(path))
 
 
 def media_dir(repo: GitRepo) -> Path:

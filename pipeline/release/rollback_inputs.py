@@ -14,7 +14,16 @@ from pipeline.inputs.files import InputPaths
 from pipeline.params.reading import read_section
 from pipeline.params.sections import InputsParams
 from pipeline.paths import Workspace
-from pipeline.release.dvc_data import Output, changed_outs, outputs_at, run_dvc, said
+from pipeline.release.dvc_data import (
+    FETCH_FIX,
+    Output,
+    changed_outs,
+    fetch_failure,
+    outputs_at,
+    remote_problem,
+    run_dvc,
+    said,
+)
 from pipeline.release.errors import PromotionRefused
 from pipeline.release.git_repo import GitRepo
 from pipeline.release.transaction import object_id
@@ -136,6 +145,10 @@ def inputs_at(repo: GitRepo, workspace: Workspace, tag: str, params_text: str) -
                 "default DVC remote to pull it from: `dvc remote add -d <name> <url>` naming the "
                 "remote that holds it (or roll back where that data is cached), then run again"
             )
+        if problem := remote_problem(workspace.root, remote):
+            raise PromotionRefused(
+                f"`dvc fetch` from DVC remote {remote!r} cannot run: {problem}; {FETCH_FIX}"
+            )
     return InputsRestore(
         tag, tuple(git_files), tracked, tuple(sorted(rebuilt)), tuple(sorted(unchanged)), remote
     )
@@ -206,35 +219,51 @@ def ignored(repo: GitRepo, path: str) -> bool:
     return bool(repo.run("check-ignore", "--no-index", "--", path, check=False).strip())
 
 
+def dvc_targets(repo: GitRepo, workspace: Workspace, tracked) -> list[str]:
+    return [os.path.relpath(repo.root / data.dvc_file, workspace.root) for data in tracked]
+
+
+def fetch_data(repo: GitRepo, workspace: Workspace, restore: InputsRestore) -> None:
+    """The tag's data the local DVC cache lacks, fetched into it from the DVC remote (the .dvc
+    files are the tag's by now); a refusal, with no data changed, when the fetch fails or the
+    remote lacks it too."""
+    pulls = [data for data in restore.tracked if not data.cached]
+    if not pulls:
+        return
+    remote = restore.dvc_remote
+    targets = dvc_targets(repo, workspace, pulls)
+    fetched = run_dvc(workspace.root, "fetch", "--remote", remote, *targets)
+    if failure := fetch_failure(fetched):
+        raise PromotionRefused(
+            f"`dvc fetch` from DVC remote {remote!r} failed: {failure}; {FETCH_FIX}"
+        )
+    pulled = {data.dvc_file for data in pulls}
+    lacking = [
+        (out, output)
+        for out, output in outputs_at(workspace.root, restore.tag).items()
+        if output.dvc_file in pulled and output.missing
+    ]
+    if lacking:
+        out, output = lacking[0]
+        raise PromotionRefused(
+            f"neither the local DVC cache nor DVC remote {remote!r} holds {restore.tag}'s {out} "
+            f"({output.dvc_file}: {len(output.missing)} object(s) missing, e.g. "
+            f"{output.missing[0]}; dvc fetch: {said(fetched) or 'no output'}); `dvc push "
+            f"{output.dvc_file}` from a checkout of {restore.tag} whose DVC cache holds it, then "
+            "run again"
+        )
+
+
 def restore_data(repo: GitRepo, workspace: Workspace, restore: InputsRestore) -> list[str]:
     """After `git checkout <tag> -- restore.from_tag()`: the tag's data in the working tree,
-    fetched from the DVC remote first where the local cache lacks it; the .gitignore files it
-    wrote. A refusal, with no data changed, when the remote lacks it too."""
+    fetched from the DVC remote first where the local cache lacks it (fetch_data); the
+    .gitignore files it wrote."""
     if not restore.tracked:
         return []
-
-    def targets(tracked) -> list[str]:
-        return [os.path.relpath(repo.root / data.dvc_file, workspace.root) for data in tracked]
-
-    pulls = [data for data in restore.tracked if not data.cached]
-    if pulls:
-        fetched = run_dvc(workspace.root, "fetch", "--remote", restore.dvc_remote, *targets(pulls))
-        pulled = {data.dvc_file for data in pulls}
-        lacking = [
-            (out, output)
-            for out, output in outputs_at(workspace.root, restore.tag).items()
-            if output.dvc_file in pulled and output.missing
-        ]
-        if lacking:
-            out, output = lacking[0]
-            raise PromotionRefused(
-                f"neither the local DVC cache nor DVC remote {restore.dvc_remote!r} holds "
-                f"{restore.tag}'s {out} ({output.dvc_file}: {len(output.missing)} object(s) "
-                f"missing, e.g. {output.missing[0]}; dvc fetch: {said(fetched) or 'no output'}); "
-                f"`dvc push {output.dvc_file}` from a checkout of {restore.tag} whose DVC cache "
-                "holds it, then run again"
-            )
-    checked_out = run_dvc(workspace.root, "checkout", *targets(restore.tracked))
+    fetch_data(repo, workspace, restore)
+    checked_out = run_dvc(
+        workspace.root, "checkout", *dvc_targets(repo, workspace, restore.tracked)
+    )
     if checked_out.returncode != 0:
         raise PromotionRefused(
             f"`dvc checkout` of {restore.tag}'s data failed: {said(checked_out)}"

@@ -24,7 +24,7 @@ from pathlib import Path
 from pipeline.paths import Workspace
 from pipeline.release.git_repo import GitRepo
 from pipeline.release.lock import LOCK_NAME
-from pipeline.release.orphans import processes_in
+from pipeline.release.orphans import processes_in, processes_with_open
 
 DVC_LOCKS = ("lock", "rwlock.lock")
 RWLOCK_NAME = "rwlock"
@@ -43,6 +43,19 @@ def holders(folder: Path, wanted, what: str) -> str:
     """ "" when no such process works in `folder`; else who does, in words."""
     found = processes_in(folder, wanted)
     return f"{what} works there (pid {found[0][0]}: {found[0][1][:80]})" if found else ""
+
+
+def lock_holder(locks: list[Path], trees: list[Path]) -> str:
+    """ "" when no live process may hold `locks`; else who may, in words: a process that has
+    one open, whatever the program (DVC's own git code writes .git/index.lock inside its Python
+    process, with the file open until it is renamed), or a git command working in one of
+    `trees`. A DVC command is not counted by its name: DVC's update and analytics daemons keep
+    a finished command's name for seconds after it, holding nothing."""
+    if opened := processes_with_open(locks):
+        pid, command, path = opened[0]
+        return f"pid {pid} ({command[:80]}) has {path.name} open"
+    busy = next((found for tree in trees if (found := holders(tree, runs_git, "git"))), "")
+    return f"{busy}, and may hold it" if busy else ""
 
 
 def git_lock_files(repo: GitRepo) -> tuple[list[Path], list[Path]]:
@@ -69,10 +82,10 @@ def clear_git_locks(repo: GitRepo) -> list[str]:
     for locks, trees in ((own, [repo.root]), (shared, worktrees(repo))):
         if not locks:
             continue
-        busy = next((found for tree in trees if (found := holders(tree, runs_git, "git"))), "")
+        busy = lock_holder(locks, trees)
         if busy:
             names = ", ".join(os.path.relpath(path, repo.root) for path in locks)
-            messages.append(f"left {names} in place: {busy}, and may hold it")
+            messages.append(f"left {names} in place: {busy}")
             continue
         for path in locks:
             path.unlink(missing_ok=True)
@@ -82,7 +95,7 @@ def clear_git_locks(repo: GitRepo) -> list[str]:
         messages.insert(
             0,
             f"removed {names}, left by a git command that was killed (no git process works in "
-            "the repository)",
+            "the repository, and no process has them open)",
         )
     return messages
 

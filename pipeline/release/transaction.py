@@ -40,7 +40,7 @@ def lfs_attributes(release_path: str) -> list[str]:
     return [f"{release_path}/{name} filter=lfs diff=lfs merge=lfs -text" for name in LFS_TRACKED]
 
 
-def pipeline_changes(repo: GitRepo) -> list[str]:
+def owned_file_changes(repo: GitRepo) -> list[str]:
     """The pipeline's own files changed, added or deleted since HEAD, staged or not (DVC's
     autostage stages dvc.lock itself), and new ones git does not ignore."""
     changed = repo.run("diff", "--name-only", "HEAD", "--", *PIPELINE_OWNED).splitlines()

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.conversion.worker import ERROR_PREFIX
+from pipeline.conversion.worker import ERROR_PREFIX, USER_ERROR
 from pipeline.inputs.files import InputPaths
 from pipeline.params import load_params
 from pipeline.paths import REPO_ROOT, Workspace
@@ -36,8 +36,14 @@ class ConversionFailed(Refusal):
     """The candidate could not be produced; the message is the one-line reason."""
 
 
+class ConverterWorkerError(RuntimeError):
+    """The conversion worker died of an exception it did not expect: our bug, not the user's
+    model; its traceback is echoed above the stage's own."""
+
+
 def run_worker(job: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
-    """Run the converter child; its conversion.json, or ConversionFailed with the reason."""
+    """Run the converter child; its conversion.json, ConversionFailed with the reason when the
+    user's files or the converter are at fault, or ConverterWorkerError for our own bug."""
     job_path = Path(job["out_dir"]) / "job.json"
     write_json(job_path, job)
     try:
@@ -50,25 +56,28 @@ def run_worker(job: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
         )
     except subprocess.TimeoutExpired:
         raise ConversionFailed(
-            f"the converter ran past convert.timeout_seconds={timeout_seconds} and was stopped"
+            f"the converter ran past convert.timeout_seconds={timeout_seconds} and was stopped; "
+            "raise convert.timeout_seconds in params.yaml if this model needs longer"
         ) from None
     finally:
         job_path.unlink(missing_ok=True)
     if completed.returncode == 0:
         return read_json(Path(job["out_dir"]) / "conversion.json")
     lines = completed.stderr.strip().splitlines()
-    sys.stderr.write("\n".join(lines[-20:]) + "\n")
-    if lines and lines[-1].startswith(ERROR_PREFIX):
+    if completed.returncode == USER_ERROR and lines and lines[-1].startswith(ERROR_PREFIX):
+        sys.stderr.write("\n".join(lines[-20:]) + "\n")
         raise ConversionFailed(lines[-1].removeprefix(ERROR_PREFIX))
     if completed.returncode < 0:
+        sys.stderr.write("\n".join(lines[-20:]) + "\n")
         crash = signal.Signals(-completed.returncode).name
         raise ConversionFailed(
             f"the TFLite converter crashed ({crash}) with quantization={job['quantization']}; "
             "this is a converter bug, not your model's: pick another convert.quantization"
         )
-    raise ConversionFailed(
-        f"the converter exited with code {completed.returncode}: "
-        f"{lines[-1] if lines else 'no message'}"
+    sys.stderr.write(completed.stderr)
+    raise ConverterWorkerError(
+        f"internal error: the conversion worker exited with code {completed.returncode} "
+        f"({lines[-1] if lines else 'no message'}; its traceback is above); please report it"
     )
 
 
