@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline.params.unique_keys import load_unique
 from pipeline.paths import Workspace
 from pipeline.verdicts import read_json
 from service.errors import Refusal
@@ -57,7 +56,7 @@ def load_source(workspace: Workspace, source: str) -> Any | None:
     if not path.is_file():
         return None
     if source == "params":
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_unique(path.read_text(encoding="utf-8"))
     return read_json(path)
 
 

@@ -7,8 +7,11 @@ the generated text, so `make docs --check` fails until the docs say it.
 """
 
 import ast
+import inspect
+import io
 import re
 import textwrap
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +36,25 @@ class Package:
     modules: tuple[tuple[str, str], ...]
 
 
+def module_docstring(source_path: Path) -> str:
+    """The module's docstring as `ast.get_docstring` gives it, read from the file's first
+    tokens: a release regenerates the docs, and parsing every module costs it a third of a
+    second."""
+    skipped = {tokenize.ENCODING, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT}
+    text = source_path.read_text(encoding="utf-8")
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type in skipped:
+            continue
+        if token.type != tokenize.STRING:
+            return ""
+        value = ast.literal_eval(token.string)
+        return inspect.cleandoc(value) if isinstance(value, str) else ""
+    return ""
+
+
 def summary(source_path: Path) -> str:
     """The first sentence of a module's docstring, on one line ("" when it has none)."""
-    docstring = ast.get_docstring(ast.parse(source_path.read_text(encoding="utf-8"))) or ""
+    docstring = module_docstring(source_path)
     paragraph = " ".join(docstring.split("\n\n", 1)[0].split())
     code = [span.span() for span in CODE_SPAN.finditer(paragraph)]
     for end in SENTENCE_END.finditer(paragraph):
