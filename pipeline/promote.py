@@ -158,7 +158,7 @@ def promote_locked(workspace, repo, params, remote, dry_run, gated_here) -> str:
     def write_files() -> list[str]:
         partial = scratch_dir(workspace) / "bundle"
         shutil.rmtree(partial, ignore_errors=True)
-        write_release(workspace, partial, version, tag, repo.head(), params)
+        write_release(workspace, partial, version, tag, repo.head(), params, verdicts)
         shutil.rmtree(workspace.release_dir, ignore_errors=True)
         os.replace(partial, workspace.release_dir)
         return owned_file_changes(repo)

@@ -11,7 +11,10 @@ import yaml
 from clones import git
 from release_repos import promote, refs, refuse
 
-from service.bundle import sha256_of
+from pipeline.params import load_params
+from pipeline.release.bundle import blessed_verdicts, write_release
+from pipeline.release.errors import PromotionRefused
+from service.bundle import MANIFEST_NAME, MODEL_NAME, sha256_of
 
 pytestmark = pytest.mark.slow
 
@@ -136,3 +139,24 @@ def test_objects_uploaded_where_the_remote_does_not_serve_them_fail_verification
     assert "step 'verify' failed" in reason
     assert "the remote's branches and tags are as they were" in reason
     assert not workspace.release_dir.exists()
+
+
+def test_a_candidate_rebuilt_after_its_verdicts_were_checked_is_not_written(release_repo, tmp_path):
+    workspace, _ = release_repo
+    verdicts = blessed_verdicts(workspace)
+    # A `dvc repro` beside promote writes another candidate, manifest and all.
+    model = workspace.candidate_dir / MODEL_NAME
+    model.write_bytes(model.read_bytes() + b"\0")
+    manifest = json.loads((workspace.candidate_dir / MANIFEST_NAME).read_text())
+    manifest["sha256"] = sha256_of(model)
+    (workspace.candidate_dir / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(PromotionRefused, match="changed after its verdicts were checked"):
+        write_release(
+            workspace,
+            tmp_path / "bundle",
+            1,
+            "model-v1",
+            "0" * 40,
+            load_params(workspace),
+            verdicts,
+        )

@@ -18,7 +18,7 @@ from workspaces import swap_model, workspace_like
 from pipeline.gate.render_service import free_port
 from pipeline.params import load_params
 from pipeline.paths import Workspace
-from pipeline.release.bundle import write_release
+from pipeline.release.bundle import blessed_verdicts, write_release
 from pipeline.verdicts import write_verdict
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,8 @@ def release_dir(checked_workspace, gated_workspace, tmp_path_factory):
             verdict.pop("inputs_fingerprint", None)
             write_verdict(workspace, stage, verdict)
         params = load_params(workspace)
-        write_release(workspace, workspace.release_dir, 1, "model-v1", "0" * 40, params)
+        verdicts = blessed_verdicts(workspace)
+        write_release(workspace, workspace.release_dir, 1, "model-v1", "0" * 40, params, verdicts)
 
     return Workspace(built_once(tmp_path_factory, "release", build) / "ws").release_dir
 

@@ -184,17 +184,33 @@ def golden_set(workspace: Workspace, params: Params, candidate_sha256: str, coun
 
 
 def write_release(
-    workspace: Workspace, release_dir: Path, version: int, tag: str, source_commit: str, params
+    workspace: Workspace,
+    release_dir: Path,
+    version: int,
+    tag: str,
+    source_commit: str,
+    params,
+    verdicts: dict[str, dict],
 ) -> dict[str, Any]:
-    """Write the bundle into `release_dir` (a fresh folder); return its manifest."""
-    verdicts = blessed_verdicts(workspace)
+    """Write the bundle of the candidate `verdicts` judged (blessed_verdicts') into
+    `release_dir` (a fresh folder); return its manifest. The copies are checked against the
+    judged sha256s, so a candidate rebuilt since the check is refused, never shipped."""
     settings = params.promote
     release_dir.mkdir(parents=True)
     shutil.copy2(workspace.candidate_dir / MODEL_NAME, release_dir / MODEL_NAME)
     manifest = read_json(workspace.candidate_dir / MANIFEST_NAME)
+    copies = {MODEL_NAME: verdicts["convert"]["candidate_sha256"]}
     if manifest.get("batched"):
         batched_name = manifest["batched"]["file"]
         shutil.copy2(workspace.candidate_dir / batched_name, release_dir / batched_name)
+        copies[batched_name] = manifest["batched"]["sha256"]
+    if manifest["sha256"] != copies[MODEL_NAME] or any(
+        sha256_of(release_dir / name) != sha256 for name, sha256 in copies.items()
+    ):
+        raise PromotionRefused(
+            f"the candidate in {workspace.candidate_dir} changed after its verdicts were checked "
+            "(a `dvc repro` beside promote?); promote again once it has finished"
+        )
     samples, probabilities, labels = golden_set(
         workspace, params, manifest["sha256"], int(settings.golden_samples)
     )
