@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from clones import git
@@ -129,6 +130,30 @@ def test_a_hard_link_lock_of_a_killed_dvc_is_removed(release_templates, tmp_path
     assert_one_release(workspace, copy / TEMPLATE_REMOTE, "Promote model-v1")
 
 
+def python_holder(cwd: Path, script: str, *args: str) -> subprocess.Popen:
+    """`python -c script args` in `cwd`, holding something until its stdin closes; it prints a
+    line once it holds it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        cwd=cwd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def promote_while_held(copy: Path, ready: str, *holders: subprocess.Popen):
+    """One whole promote on the copy while `holders` run (the last prints `ready` once it
+    holds); every holder is let go after it."""
+    try:
+        assert holders[-1].stdout.readline() == f"{ready}\n"
+        completed, _ = finished(copy)
+    finally:
+        for process in holders:
+            process.communicate("")
+    return completed
+
+
 def test_a_lock_a_live_process_holds_stays_and_the_message_names_the_process(
     release_templates, tmp_path
 ):
@@ -140,19 +165,8 @@ def test_a_lock_a_live_process_holds_stays_and_the_message_names_the_process(
     (root / ".dvc" / "tmp" / "rwlock").write_text("")
     # A git working in the repository (it may hold the lock), and a DVC holding its lock.
     git_reader = subprocess.Popen(["git", "cat-file", "--batch"], cwd=root, stdin=subprocess.PIPE)
-    dvc_holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDING_DVC_LOCK],
-        cwd=root,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert dvc_holder.stdout.readline() == "held\n"
-        completed, _ = finished(copy)
-    finally:
-        for process in (git_reader, dvc_holder):
-            process.communicate("")
+    dvc_holder = python_holder(root, HOLDING_DVC_LOCK)
+    completed = promote_while_held(copy, "held", git_reader, dvc_holder)
     assert completed.returncode == 1
     out = completed.stdout
     assert f"left .git/config.lock in place: git works there (pid {git_reader.pid}: git " in out
@@ -175,18 +189,8 @@ def test_a_git_lock_a_live_process_has_open_stays_whatever_the_program(release_t
     before = git(copy / TEMPLATE_REMOTE, "show-ref")
     # Not a git command, and not working in the repository: DVC's own git code takes the index
     # lock inside its Python process the same way.
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDING_OPEN, str(index_lock)],
-        cwd=tmp_path,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline() == "open\n"
-        completed, _ = finished(copy)
-    finally:
-        holder.communicate("")
+    holder = python_holder(tmp_path, HOLDING_OPEN, str(index_lock))
+    completed = promote_while_held(copy, "open", holder)
     assert completed.returncode == 1
     assert f"left .git/index.lock in place: pid {holder.pid} ({sys.executable} -c " in (
         completed.stdout
