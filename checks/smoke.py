@@ -120,6 +120,8 @@ def poll_health(
             )
             outcome = NOT_READY
             body = response.json() if "json" in response.headers.get("Content-Type", "") else {}
+            if not isinstance(body, dict):  # not this service's health answer: say so, poll on
+                raise ValueError(f"the health answer is not a JSON object: {response.text[:80]}")
             live_sha256 = body.get("model_sha256")
             seen_sha256 = live_sha256 or seen_sha256
             if response.status_code != 200:

@@ -260,3 +260,21 @@ def test_the_step_summary_escapes_markdown(start_service, release_dir, tmp_path)
     golden_row = next(line for line in summary.read_text().splitlines() if "golden set" in line)
     assert "max \\|dp\\|" in golden_row
     assert len(re.findall(r"(?<!\\)\|", golden_row)) == 4  # three cells: the detail's bars escaped
+
+
+def test_a_health_answer_that_is_not_a_json_object_is_named_not_a_crash(release_dir, tmp_path):
+    def app(environ, start_response):  # JSON, but not the health answer's object
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'["ok"]']
+
+    server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        completed = smoke(url, release_dir / "manifest.json", 2, tmp_path / "r.json")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert completed.returncode == 1 and "Traceback" not in completed.stderr
+    assert 'the health answer is not a JSON object: ["ok"]' in completed.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["outcome"] == "not_ready"
