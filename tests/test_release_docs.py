@@ -3,16 +3,15 @@ the generated blocks and figures of README.md and docs/ from the reports they co
 branch they land on passes the docs check wherever the release was cut."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 from clones import fresh_clone, git
 from release_repos import promote, refuse
+from workspaces import run_stage
 
-from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
+from pipeline.paths import REPO_ROOT, Workspace
 from pipeline.report.doc_figures import FIGURE
 from pipeline.report.docs import BLOCK
 
@@ -21,13 +20,7 @@ DOCS = ("README.md", "docs")
 
 
 def docs_check(root) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.report.docs", "--check"],
-        cwd=REPO_ROOT,
-        env={**os.environ, WORKSPACE_ENV: str(root)},
-        capture_output=True,
-        text=True,
-    )
+    return run_stage("pipeline.report.docs", Workspace(root), check=False, arguments=["--check"])
 
 
 def outside_blocks(text: str) -> str:
@@ -88,13 +81,7 @@ def test_a_rollback_commits_the_docs_of_the_reports_it_restores(documented_repo,
     gate = json.loads(gate_path.read_text())
     gate["measures"]["worst_case_memory_mb"]["value"] += 1.0
     gate_path.write_text(json.dumps(gate, indent=2))
-    subprocess.run(
-        [sys.executable, "-m", "pipeline.report.docs"],
-        cwd=REPO_ROOT,
-        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
-        check=True,
-        capture_output=True,
-    )
+    run_stage("pipeline.report.docs", workspace)
     git(workspace.root, "commit", "-qam", "a later release")
     assert git(workspace.root, "diff", "model-v1", "HEAD", "--", *DOCS) != ""
     rolled = promote(workspace, "--rollback", "model-v1")

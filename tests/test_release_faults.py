@@ -3,10 +3,8 @@ runs at once, a kill while the push is still in flight, code that judges changin
 changes nothing served, rollback and rebuild, and a corrupt object on the remote."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from release_repos import (
 )
 from workspaces import run_stage
 
-from pipeline.paths import REPO_ROOT, WORKSPACE_ENV
+from pipeline.paths import REPO_ROOT
 from service.bundle import sha256_of
 
 pytestmark = pytest.mark.slow
@@ -148,13 +146,7 @@ def test_rollback_restores_the_release_its_verdicts_and_params_and_a_rebuild_giv
     v1_gate = workspace.report_path("gate").read_text()
     assert build_candidate(workspace, "float16") != first_sha256
     assert promote(workspace).returncode == 0
-    rolled = subprocess.run(
-        [sys.executable, "-m", "pipeline.rollback", "model-v1"],
-        cwd=REPO_ROOT,
-        env={**os.environ, WORKSPACE_ENV: str(root)},
-        capture_output=True,
-        text=True,
-    )
+    rolled = rollback_command(workspace, "model-v1")
     assert rolled.returncode == 0, rolled.stderr
     assert "params.yaml's sections that built model-v1 are restored" in rolled.stdout
     assert yaml.safe_load(workspace.params_path.read_text())["convert"]["quantization"] == "none"
@@ -178,13 +170,7 @@ def test_rollback_restores_the_release_its_verdicts_and_params_and_a_rebuild_giv
 
 
 def rollback_command(workspace, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.rollback", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, WORKSPACE_ENV: str(workspace.root)},
-        capture_output=True,
-        text=True,
-    )
+    return run_stage("pipeline.rollback", workspace, check=False, arguments=args)
 
 
 def test_rollback_without_a_tag_or_past_the_first_release_says_what_to_give(release_repo):
